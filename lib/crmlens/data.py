@@ -1,0 +1,340 @@
+"""The data layer: the only place that reads input data.
+
+* `connect(source, mapping)` returns an Ibis connection whose tables carry canonical names:
+  - ``"demo"`` (default): DuckDB over the Parquet demo in ``data/demo/``;
+  - a folder of ``<table>.parquet`` / ``<table>.csv`` files already in the canonical model;
+  - a folder of exports plus a mapping file (``params/sources/*.yaml``, see `crmlens.mapping`);
+  - a database URL Ibis understands (``postgresql://user@host:port/db``, ``duckdb:///file.duckdb``...).
+* `validate_source(...)` validates every table of a source (what ``crmlens validate`` prints).
+* `open_slice(params)` returns the validated tables of one region × period and of its comparison
+  periods, with filters pushed down to the engine.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ibis
+import pandas as pd
+from ibis import BaseBackend
+from ibis.expr.types import Table as IbisTable
+
+from crmlens import paths
+from crmlens.errors import SchemaError, SourceError
+from crmlens.mapping import build_mapped_source, load_mapping
+from crmlens.schema import SCHEMA, TABLE_NAMES, Table, Vocabulary, load_order
+from crmlens.validate import SOURCE_ROW, TableResult, ValidationReport, validate_table
+
+if TYPE_CHECKING:
+    from crmlens.params import Params
+    from crmlens.periods import Period
+
+URL_SCHEMES = ("postgres://", "postgresql://", "duckdb://", "sqlite://", "mysql://", "trino://", "snowflake://",
+               "bigquery://", "mssql://", "clickhouse://")
+
+
+@dataclass
+class SourceInfo:
+    """What the data layer knows about a connection: where it points and how it was mapped."""
+
+    source: str
+    kind: str  # demo | folder | mapped | url
+    mapping: str | None = None
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    fixes: list[dict[str, Any]] = field(default_factory=list)
+    tables: tuple[str, ...] = ()
+    dimension_cache: dict[str, TableResult] = field(default_factory=dict)
+
+
+_INFO: weakref.WeakKeyDictionary[BaseBackend, SourceInfo] = weakref.WeakKeyDictionary()
+
+
+def source_info(con: BaseBackend) -> SourceInfo:
+    """The `SourceInfo` of a connection made by `connect`."""
+    try:
+        return _INFO[con]
+    except KeyError:
+        raise SourceError("this connection was not opened with crmlens.data.connect()") from None
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source
+
+
+def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> BaseBackend:
+    """Open a source and return an Ibis connection over its canonical tables.
+
+    Raises `SourceError` naming the source and what was expected when it cannot be opened.
+    """
+    text = str(source)
+    if mapping is not None:
+        if _is_url(text):
+            raise SourceError(f"source {text}: a mapping applies to a folder of exports, not to a database URL")
+        spec = load_mapping(mapping)
+        raw, fixes = build_mapped_source(text, spec)
+        con = ibis.duckdb.from_connection(raw)
+        info = SourceInfo(text, "mapped", mapping=str(mapping), vocabulary=spec.vocab(), fixes=fixes)
+    elif _is_url(text):
+        try:
+            con = ibis.connect(text)
+        except Exception as err:  # drivers raise many kinds
+            raise SourceError(f"source {text}: cannot connect ({type(err).__name__}: {err}); "
+                              f"expected a URL such as postgresql://user:password@127.0.0.1:5432/db") from None
+        info = SourceInfo(text, "url")
+    else:
+        folder = paths.DEMO_DIR if text == "demo" else Path(text)
+        kind = "demo" if text == "demo" else "folder"
+        if not folder.is_dir():
+            hint = ("generate it with `crmlens demo` (or `make demo`)" if kind == "demo"
+                    else "expected a folder of <table>.parquet/.csv files, a folder plus --mapping, or a URL")
+            raise SourceError(f"source {text}: folder {folder} does not exist; {hint}")
+        con = ibis.duckdb.connect()
+        found = []
+        for name in TABLE_NAMES:
+            pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+            if pq.is_file():
+                con.raw_sql(f"CREATE VIEW \"{name}\" AS SELECT * EXCLUDE (file_row_number), "
+                            f"file_row_number + 1 AS {SOURCE_ROW} FROM read_parquet('{_sql_path(pq)}', "
+                            f"file_row_number=true)")
+                found.append(name)
+            elif csv.is_file():
+                con.raw_sql(f"CREATE VIEW \"{name}\" AS SELECT row_number() OVER () + 1 AS {SOURCE_ROW}, * "
+                            f"FROM read_csv('{_sql_path(csv)}', all_varchar=true, header=true)")
+                found.append(name)
+        if not found:
+            raise SourceError(f"source {text}: folder {folder} holds no canonical table files "
+                              f"(<table>.parquet or <table>.csv for tables: {', '.join(TABLE_NAMES)}); "
+                              f"for another CRM's export give a --mapping")
+        info = SourceInfo(str(folder), kind)
+    present = set(con.list_tables())
+    info.tables = tuple(t for t in TABLE_NAMES if t in present)
+    _INFO[con] = info
+    return con
+
+
+def _sql_path(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def available_tables(con: BaseBackend) -> tuple[str, ...]:
+    """The canonical tables this source has."""
+    return source_info(con).tables
+
+
+# ------------------------------------------------------------------------------------- filtering
+
+def _time_expr(t: IbisTable, column: str) -> ibis.Value:
+    col = t[column]
+    return col.try_cast("timestamp") if col.type().is_string() else col
+
+
+def _period_predicate(t: IbisTable, table: Table, period: Period) -> ibis.Value | None:
+    if table.period is None:
+        return None
+    start, end = ibis.timestamp(period.start), ibis.timestamp(period.end)
+    cols = [c for c in table.period.columns if c in t.columns]
+    if not cols:
+        return None
+    if table.period.kind == "at":
+        when = ibis.coalesce(*[_time_expr(t, c) for c in cols]) if len(cols) > 1 else _time_expr(t, cols[0])
+        return (when >= start) & (when < end)
+    begin = _time_expr(t, cols[0])
+    pred = begin.isnull() | (begin < end)
+    if len(cols) > 1:
+        finish = _time_expr(t, cols[1])
+        pred = pred & (finish.isnull() | (finish >= start))
+    return pred
+
+
+def _region_predicate(con: BaseBackend, t: IbisTable, table: Table, region: str) -> ibis.Value | None:
+    if table.region is None:
+        return None
+    if isinstance(table.region, str):
+        return t[table.region] == region if table.region in t.columns else None
+    parent_name, fk = table.region
+    if parent_name not in available_tables(con) or fk not in t.columns:
+        return None
+    parent = con.table(parent_name)
+    parent_table = SCHEMA[parent_name]
+    inner = _region_predicate(con, parent, parent_table, region)
+    if inner is None:
+        return None
+    return t[fk].isin(parent.filter(inner)[parent_table.key[0]])
+
+
+def table_expr(con: BaseBackend, name: str, *, region: str | None = None, period: Period | None = None) -> IbisTable:
+    """The Ibis expression for table `name`, filtered in the engine to a region and/or period."""
+    table = SCHEMA[name]
+    if name not in available_tables(con):
+        raise SchemaError(f"table {name} is not in source {source_info(con).source} "
+                          f"(it has: {', '.join(available_tables(con)) or 'no canonical table'})")
+    t = con.table(name)
+    preds = []
+    if region and region != "all":
+        pred = _region_predicate(con, t, table, region)
+        if pred is not None:
+            preds.append(pred)
+    if period is not None:
+        pred = _period_predicate(t, table, period)
+        if pred is not None:
+            preds.append(pred)
+    return t.filter(*preds) if preds else t
+
+
+def load_table(con: BaseBackend, name: str, *, region: str | None = None, period: Period | None = None) -> pd.DataFrame:
+    """Read table `name` (raw, before validation) for a region/period; rows in source order."""
+    expr = table_expr(con, name, region=region, period=period)
+    if SOURCE_ROW in expr.columns:
+        expr = expr.order_by(SOURCE_ROW)
+    else:
+        key = [k for k in SCHEMA[name].key if k in expr.columns]
+        expr = expr.order_by(key) if key else expr
+    return expr.to_pandas()
+
+
+# ------------------------------------------------------------------------------------ validation
+
+def _key_lookup(con: BaseBackend, cache: dict[tuple[str, str], set[Any]]):
+    def keys(parent: str, parent_col: str) -> set[Any] | None:
+        if parent not in available_tables(con):
+            return None
+        if (parent, parent_col) not in cache:
+            values = con.table(parent).select(parent_col).distinct().to_pandas()[parent_col]
+            cache[(parent, parent_col)] = set(values.dropna().astype(str))
+        return cache[(parent, parent_col)]
+
+    return keys
+
+
+def validate_source(con: BaseBackend, *, as_of: pd.Timestamp | None = None,
+                    tables: Iterable[str] | None = None) -> tuple[dict[str, TableResult], ValidationReport]:
+    """Validate every table of a source (or the given ones) in full.
+
+    Foreign keys are checked against the parent's accepted rows when the parent is validated too, else
+    against the parent's keys in the engine. Tables the source lacks are reported as "absent".
+    """
+    info = source_info(con)
+    wanted = list(tables) if tables is not None else list(TABLE_NAMES)
+    as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    report = ValidationReport(source=info.source + (f" with mapping {info.mapping}" if info.mapping else ""))
+    report.fixes = list(info.fixes)
+    results: dict[str, TableResult] = {}
+    engine_keys = _key_lookup(con, {})
+
+    def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
+        if parent in results:
+            return set(results[parent].accepted[parent_col].dropna())
+        return engine_keys(parent, parent_col)
+
+    for name in load_order():
+        if name not in wanted:
+            continue
+        if name not in info.tables:
+            from crmlens.validate import TableReport
+
+            report.tables[name] = TableReport(table=name, status="absent",
+                                              notes=["this source has no such table"])
+            continue
+        result = validate_table(name, load_table(con, name), vocab=info.vocabulary, as_of=as_of,
+                                parent_keys=parent_keys)
+        results[name] = result
+        report.tables[name] = result.report
+    return results, report
+
+
+# ----------------------------------------------------------------------------------------- slices
+
+@dataclass
+class Slice:
+    """Validated tables for one region × period, and for its comparison periods.
+
+    `tables` holds the current period; `previous` and `last_year` the comparison periods. Dimension
+    tables (regions, teams, reps, products, accounts, contacts, campaigns, targets, market) are whole
+    and shared by all three; fact tables are cut to the region and period in the engine.
+    """
+
+    params: Params
+    period: Period
+    previous_period: Period
+    last_year_period: Period
+    tables: dict[str, pd.DataFrame]
+    previous: dict[str, pd.DataFrame]
+    last_year: dict[str, pd.DataFrame]
+    rejected: dict[str, pd.DataFrame]
+    report: ValidationReport
+    con: BaseBackend
+    info: SourceInfo
+
+    @property
+    def comparison(self) -> dict[str, pd.DataFrame]:
+        """The comparison slice chosen by the `comparison` parameter."""
+        return self.last_year if self.params.comparison == "last_year" else self.previous
+
+    @property
+    def comparison_period(self) -> Period:
+        return self.last_year_period if self.params.comparison == "last_year" else self.previous_period
+
+    def has(self, *names: str) -> bool:
+        """True when the source has every table named."""
+        return all(n in self.info.tables for n in names)
+
+    def missing(self, *names: str) -> list[str]:
+        """Which of the named tables this source lacks (for "needs tables X, Y" sections)."""
+        return [n for n in names if n not in self.info.tables]
+
+
+def _validated_dimension(con: BaseBackend, name: str, as_of: pd.Timestamp, parent_keys) -> TableResult:
+    info = source_info(con)
+    if name not in info.dimension_cache:
+        info.dimension_cache[name] = validate_table(name, load_table(con, name), vocab=info.vocabulary,
+                                                    as_of=as_of, parent_keys=parent_keys)
+    return info.dimension_cache[name]
+
+
+def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
+    """Open the source named by `params`, and return the validated slice and comparison slices."""
+    from crmlens.periods import previous_period, same_period_last_year
+
+    con = con if con is not None else connect(params.source, params.mapping)
+    info = source_info(con)
+    period = params.period_obj()
+    periods = {"current": period, "previous": previous_period(period), "last_year": same_period_last_year(period)}
+    as_of = pd.Timestamp(params.as_of) if params.as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    engine_keys = _key_lookup(con, {})
+    report = ValidationReport(source=info.source)
+    report.fixes = list(info.fixes)
+    frames: dict[str, dict[str, pd.DataFrame]] = {k: {} for k in periods}
+    rejected: dict[str, pd.DataFrame] = {}
+    dims: dict[str, TableResult] = {}
+
+    def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
+        if parent in dims:
+            return set(dims[parent].accepted[parent_col].dropna())
+        return engine_keys(parent, parent_col)
+
+    for name in load_order():
+        if name not in info.tables:
+            continue
+        table = SCHEMA[name]
+        if table.kind == "dimension":
+            result = _validated_dimension(con, name, as_of, parent_keys)
+            dims[name] = result
+            for which in periods:
+                frames[which][name] = result.accepted
+            report.tables[name] = result.report
+            rejected[name] = result.rejected
+            continue
+        for which, p in periods.items():
+            raw = load_table(con, name, region=params.region, period=p)
+            result = validate_table(name, raw, vocab=info.vocabulary, as_of=as_of, parent_keys=parent_keys)
+            frames[which][name] = result.accepted
+            if which == "current":
+                report.tables[name] = result.report
+                rejected[name] = result.rejected
+    return Slice(params=params, period=period, previous_period=periods["previous"],
+                 last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
+                 last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info)

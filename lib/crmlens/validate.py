@@ -1,0 +1,510 @@
+"""Validate loaded tables against the canonical model, keeping every rejected row with its reason.
+
+The flow for one table (`validate_table`):
+
+1. **columns** — a missing required column makes the table unusable (every row is rejected with that
+   reason); a missing optional column is added empty and noted; columns outside the model are ignored
+   and noted.
+2. **types** — each column is coerced to its canonical type row by row; a value that cannot be read
+   (``"abc"`` in an amount) rejects its row, naming the column and the value.
+3. **rules** — pandera checks built from `crmlens.schema`: not-null, allowed values, ranges, timestamps
+   not after the as-of time, and the table's row rules (e.g. ``closed_at`` not before ``created_at``).
+4. **keys** — duplicate keys (the first occurrence is kept) and foreign keys that resolve to no
+   parent row.
+
+Nothing is dropped silently: ``loaded == accepted + rejected`` for every table, and every problem is a
+row of the report with table, column, row key, source row, value, rule and message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from crmlens.schema import PANDAS_DTYPES, SCHEMA, Column, Table, Vocabulary, load_order
+
+#: Meta column carried from the source: the row's line (CSV) or position (Parquet), 1-based.
+SOURCE_ROW = "_source_row"
+#: Column added to rejected rows: every reason the row was rejected, joined by "; ".
+REASONS = "_reasons"
+
+PROBLEM_COLUMNS = ["table", "column", "row_key", "source_row", "value", "rule", "severity", "message"]
+
+TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0"}
+FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0"}
+
+ParentKeys = Callable[[str, str], "set[Any] | None"]
+
+
+@dataclass
+class TableReport:
+    """What validation found in one table."""
+
+    table: str
+    loaded: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    status: str = "ok"  # ok | warnings | unusable | absent
+    problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return self.status not in ("unusable",)
+
+    def problem_counts(self) -> list[dict[str, Any]]:
+        """Problems grouped by column, rule and severity, with their number of rows."""
+        if self.problems.empty:
+            return []
+        grouped = (
+            self.problems.fillna({"column": ""})
+            .groupby(["column", "rule", "severity"], sort=True)
+            .agg(rows=("rule", "size"), message=("message", "first"))
+            .reset_index()
+        )
+        return [
+            {"column": r.column or None, "rule": r.rule, "severity": r.severity, "rows": int(r.rows),
+             "example": r.message}
+            for r in grouped.itertuples()
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loaded": self.loaded,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "status": self.status,
+            "notes": list(self.notes),
+            "problems": self.problem_counts(),
+        }
+
+
+@dataclass
+class TableResult:
+    """A validated table: the accepted rows (canonical types), the rejected rows and the report."""
+
+    accepted: pd.DataFrame
+    rejected: pd.DataFrame
+    report: TableReport
+
+
+@dataclass
+class ValidationReport:
+    """The validation report of a whole source (or slice)."""
+
+    source: str
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    fixes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no table that is present is unusable."""
+        return all(t.usable for t in self.tables.values())
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        frames = [t.problems for t in self.tables.values() if not t.problems.empty]
+        if not frames:
+            return pd.DataFrame(columns=PROBLEM_COLUMNS)
+        return pd.concat(frames, ignore_index=True)
+
+    def to_dict(self, max_problems: int | None = 1000) -> dict[str, Any]:
+        """JSON-ready form: per-table counts, fixes applied, and the problem rows (capped)."""
+        problems = self.problems
+        total = len(problems)
+        if max_problems is not None:
+            problems = problems.head(max_problems)
+        records = json.loads(problems.to_json(orient="records", date_format="iso", default_handler=str))
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "tables": {name: rep.to_dict() for name, rep in self.tables.items()},
+            "fixes": list(self.fixes),
+            "n_problems": total,
+            "problems": records,
+        }
+
+    def to_text(self, max_problems: int = 20) -> str:
+        """A plain-text report for terminals: one line per table, then the problems by rule."""
+        lines = [f"Validation of {self.source}", ""]
+        width = max([len(n) for n in self.tables] + [5])
+        lines.append(f"{'table':<{width}}  {'loaded':>9} {'accepted':>9} {'rejected':>9}  status")
+        for name, rep in self.tables.items():
+            lines.append(
+                f"{name:<{width}}  {rep.loaded:>9,} {rep.accepted:>9,} {rep.rejected:>9,}  {rep.status}"
+            )
+        if self.fixes:
+            lines += ["", "Fixes applied by the mapping:"]
+            for fix in self.fixes:
+                lines.append(f"  {fix['file']}.{fix['column']}: {fix['from']!r} → {fix['to']!r} "
+                             f"in {fix['rows']:,} rows ({fix['reason']})")
+        notes = [(n, note) for n, r in self.tables.items() for note in r.notes if r.status != "absent"]
+        if notes:
+            lines += ["", "Notes:"]
+            lines += [f"  {n}: {note}" for n, note in notes]
+        counted = [(n, c) for n, r in self.tables.items() for c in r.problem_counts()]
+        if counted:
+            lines += ["", "Problems (rows per table, column and rule):"]
+            for n, c in counted:
+                col = f".{c['column']}" if c["column"] else ""
+                lines.append(f"  {c['severity']:<6} {n}{col} [{c['rule']}]: {c['rows']:,} rows — e.g. {c['example']}")
+        problems = self.problems
+        if len(problems):
+            lines += ["", f"First {min(max_problems, len(problems))} of {len(problems):,} problem rows:"]
+            for p in problems.head(max_problems).itertuples():
+                lines.append(f"  {p.message}")
+        lines += ["", "OK: every table can be used." if self.ok else
+                  "NOT OK: a table cannot be used (see 'unusable' above)."]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------- coercion
+
+def _is_blank(values: pd.Series) -> pd.Series:
+    """True where a value is missing: null, NaN, or an empty/whitespace string."""
+    blank = values.isna()
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        stripped = values.astype("string").str.strip()
+        blank = blank | (stripped == "").fillna(False).astype(bool)
+    return blank.astype(bool)
+
+
+def coerce_column(values: pd.Series, column: Column) -> tuple[pd.Series, pd.Series]:
+    """Convert `values` to the canonical type of `column`.
+
+    Returns the converted series and a boolean mask of rows whose value was present but could not be
+    read as that type. Blank strings become missing values.
+    """
+    target = PANDAS_DTYPES[column.dtype]
+    if str(values.dtype) == target:
+        return values, pd.Series(False, index=values.index)
+    blank = _is_blank(values)
+    if column.dtype == "string":
+        out = values.astype("string").str.strip()
+        out = out.mask(blank)
+        return out.astype("string"), pd.Series(False, index=values.index)
+    if column.dtype in ("int", "float"):
+        if pd.api.types.is_bool_dtype(values.dtype):
+            numeric = values.astype("float64")
+        else:
+            numeric = pd.to_numeric(values.where(~blank), errors="coerce")
+        bad = numeric.isna() & ~blank
+        if column.dtype == "int":
+            fractional = numeric.notna() & (numeric != np.floor(numeric))
+            bad = bad | fractional
+            out = numeric.where(~bad).astype("Float64").astype("Int64")
+        else:
+            out = numeric.astype("float64")
+        return out, bad.astype(bool)
+    if column.dtype in ("timestamp", "date"):
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            out = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif pd.api.types.is_datetime64_any_dtype(values.dtype):
+            out = values
+        else:
+            text = values.where(~blank).astype("string")
+            out = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True).dt.tz_localize(None)
+        bad = out.isna() & ~blank
+        out = out.astype(PANDAS_DTYPES[column.dtype])
+        if column.dtype == "date":
+            out = out.dt.normalize()
+        return out, bad.astype(bool)
+    if column.dtype == "bool":
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return values.astype("boolean"), pd.Series(False, index=values.index)
+        text = values.where(~blank).astype("string").str.strip().str.lower()
+        out = pd.Series(pd.NA, index=values.index, dtype="boolean")
+        out = out.mask(text.isin(TRUE_WORDS).fillna(False).astype(bool), True)
+        out = out.mask(text.isin(FALSE_WORDS).fillna(False).astype(bool), False)
+        bad = out.isna() & ~blank
+        return out.astype("boolean"), bad.astype(bool)
+    raise TypeError(f"unknown canonical type {column.dtype!r}")  # pragma: no cover
+
+
+def empty_column(column: Column, index: pd.Index) -> pd.Series:
+    """An all-missing series of the canonical type of `column`."""
+    return pd.Series([None] * len(index), index=index, dtype=object).astype(PANDAS_DTYPES[column.dtype])
+
+
+# ------------------------------------------------------------------------------------ pandera schema
+
+def pandera_schema(table: Table, vocab: Vocabulary, as_of: pd.Timestamp | None) -> pa.DataFrameSchema:
+    """The pandera schema checking the rules of `table` on a frame already in canonical types."""
+    columns: dict[str, pa.Column] = {}
+    for col in table.columns:
+        checks: list[pa.Check] = []
+        if col.allowed is not None:
+            allowed = list(vocab.resolve(col.allowed) if isinstance(col.allowed, str) else col.allowed)
+            checks.append(pa.Check(lambda s, a=allowed: s.isin(a), name="allowed_values"))
+        if col.min is not None:
+            checks.append(pa.Check(lambda s, m=col.min: s >= m, name="min"))
+        if col.max is not None:
+            checks.append(pa.Check(lambda s, m=col.max: s <= m, name="max"))
+        if col.not_future and as_of is not None:
+            checks.append(pa.Check(lambda s: s <= as_of, name="not_in_future"))
+        columns[col.name] = pa.Column(
+            PANDAS_DTYPES[col.dtype], checks=checks, nullable=col.nullable, required=True, coerce=False,
+        )
+    row_checks = [
+        pa.Check(lambda df, r=rule: r.check(df, vocab), name=rule.name)
+        for rule in table.rules
+    ]
+    return pa.DataFrameSchema(columns, checks=row_checks, strict=False)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def _row_keys(df: pd.DataFrame, table: Table) -> pd.Series:
+    """A printable key per row: the key columns joined by '|' (or '?' where a key part is missing)."""
+    parts = [df[k].astype("string").fillna("?") if k in df else pd.Series("?", index=df.index)
+             for k in table.key]
+    keys = parts[0]
+    for part in parts[1:]:
+        keys = keys + "|" + part
+    return keys.astype(str)
+
+
+def _describe(value: Any) -> str:
+    if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value)):
+        return "empty"
+    if isinstance(value, pd.Timestamp):
+        return repr(value.isoformat())
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+class _Problems:
+    """Collects problem rows for one table."""
+
+    def __init__(self, table: Table, raw: pd.DataFrame, keys: pd.Series):
+        self.table, self.raw, self.keys = table, raw, keys
+        self.rows: list[dict[str, Any]] = []
+        self.reasons: dict[int, list[str]] = {}
+        self.unreadable: set[tuple[str | None, int]] = set()  # (column, row) whose value had a wrong type
+
+    def add(self, index: Iterable[int], column: str | None, rule: str, explain: str,
+            severity: str = "reject", values: pd.Series | None = None) -> None:
+        src = self.raw.get(SOURCE_ROW, None)
+        for i in index:
+            value = None
+            if values is not None:
+                value = values.loc[i]
+            elif column is not None and column in self.raw:
+                value = self.raw.at[i, column]
+            key = self.keys.loc[i]
+            source_row = int(src.loc[i]) if src is not None and pd.notna(src.loc[i]) else None
+            where = f"{self.table.name}" + (f".{column}" if column else "")
+            at = f"row key {key}" + (f", source row {source_row}" if source_row is not None else "")
+            shown = _describe(value) if column else (str(value) if value is not None else "")
+            message = f"{where} ({at}): {shown} — {explain} [{rule}]" if shown else f"{where} ({at}): {explain} [{rule}]"
+            self.rows.append({
+                "table": self.table.name, "column": column, "row_key": key, "source_row": source_row,
+                "value": None if value is None or (np.isscalar(value) and pd.isna(value)) else str(value),
+                "rule": rule, "severity": severity, "message": message,
+            })
+            if rule == "wrong_type":
+                self.unreadable.add((column, int(i)))
+            if severity == "reject":
+                self.reasons.setdefault(int(i), []).append(f"{column + ': ' if column else ''}{explain} [{rule}]")
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows, columns=PROBLEM_COLUMNS)
+        return frame.astype({"source_row": "Int64"})
+
+
+def _pandera_failures(schema: pa.DataFrameSchema, df: pd.DataFrame) -> pd.DataFrame:
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        cases = cases[cases["index"].notna()]
+        return cases.drop_duplicates(subset=["index", "check"] if "check" in cases else ["index"])
+    return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
+
+
+# ------------------------------------------------------------------------------------------- main
+
+def validate_table(
+    name: str,
+    raw: pd.DataFrame,
+    *,
+    vocab: Vocabulary | None = None,
+    as_of: pd.Timestamp | None = None,
+    parent_keys: ParentKeys | None = None,
+) -> TableResult:
+    """Validate one loaded table against the canonical model.
+
+    `raw` may hold strings or already-typed values, extra columns and a `_source_row` meta column.
+    `parent_keys(table, column)` returns the set of valid keys of a parent table (None = not checked).
+    The input frame is not modified.
+    """
+    table = SCHEMA[name]
+    vocab = vocab or Vocabulary()
+    raw = raw.reset_index(drop=True)
+    keys = _row_keys(raw, table)
+    problems = _Problems(table, raw, keys)
+    report = TableReport(table=name, loaded=len(raw))
+
+    extra = [c for c in raw.columns if c not in table.column_names and c != SOURCE_ROW]
+    if extra:
+        report.notes.append(f"ignored columns not in the model: {', '.join(map(str, extra))}")
+
+    missing_required = [c.name for c in table.columns if c.name not in raw and not c.nullable]
+    missing_optional = [c.name for c in table.columns if c.name not in raw and c.nullable]
+    if missing_optional:
+        report.notes.append(f"optional columns absent from the source, left empty: {', '.join(missing_optional)}")
+    if missing_required:
+        expected = ", ".join(table.column_names)
+        for col in missing_required:
+            problems.add(raw.index, col, "missing_column",
+                         f"required column {col!r} is missing (table {name} needs: {expected})",
+                         values=pd.Series(None, index=raw.index, dtype=object))
+        report.status = "unusable"
+        return _finish(table, raw, raw.iloc[0:0], problems, report)
+
+    typed = pd.DataFrame(index=raw.index)
+    for col in table.columns:
+        if col.name not in raw:
+            typed[col.name] = empty_column(col, raw.index)
+            continue
+        converted, bad = coerce_column(raw[col.name], col)
+        typed[col.name] = converted
+        if bad.any():
+            problems.add(raw.index[bad.to_numpy()], col.name, "wrong_type",
+                         f"not a valid {col.dtype}")
+
+    # rows with unreadable values are judged on their other columns too (the value becomes empty
+    # for the rule checks, so a not-null rule would fire a second time: skip not_nullable for them)
+    failures = _pandera_failures(pandera_schema(table, vocab, as_of), typed)
+    for (column, check), group in failures.groupby(["column", "check"], dropna=False, sort=False):
+        idx = [int(i) for i in group["index"]]
+        col = None if pd.isna(column) else str(column)
+        rule, explain = _explain_check(table, str(check), col, vocab, str(as_of))
+        if rule == "not_null":
+            idx = [i for i in idx if (col, i) not in problems.unreadable]
+        if rule.startswith("row:"):
+            cols = next(r.columns for r in table.rules if r.name == rule[4:])
+            shown = typed.loc[idx, list(cols)].astype("string").fillna("empty")
+            values = shown.apply(lambda r: ", ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+            problems.add(idx, None, rule[4:], explain, values=values)
+        else:
+            problems.add(idx, col, rule, explain, values=typed.get(col, None))
+
+    # key checks
+    key_blank = typed[list(table.key)].isna().any(axis=1)
+    dup = typed.duplicated(subset=list(table.key), keep="first") & ~key_blank
+    if dup.any():
+        first_src = _first_source_rows(raw, typed, table)
+        for i in typed.index[dup.to_numpy()]:
+            problems.add([i], ",".join(table.key), "duplicate_key",
+                         f"duplicate key {keys.loc[i]} (first seen at {first_src.get(keys.loc[i], 'another row')})",
+                         values=keys)
+
+    if parent_keys is not None:
+        for col, parent, parent_col in table.foreign_keys:
+            valid = parent_keys(parent, parent_col)
+            if valid is None:
+                continue
+            values = typed[col.name]
+            dangling = values.notna() & ~values.isin(valid).fillna(False).astype(bool)
+            if dangling.any():
+                problems.add(typed.index[dangling.to_numpy()], col.name, "foreign_key",
+                             f"no {parent} row has {parent_col} equal to this value", values=values)
+
+    null_warnings = [c for c in table.columns if c.warn_if_null]
+    for col in null_warnings:
+        missing = typed[col.name].isna()
+        if missing.any():
+            problems.add(typed.index[missing.to_numpy()], col.name, "missing_value",
+                         col.warn_if_null, severity="warn", values=typed[col.name])
+
+    rejected_idx = sorted(problems.reasons)
+    accepted = typed.drop(index=rejected_idx)
+    if SOURCE_ROW in raw:
+        accepted = accepted.assign(**{SOURCE_ROW: raw.loc[accepted.index, SOURCE_ROW].astype("Int64")})
+    return _finish(table, raw, accepted.reset_index(drop=True), problems, report)
+
+
+def _first_source_rows(raw: pd.DataFrame, typed: pd.DataFrame, table: Table) -> dict[str, str]:
+    keys = _row_keys(typed, table)
+    firsts = ~typed.duplicated(subset=list(table.key), keep="first")
+    if SOURCE_ROW in raw:
+        return {k: f"source row {int(s)}" for k, s in zip(keys[firsts], raw.loc[firsts, SOURCE_ROW], strict=True)}
+    return {k: f"row {i + 1}" for k, i in zip(keys[firsts], typed.index[firsts], strict=True)}
+
+
+def _explain_check(table: Table, check: str, column: str | None, vocab: Vocabulary,
+                   as_of_text: str = "") -> tuple[str, str]:
+    """Map a pandera check name to (our rule name, a sentence saying what is accepted)."""
+    for rule in table.rules:
+        if check == rule.name:
+            return f"row:{rule.name}", f"broken rule: {rule.description}"
+    col = table.column(column) if column and column in table.column_names else None
+    if check == "not_nullable":
+        return "not_null", "empty, but the column is required"
+    if check == "allowed_values" and col is not None and col.allowed is not None:
+        allowed = vocab.resolve(col.allowed) if isinstance(col.allowed, str) else col.allowed
+        return "allowed_values", f"not an allowed value; allowed: {', '.join(allowed)}"
+    if check == "min" and col is not None and col.min is not None:
+        return "min", f"below the minimum {col.min:g}"
+    if check == "max" and col is not None and col.max is not None:
+        return "max", f"above the maximum {col.max:g}"
+    if check == "not_in_future":
+        return "not_in_future", f"in the future (after the as-of time {as_of_text})"
+    if check.startswith("dtype"):
+        return "wrong_type", f"not of type {col.dtype if col else '?'}"
+    return check, f"failed check {check}"
+
+
+def _finish(table: Table, raw: pd.DataFrame, accepted: pd.DataFrame, problems: _Problems,
+            report: TableReport) -> TableResult:
+    rejected_idx = sorted(problems.reasons)
+    if report.status == "unusable":
+        rejected_idx = list(raw.index)
+    rejected = raw.loc[rejected_idx].copy()
+    rejected[REASONS] = ["; ".join(problems.reasons.get(int(i), [])) for i in rejected_idx]
+    report.problems = problems.frame()
+    report.accepted = len(accepted)
+    report.rejected = len(rejected)
+    if report.status != "unusable":
+        report.status = "warnings" if len(report.problems) else "ok"
+    assert report.loaded == report.accepted + report.rejected, "validation lost rows"
+    return TableResult(accepted=accepted, rejected=rejected.reset_index(drop=True), report=report)
+
+
+def validate_tables(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    source: str = "source",
+    vocab: Vocabulary | None = None,
+    as_of: pd.Timestamp | None = None,
+    external_keys: ParentKeys | None = None,
+) -> tuple[dict[str, TableResult], ValidationReport]:
+    """Validate several tables in dependency order, checking foreign keys against accepted parents.
+
+    A foreign key to a table that is not among `tables` is checked with `external_keys` when given
+    (e.g. the full parent table in the engine when only a period slice is loaded), else not checked.
+    """
+    results: dict[str, TableResult] = {}
+    report = ValidationReport(source=source)
+
+    def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
+        if parent in results:
+            got = results[parent].accepted
+            return set(got[parent_col].dropna()) if parent_col in got else None
+        return external_keys(parent, parent_col) if external_keys else None
+
+    for name in load_order():
+        if name not in tables:
+            continue
+        result = validate_table(name, tables[name], vocab=vocab, as_of=as_of, parent_keys=parent_keys)
+        results[name] = result
+        report.tables[name] = result.report
+    return results, report
