@@ -74,8 +74,8 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
     if mapping is not None:
         if _is_url(text):
             raise SourceError(f"source {text}: a mapping applies to a folder of exports, not to a database URL")
-        spec = load_mapping(mapping)
-        raw, fixes = build_mapped_source(text, spec)
+        spec = load_mapping(_resolve(Path(mapping)))
+        raw, fixes = build_mapped_source(_resolve(Path(text)), spec)
         con = ibis.duckdb.from_connection(raw)
         info = SourceInfo(text, "mapped", mapping=str(mapping), vocabulary=spec.vocab(), fixes=fixes)
     elif _is_url(text):
@@ -86,7 +86,7 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
                               f"expected a URL such as postgresql://user:password@127.0.0.1:5432/db") from None
         info = SourceInfo(text, "url")
     else:
-        folder = paths.DEMO_DIR if text == "demo" else Path(text)
+        folder = paths.DEMO_DIR if text == "demo" else _resolve(Path(text))
         kind = "demo" if text == "demo" else "folder"
         if not folder.is_dir():
             hint = ("generate it with `crmlens demo` (or `make demo`)" if kind == "demo"
@@ -114,6 +114,14 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
     info.tables = tuple(t for t in TABLE_NAMES if t in present)
     _INFO[con] = info
     return con
+
+
+def _resolve(path: Path) -> Path:
+    """A relative path as given when it exists from the current folder, else from the project root
+    (notebooks run from notebooks/, schedulers from anywhere)."""
+    if path.is_absolute() or path.exists():
+        return path
+    return paths.PROJECT_ROOT / path
 
 
 def _sql_path(path: Path) -> str:
@@ -299,7 +307,7 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     """Open the source named by `params`, and return the validated slice and comparison slices."""
     from crmlens.periods import previous_period, same_period_last_year
 
-    con = con if con is not None else connect(params.source, params.mapping)
+    con = con if con is not None else connect(params.source, params.mapping_path())
     info = source_info(con)
     period = params.period_obj()
     periods = {"current": period, "previous": previous_period(period), "last_year": same_period_last_year(period)}
@@ -338,3 +346,56 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     return Slice(params=params, period=period, previous_period=periods["previous"],
                  last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
                  last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info)
+
+
+# ---------------------------------------------------------------------------------------- summary
+
+def summarize(con: BaseBackend) -> pd.DataFrame:
+    """One row per canonical table the source has: rows and the time span of its period columns."""
+    rows = []
+    for name in available_tables(con):
+        table = SCHEMA[name]
+        t = con.table(name)
+        aggs = {"rows": t.count()}
+        span_cols = [c for c in (table.period.columns if table.period else ()) if c in t.columns]
+        if span_cols:
+            when = _time_expr(t, span_cols[0])
+            aggs |= {"first": when.min(), "last": when.max()}
+        got = t.aggregate(**aggs).to_pandas().iloc[0].to_dict()
+        rows.append({"table": name, "rows": int(got["rows"]), "first": got.get("first"), "last": got.get("last")})
+    return pd.DataFrame(rows, columns=["table", "rows", "first", "last"])
+
+
+def bookings_by_region(con: BaseBackend) -> pd.DataFrame:
+    """Opportunities, won deals, won amount and win rate per region, computed in the engine."""
+    t = con.table("opportunities")
+    won = t.is_won.cast("string").lower().isin(["true", "1", "t"]) if t.is_won.type().is_string() else t.is_won
+    amount = t.amount.try_cast("float64") if t.amount.type().is_string() else t.amount
+    closed = t.closed_at.notnull()
+    out = (
+        t.group_by("region_id")
+        .aggregate(
+            opportunities=t.count(),
+            won=won.fill_null(False).cast("int64").sum(),
+            closed=closed.cast("int64").sum(),
+            won_amount=ibis.cases((won.fill_null(False), amount), else_=0.0).sum(),
+        )
+        .order_by("region_id")
+        .to_pandas()
+    )
+    out["win_rate"] = (out["won"] / out["closed"].where(out["closed"] > 0)).round(3)
+    return out
+
+
+def summary_text(con: BaseBackend) -> str:
+    """A short, human-readable summary of a source (what `crmlens summary` prints)."""
+    info = source_info(con)
+    lines = [f"Source: {info.source}" + (f" (mapping {info.mapping})" if info.mapping else ""), ""]
+    lines.append(summarize(con).to_string(index=False, na_rep=""))
+    if "opportunities" in info.tables:
+        lines += ["", "Opportunities per region (all time):",
+                  bookings_by_region(con).to_string(index=False, float_format=lambda v: f"{v:,.2f}")]
+    missing = [t for t in TABLE_NAMES if t not in info.tables]
+    if missing:
+        lines += ["", f"Tables this source does not have: {', '.join(missing)}"]
+    return "\n".join(lines)

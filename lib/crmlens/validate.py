@@ -303,7 +303,8 @@ class _Problems:
             where = f"{self.table.name}" + (f".{column}" if column else "")
             at = f"row key {key}" + (f", source row {source_row}" if source_row is not None else "")
             shown = _describe(value) if column else (str(value) if value is not None else "")
-            message = f"{where} ({at}): {shown} — {explain} [{rule}]" if shown else f"{where} ({at}): {explain} [{rule}]"
+            body = f"{shown} — {explain}" if shown else explain
+            message = f"{where} ({at}): {body} [{rule}]"
             self.rows.append({
                 "table": self.table.name, "column": column, "row_key": key, "source_row": source_row,
                 "value": None if value is None or (np.isscalar(value) and pd.isna(value)) else str(value),

@@ -1,0 +1,85 @@
+# CRM Lens — `make help` lists every target. The two you need: `make run` and `make test`.
+# Each target installs what it needs (idempotent): the venv in .venv/ from requirements.lock,
+# the Jupyter kernel "crmlens", and (for tests) Debian packages.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+DEMO_SCALE ?= default
+DEMO_SEED ?= 7
+DEMO_DIR := data/demo
+APT_PACKAGES := postgresql chromium
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test demo validate lab lint format docs bench system-deps lock clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"Python 3.11 is needed; {sys.executable} is {v[0]}.{v[1]}")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name crmlens --display-name "CRM Lens (.venv)" >/dev/null
+	@if [ -d .git ]; then $(BIN)/nbstripout --install 2>/dev/null || true; fi
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv from the lock file and register the Jupyter kernel (idempotent)
+
+$(DEMO_DIR)/opportunities.parquet: | $(STAMP)
+	$(BIN)/crmlens demo --scale $(DEMO_SCALE) --seed $(DEMO_SEED) --out $(DEMO_DIR)
+
+demo: $(STAMP) ## (re)generate the demo data in data/demo (DEMO_SCALE=tiny|small|default|large, DEMO_SEED=7)
+	$(BIN)/crmlens demo --scale $(DEMO_SCALE) --seed $(DEMO_SEED) --out $(DEMO_DIR)
+
+run: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## set up, generate demo data if missing, run the workbook, print where results are
+	@mkdir -p outputs
+	$(BIN)/crmlens validate --source $(DEMO_DIR) --out outputs/validation --max-problems 20
+	$(BIN)/crmlens summary --source $(DEMO_DIR)
+	@echo
+	@echo "Results: outputs/validation/report.json (validation report), outputs/validation/rejected/ (rejected rows)"
+
+validate: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## validate the demo data (or SOURCE=... MAPPING=...)
+	$(BIN)/crmlens validate --source $(or $(SOURCE),$(DEMO_DIR)) $(if $(MAPPING),--mapping $(MAPPING))
+
+system-deps: ## install the Debian packages the tests need (PostgreSQL, Chromium) if missing
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) system-deps ## install everything the tests need, lint, and run the test suite
+	$(BIN)/ruff check lib tests bench
+	$(BIN)/crmlens docs --check
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lab: $(STAMP) ## start JupyterLab on 127.0.0.1 with the project's kernel
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=.
+
+lint: $(STAMP) ## ruff lint
+	$(BIN)/ruff check lib tests bench
+
+format: $(STAMP) ## ruff format + autofix
+	$(BIN)/ruff check --fix lib tests bench
+
+docs: $(STAMP) ## regenerate docs/data_model.md and docs/parameters.md from the code
+	$(BIN)/crmlens docs
+
+bench: $(STAMP) ## run the benchmarks (slow; not part of make test)
+	$(BIN)/python bench/bench_demo.py
+
+lock: ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --generate-hashes --no-header --quiet -o requirements.lock
+
+clean: ## remove the venv, outputs and generated demo data
+	rm -rf $(VENV) outputs/* data/demo .pytest_cache .ruff_cache

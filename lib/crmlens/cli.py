@@ -1,0 +1,162 @@
+"""The `crmlens` command. Every sub-command has `--help`.
+
+    crmlens demo      generate the deterministic demo dataset (Parquet, one file per table)
+    crmlens validate  validate a source against the canonical model and report every problem
+    crmlens summary   print a short summary of a source's data (rows, date ranges, regions)
+    crmlens docs      regenerate docs/data_model.md from the model in code
+    crmlens params    describe every parameter (name, type, default, allowed values)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from crmlens.errors import CrmLensError
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", default="demo",
+                   help="'demo' (data/demo, the default), a folder of exports, or a database URL "
+                        "such as postgresql://user@127.0.0.1:5432/crm")
+    p.add_argument("--mapping", default=None,
+                   help="mapping file for a folder of another CRM's exports, e.g. params/sources/maven_crm.yaml")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from crmlens import demo, paths
+
+    out = Path(args.out) if args.out else paths.DEMO_DIR
+    counts = demo.generate(scale=args.scale, seed=args.seed, out=out, progress=not args.quiet)
+    total = sum(counts.values())
+    print(f"Wrote {len(counts)} tables, {total:,} rows (scale {args.scale}, seed {args.seed}) "
+          f"to {paths.display_path(out)}")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from crmlens import data
+    from crmlens.reporting import write_validation_outputs
+
+    con = data.connect(args.source, args.mapping)
+    as_of = pd.Timestamp(args.as_of) if args.as_of else None
+    results, report = data.validate_source(con, as_of=as_of, tables=args.tables)
+    if args.out:
+        where = write_validation_outputs(Path(args.out), results, report)
+        print(f"Report and rejected rows written to {where}", file=sys.stderr)
+    if args.json:
+        limit = None if args.max_problems == 0 else args.max_problems
+        print(json.dumps(report.to_dict(max_problems=limit), indent=2, default=str))
+    else:
+        print(report.to_text(max_problems=args.max_problems or 10**9))
+    return EXIT_OK if report.ok else EXIT_PROBLEM
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from crmlens import data
+
+    con = data.connect(args.source, args.mapping)
+    print(data.summary_text(con))
+    return EXIT_OK
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from crmlens import docs
+
+    written = docs.write_docs(check=args.check)
+    if args.check:
+        if written:
+            print("Out of date (run `crmlens docs`): " + ", ".join(str(p) for p in written))
+            return EXIT_PROBLEM
+        print("Generated docs are up to date.")
+        return EXIT_OK
+    print("Wrote " + ", ".join(str(p) for p in written) if written else "Generated docs were already up to date.")
+    return EXIT_OK
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from crmlens import params
+
+    print(params.describe_params())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `crmlens` command (also used to document it)."""
+    parser = argparse.ArgumentParser(
+        prog="crmlens",
+        description="CRM Lens: a reproducible analysis workbook for CRM market analytics.",
+        epilog="Run `crmlens COMMAND --help` for a command's options. Docs: README.md and docs/.",
+    )
+    from crmlens import __version__
+
+    parser.add_argument("--version", action="version", version=f"crmlens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="generate the deterministic demo dataset",
+                       description="Generate a seeded, internally consistent demo company with planted truths: "
+                                   "one Parquet file per canonical table. Same scale and seed give "
+                                   "byte-identical files.")
+    p.add_argument("--scale", default="default", help="tiny | small | default | large (default: default)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    p.add_argument("--out", default=None, help="output folder (default: data/demo)")
+    p.add_argument("--quiet", action="store_true", help="no per-table progress lines")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("validate", help="validate a source and report every problem",
+                       description="Validate every table of a source against the canonical model. Prints per "
+                                   "table loaded/accepted/rejected counts and every problem (table, column, row "
+                                   "key, value, rule). Exit status 1 when a table cannot be used.")
+    _add_source_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--tables", nargs="+", default=None, metavar="TABLE", help="validate only these tables")
+    p.add_argument("--as-of", default=None,
+                   help="the 'now' for not-in-the-future checks, e.g. 2026-10-01 (default: the current time)")
+    p.add_argument("--max-problems", type=int, default=50,
+                   help="problem rows to list (default 50; 0 = all). Counts per rule are always complete.")
+    p.add_argument("--out", default=None,
+                   help="also write report.json and rejected/<table>.parquet (each rejected row with its "
+                        "reasons) to this folder")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("summary", help="print a short summary of a source's data",
+                       description="Rows per table, the time span each covers, and bookings per region.")
+    _add_source_args(p)
+    p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("docs", help="regenerate the generated docs (data model, parameters)",
+                       description="Write docs/data_model.md and docs/parameters.md from the code.")
+    p.add_argument("--check", action="store_true", help="only check they are up to date (exit 1 if not)")
+    p.set_defaults(func=_cmd_docs)
+
+    p = sub.add_parser("params", help="describe every parameter",
+                       description="Name, type, default, allowed values and help of every parameter "
+                                   "(params/defaults.yaml, CLI options, notebook parameters).")
+    p.set_defaults(func=_cmd_params)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `crmlens` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        return int(args.func(args))
+    except CrmLensError as err:
+        print(f"crmlens {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USAGE if err.__class__.__name__ == "ParameterError" else EXIT_PROBLEM
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crmlens import paths
+
+MAVEN_DIR = paths.PROJECT_ROOT.parent / "shared" / "data" / "maven_crm"
+MAVEN_MAPPING = paths.SOURCES_DIR / "maven_crm.yaml"
+TINY_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def maven_dir() -> Path:
+    if not (MAVEN_DIR / "sales_pipeline.csv").is_file():
+        pytest.skip(f"the Maven CRM export is not at {MAVEN_DIR} (shared/data must sit beside the project)")
+    return MAVEN_DIR
+
+
+@pytest.fixture(scope="session")
+def maven_con(maven_dir):
+    from crmlens import data
+
+    return data.connect(maven_dir, MAVEN_MAPPING)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """The tiny demo dataset (seed 7), generated once per test session."""
+    from crmlens import demo
+
+    out = tmp_path_factory.mktemp("demo_tiny")
+    demo.generate(scale="tiny", seed=TINY_SEED, out=out)
+    return out
+
+
+# ------------------------------------------------------------------------------------- PostgreSQL
+
+def _pg_bin(name: str) -> str:
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} is not installed; `make test` installs it (make system-deps)")
+    return found
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL server on 127.0.0.1 (trust auth), stopped at the end of the session.
+
+    Yields the base URL (without database). As root, the server runs as the `postgres` system user,
+    since PostgreSQL refuses to run as root.
+    """
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    workdir = Path(tempfile.mkdtemp(prefix="crmlens-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(workdir, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    datadir, log = workdir / "data", workdir / "server.log"
+    port = _free_port()
+    subprocess.run([*prefix, initdb, "-D", str(datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    subprocess.run([*prefix, pg_ctl, "-D", str(datadir), "-o", options, "-l", str(log), "-w", "-t", "60", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(datadir), "-m", "immediate", "-w", "stop"], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_demo(postgres_server, tiny_demo) -> str:
+    """The tiny demo loaded into a fresh PostgreSQL database; yields its URL."""
+    import ibis
+    import pandas as pd
+    import psycopg
+
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE crm")
+    url = f"{postgres_server}/crm"
+    con = ibis.connect(url)
+    for path in sorted(tiny_demo.glob("*.parquet")):
+        con.create_table(path.stem, pd.read_parquet(path))
+    con.disconnect()
+    return url
