@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,15 +49,17 @@ class SourceInfo:
     dimension_cache: dict[str, TableResult] = field(default_factory=dict)
 
 
-_INFO: weakref.WeakKeyDictionary[BaseBackend, SourceInfo] = weakref.WeakKeyDictionary()
+# Stored on the connection object itself: ibis backends compare equal by database identity (two in-memory
+# DuckDB connections are "equal"), so a mapping keyed by connection would mix sources up.
+_INFO_ATTR = "_crmlens_source_info"
 
 
 def source_info(con: BaseBackend) -> SourceInfo:
     """The `SourceInfo` of a connection made by `connect`."""
-    try:
-        return _INFO[con]
-    except KeyError:
-        raise SourceError("this connection was not opened with crmlens.data.connect()") from None
+    info = getattr(con, _INFO_ATTR, None)
+    if info is None:
+        raise SourceError("this connection was not opened with crmlens.data.connect()")
+    return info
 
 
 def _is_url(source: str) -> bool:
@@ -112,7 +113,7 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
         info = SourceInfo(str(folder), kind)
     present = set(con.list_tables())
     info.tables = tuple(t for t in TABLE_NAMES if t in present)
-    _INFO[con] = info
+    setattr(con, _INFO_ATTR, info)
     return con
 
 
@@ -204,6 +205,29 @@ def load_table(con: BaseBackend, name: str, *, region: str | None = None, period
     return expr.to_pandas()
 
 
+# ------------------------------------------------------------------------------------------ as-of
+
+def data_as_of(con: BaseBackend) -> pd.Timestamp:
+    """The default "today" of an analysis on this source: midnight after the latest recorded event.
+
+    Only timestamps that cannot lie in the future count (not planned due dates), and only those up to the
+    current time (a stray future value does not move it). Derived from the data, so re-running on the same
+    data gives the same answer whatever day it is.
+    """
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    latest = []
+    for name in available_tables(con):
+        t = con.table(name)
+        for col in SCHEMA[name].columns:
+            if col.not_future and col.name in t.columns:
+                when = _time_expr(t, col.name)
+                latest.append(when.max(where=when <= ibis.timestamp(now)))
+    if not latest:
+        return now.normalize()
+    values = [v for v in (e.execute() for e in latest) if v is not None and not pd.isna(v)]
+    return (max(pd.Timestamp(v) for v in values) + pd.Timedelta(days=1)).normalize() if values else now.normalize()
+
+
 # ------------------------------------------------------------------------------------ validation
 
 def _key_lookup(con: BaseBackend, cache: dict[tuple[str, str], set[Any]]):
@@ -276,6 +300,7 @@ class Slice:
     report: ValidationReport
     con: BaseBackend
     info: SourceInfo
+    as_of: pd.Timestamp
 
     @property
     def comparison(self) -> dict[str, pd.DataFrame]:
@@ -311,7 +336,9 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     info = source_info(con)
     period = params.period_obj()
     periods = {"current": period, "previous": previous_period(period), "last_year": same_period_last_year(period)}
-    as_of = pd.Timestamp(params.as_of) if params.as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    # "in the future" is judged against the given as-of date, else against the clock
+    as_of = pd.Timestamp(params.as_of) if params.as_of else now
     engine_keys = _key_lookup(con, {})
     report = ValidationReport(source=info.source)
     report.fixes = list(info.fixes)
@@ -345,7 +372,8 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
                 rejected[name] = result.rejected
     return Slice(params=params, period=period, previous_period=periods["previous"],
                  last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
-                 last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info)
+                 last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info,
+                 as_of=pd.Timestamp(params.as_of) if params.as_of else data_as_of(con))
 
 
 # ---------------------------------------------------------------------------------------- summary
@@ -376,8 +404,8 @@ def bookings_by_region(con: BaseBackend) -> pd.DataFrame:
         t.group_by("region_id")
         .aggregate(
             opportunities=t.count(),
-            won=won.fill_null(False).cast("int64").sum(),
-            closed=closed.cast("int64").sum(),
+            won=won.fill_null(False).ifelse(1, 0).sum(),
+            closed=closed.ifelse(1, 0).sum(),
             won_amount=ibis.cases((won.fill_null(False), amount), else_=0.0).sum(),
         )
         .order_by("region_id")

@@ -156,3 +156,11 @@ def test_postgres_and_duckdb_return_the_same_aggregates(postgres_demo, demo_con)
     summary_duck = data.summarize(demo_con).set_index("table")["rows"]
     summary_pg = data.summarize(pg).set_index("table")["rows"]
     assert summary_duck.to_dict() == summary_pg.to_dict()
+
+
+def test_default_as_of_is_derived_from_the_data(maven_con):
+    params = validate_params({"region": "all", "period": "2017-Q4", "source": "demo"})
+    s = data.open_slice(params, maven_con)
+    assert s.as_of == pd.Timestamp("2018-01-01")  # the day after the last close date, 2017-12-31
+    given = data.open_slice(validate_params({"period": "2017-Q4", "as_of": "2017-12-15"}), maven_con)
+    assert given.as_of == pd.Timestamp("2017-12-15")
