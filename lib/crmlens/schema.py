@@ -460,7 +460,8 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "market", "One row per period × region × product line × competitor.",
-        "Market size and competitors' sales, from market research.",
+        "Market size and competitors' sales, from market research. The segment's market size repeats on "
+        "each competitor row: de-duplicate by (period, region_id, product_line) before summing it.",
         key=("period", "region_id", "product_line", "competitor"), kind="dimension", region="region_id",
         columns=(
             _c("period", "string", "Period of the figure, e.g. 2026-Q3.", nullable=False),
