@@ -26,7 +26,7 @@ from crmlens import paths
 from crmlens.errors import SchemaError, SourceError
 from crmlens.mapping import build_mapped_source, load_mapping
 from crmlens.schema import SCHEMA, TABLE_NAMES, Table, Vocabulary, load_order
-from crmlens.validate import SOURCE_ROW, TableResult, ValidationReport, validate_table
+from crmlens.validate import SOURCE_ROW, TableResult, ValidationReport, key_array, validate_table
 
 if TYPE_CHECKING:
     from crmlens.params import Params
@@ -230,13 +230,13 @@ def data_as_of(con: BaseBackend) -> pd.Timestamp:
 
 # ------------------------------------------------------------------------------------ validation
 
-def _key_lookup(con: BaseBackend, cache: dict[tuple[str, str], set[Any]]):
-    def keys(parent: str, parent_col: str) -> set[Any] | None:
+def _key_lookup(con: BaseBackend, cache: dict[tuple[str, str], Any]):
+    def keys(parent: str, parent_col: str) -> Any:
         if parent not in available_tables(con):
             return None
         if (parent, parent_col) not in cache:
             values = con.table(parent).select(parent_col).distinct().to_pandas()[parent_col]
-            cache[(parent, parent_col)] = set(values.dropna().astype(str))
+            cache[(parent, parent_col)] = key_array(values)
         return cache[(parent, parent_col)]
 
     return keys
@@ -259,7 +259,7 @@ def validate_source(con: BaseBackend, *, as_of: pd.Timestamp | None = None,
 
     def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
         if parent in results:
-            return set(results[parent].accepted[parent_col].dropna())
+            return key_array(results[parent].accepted[parent_col])
         return engine_keys(parent, parent_col)
 
     for name in load_order():
@@ -348,7 +348,7 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
 
     def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
         if parent in dims:
-            return set(dims[parent].accepted[parent_col].dropna())
+            return key_array(dims[parent].accepted[parent_col])
         return engine_keys(parent, parent_col)
 
     for name in load_order():
@@ -390,7 +390,10 @@ def summarize(con: BaseBackend) -> pd.DataFrame:
             when = _time_expr(t, span_cols[0])
             aggs |= {"first": when.min(), "last": when.max()}
         got = t.aggregate(**aggs).to_pandas().iloc[0].to_dict()
-        rows.append({"table": name, "rows": int(got["rows"]), "first": got.get("first"), "last": got.get("last")})
+        first, last = got.get("first"), got.get("last")
+        rows.append({"table": name, "rows": int(got["rows"]),
+                     "first": pd.Timestamp(first).date() if first is not None and pd.notna(first) else "",
+                     "last": pd.Timestamp(last).date() if last is not None and pd.notna(last) else ""})
     return pd.DataFrame(rows, columns=["table", "rows", "first", "last"])
 
 
@@ -419,7 +422,7 @@ def summary_text(con: BaseBackend) -> str:
     """A short, human-readable summary of a source (what `crmlens summary` prints)."""
     info = source_info(con)
     lines = [f"Source: {info.source}" + (f" (mapping {info.mapping})" if info.mapping else ""), ""]
-    lines.append(summarize(con).to_string(index=False, na_rep=""))
+    lines.append(summarize(con).to_string(index=False, na_rep="", formatters={"rows": "{:,}".format}))
     if "opportunities" in info.tables:
         lines += ["", "Opportunities per region (all time):",
                   bookings_by_region(con).to_string(index=False, float_format=lambda v: f"{v:,.2f}")]

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_types
+import pyarrow.compute as pc
 
 from crmlens.schema import PANDAS_DTYPES, SCHEMA, Column, Table, Vocabulary, load_order
 
@@ -39,7 +41,8 @@ PROBLEM_COLUMNS = ["table", "column", "row_key", "source_row", "value", "rule", 
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0"}
 FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0"}
 
-ParentKeys = Callable[[str, str], "set[Any] | None"]
+#: Returns the valid keys of a parent table column (a pyarrow array or any iterable), or None = not checked.
+ParentKeys = Callable[[str, str], "pa_types.Array | set[Any] | None"]
 
 
 @dataclass
@@ -232,6 +235,20 @@ def empty_column(column: Column, index: pd.Index) -> pd.Series:
     return pd.Series([None] * len(index), index=index, dtype=object).astype(PANDAS_DTYPES[column.dtype])
 
 
+def key_array(values: Iterable[Any]) -> pa_types.Array:
+    """Distinct non-null keys as a pyarrow string array (fast membership tests with `is_member`)."""
+    if isinstance(values, pd.Series):
+        return pa_types.array(values.dropna().astype(str).unique(), type=pa_types.string())
+    return pa_types.array(sorted({str(v) for v in values if v is not None and not pd.isna(v)}), type=pa_types.string())
+
+
+def is_member(values: pd.Series, valid: pa_types.Array | Iterable[Any]) -> np.ndarray:
+    """True where a value is in `valid` (nulls: False). Uses Arrow, fast for large key sets."""
+    keys = valid if isinstance(valid, pa_types.Array) else key_array(valid)
+    arr = pa_types.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa_types.string())
+    return pc.is_in(arr, value_set=keys.cast(pa_types.string())).to_numpy(zero_copy_only=False).astype(bool)
+
+
 # ------------------------------------------------------------------------------------ pandera schema
 
 def pandera_schema(table: Table, vocab: Vocabulary, as_of: pd.Timestamp | None) -> pa.DataFrameSchema:
@@ -414,9 +431,9 @@ def validate_table(
             if valid is None:
                 continue
             values = typed[col.name]
-            dangling = values.notna() & ~values.isin(valid).fillna(False).astype(bool)
+            dangling = values.notna().to_numpy() & ~is_member(values, valid)
             if dangling.any():
-                problems.add(typed.index[dangling.to_numpy()], col.name, "foreign_key",
+                problems.add(typed.index[dangling], col.name, "foreign_key",
                              f"no {parent} row has {parent_col} equal to this value", values=values)
 
     null_warnings = [c for c in table.columns if c.warn_if_null]
@@ -496,10 +513,10 @@ def validate_tables(
     results: dict[str, TableResult] = {}
     report = ValidationReport(source=source)
 
-    def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
+    def parent_keys(parent: str, parent_col: str) -> pa_types.Array | set[Any] | None:
         if parent in results:
             got = results[parent].accepted
-            return set(got[parent_col].dropna()) if parent_col in got else None
+            return key_array(got[parent_col]) if parent_col in got else None
         return external_keys(parent, parent_col) if external_keys else None
 
     for name in load_order():
