@@ -301,6 +301,9 @@ class Slice:
     con: BaseBackend
     info: SourceInfo
     as_of: pd.Timestamp
+    _check_as_of: pd.Timestamp = field(default=None, repr=False)  # the "now" of not-in-the-future checks
+    _keys: dict = field(default_factory=dict, repr=False)
+    _history: dict = field(default_factory=dict, repr=False)
 
     @property
     def comparison(self) -> dict[str, pd.DataFrame]:
@@ -310,6 +313,24 @@ class Slice:
     @property
     def comparison_period(self) -> Period:
         return self.last_year_period if self.params.comparison == "last_year" else self.previous_period
+
+    def history(self, name: str, n_periods: int = 8) -> pd.DataFrame:
+        """Validated rows of table `name` for the slice's region over the `n_periods` periods (of the slice's
+        kind) ending with the current one — for trends. Dimension tables come whole. Cached per slice."""
+        from crmlens.periods import Period, shift_period
+
+        key = (name, n_periods)
+        if key not in self._history:
+            if SCHEMA[name].kind == "dimension":
+                return self.tables[name]
+            first = shift_period(self.period, -(n_periods - 1))
+            span = Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
+                          kind="range", fiscal_year_start=self.period.fiscal_year_start)
+            raw = load_table(self.con, name, region=self.params.region, period=span)
+            result = validate_table(name, raw, vocab=self.info.vocabulary, as_of=self._check_as_of,
+                                    parent_keys=_key_lookup(self.con, self._keys))
+            self._history[key] = result.accepted
+        return self._history[key]
 
     def has(self, *names: str) -> bool:
         """True when the source has every table named."""
@@ -339,7 +360,8 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     # "in the future" is judged against the given as-of date, else against the clock
     as_of = pd.Timestamp(params.as_of) if params.as_of else now
-    engine_keys = _key_lookup(con, {})
+    key_cache: dict = {}
+    engine_keys = _key_lookup(con, key_cache)
     report = ValidationReport(source=info.source)
     report.fixes = list(info.fixes)
     frames: dict[str, dict[str, pd.DataFrame]] = {k: {} for k in periods}
@@ -373,7 +395,8 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     return Slice(params=params, period=period, previous_period=periods["previous"],
                  last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
                  last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info,
-                 as_of=pd.Timestamp(params.as_of) if params.as_of else data_as_of(con))
+                 as_of=pd.Timestamp(params.as_of) if params.as_of else data_as_of(con),
+                 _check_as_of=as_of, _keys=key_cache)
 
 
 # ---------------------------------------------------------------------------------------- summary

@@ -8,8 +8,9 @@ tested like the rest.
 from __future__ import annotations
 
 import json
+import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -36,14 +37,39 @@ def setup() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def open_analysis(**parameters: Any) -> data.Slice:
+def parameters_cell_source() -> str:
+    """The source of every analysis notebook's `parameters` cell: ``name: type = None  # help (default: x)``.
+
+    Values left None take their defaults from params/defaults.yaml and the region's overrides in
+    params/regions.yaml, so those files stay the single place defaults are set. A test keeps every
+    notebook's parameters cell equal to this text.
+    """
+    from crmlens.params import Params
+
+    defaults = load_params()
+    lines = []
+    for name, field in Params.model_fields.items():
+        kind = "dict" if name == "options" else ("int" if field.annotation is int else "str")
+        default = getattr(defaults, name)
+        shown = default.isoformat() if hasattr(default, "isoformat") else default
+        help_text = re.split(r"\.\s+(?=[A-Z])", field.description or "")[0].rstrip(".")
+        shown = shown if shown not in (None, {}) else "empty"
+        lines.append(f"{name}: {kind} | None = None  # {help_text} (default: {shown})")
+    return "\n".join(lines)
+
+
+def open_analysis(namespace: Mapping[str, Any] | None = None, **parameters: Any) -> data.Slice:
     """Validate the notebook's parameters, open the source, and return the region × period slice.
 
+    Pass `globals()` (the parameters cell's names are picked from it) and/or keyword arguments.
     Parameters left empty (None) take their defaults from params/defaults.yaml and params/regions.yaml.
     The region is checked against the source's regions.
     """
+    from crmlens.params import Params
+
     setup()
-    given = {k: v for k, v in parameters.items() if v not in (None, "")}
+    picked = {k: v for k, v in (namespace or {}).items() if k in Params.model_fields}
+    given = {k: v for k, v in {**picked, **parameters}.items() if v not in (None, "")}
     params = load_params(given, region=given.get("region"))
     con = data.connect(params.source, params.mapping_path())
     if "regions" in data.available_tables(con):
@@ -99,3 +125,37 @@ def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> pd.DataFrame:
     display({KPI_MIMETYPE: payload, "text/html": shown.to_html(index=False, na_rep="—"),
              "text/plain": shown.to_string(index=False)}, raw=True)
     return table
+
+
+def when(s: data.Slice, needs: str | Iterable[str], fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` when the source has the tables in `needs`; else show the "needs table" note
+    and return None. The notebook pattern for a section:
+
+        lead_funnel = nb.when(s, "leads", funnel.lead_funnel, s.tables, nb.context(s))
+    """
+    tables = (needs,) if isinstance(needs, str) else tuple(needs)
+    if not needs_quietly(s, tables):
+        needs(s, *tables)
+        return None
+    return fn(*args, **kwargs)
+
+
+def needs_quietly(s: data.Slice, tables: Iterable[str]) -> bool:
+    """True when the source has every table (no output)."""
+    return not s.missing(*tables)
+
+
+def plot(builder: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
+    """``builder(result, ...)`` — a figure — unless `result` is None (a skipped section) or empty."""
+    if result is None or (isinstance(result, pd.DataFrame) and result.empty):
+        return None
+    return builder(result, *args, **kwargs)
+
+
+def say(describe: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
+    """Show the finding ``describe(result, ...)`` (a sentence written from the numbers) as Markdown, unless
+    `result` is None (a skipped section)."""
+    if result is None:
+        return None
+    text = describe(result, *args, **kwargs)
+    return md(text) if text else None

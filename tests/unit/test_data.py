@@ -164,3 +164,13 @@ def test_default_as_of_is_derived_from_the_data(maven_con):
     assert s.as_of == pd.Timestamp("2018-01-01")  # the day after the last close date, 2017-12-31
     given = data.open_slice(validate_params({"period": "2017-Q4", "as_of": "2017-12-15"}), maven_con)
     assert given.as_of == pd.Timestamp("2017-12-15")
+
+
+def test_history_covers_n_periods_of_the_slice_kind(demo_con, tiny_demo):
+    s = data.open_slice(slice_params(tiny_demo, region="West"), demo_con)
+    hist = s.history("contracts", n_periods=4)  # 2025-Q3 .. 2026-Q2
+    raw = pd.read_parquet(tiny_demo / "contracts.parquet")
+    expected = raw[(raw["region_id"] == "West") & (raw["signed_at"] >= "2025-07-01") & (raw["signed_at"] < "2026-07-01")]
+    assert sorted(hist["contract_id"]) == sorted(expected["contract_id"])
+    assert s.history("contracts", n_periods=4) is hist  # cached
+    assert s.history("reps") is s.tables["reps"]
