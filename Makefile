@@ -56,10 +56,12 @@ system-deps: ## install the Debian packages the tests need (PostgreSQL, Chromium
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) system-deps ## install everything the tests need, lint, and run the test suite
+test: $(STAMP) system-deps $(DEMO_DIR)/opportunities.parquet ## install everything the tests need, lint, and run the test suite
 	$(BIN)/ruff check lib tests bench
 	$(BIN)/crmlens docs --check
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	@# the committed notebooks, as they are, on the demo data (nbval: they run without error)
+	$(BIN)/python -m pytest --nbval-lax -q notebooks/
 
 lab: $(STAMP) ## start JupyterLab on 127.0.0.1 with the project's kernel
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=.

@@ -70,11 +70,33 @@ def parameters_markdown() -> str:
             + describe_params().rstrip() + "\n```\n")
 
 
+def kpi_catalogue_markdown() -> str:
+    """The KPI catalogue, generated from the registry (`crmlens.kpis`)."""
+    from crmlens.kpis import load_all
+
+    registry = load_all()
+    lines = [HEADER.format(src="the KPI registry (lib/crmlens/kpis.py, lib/crmlens/metrics/*.py)").rstrip("\n"), "",
+             "# KPI catalogue", "",
+             "Every headline KPI, registered once. Tiles, alerts, exports and the run index read the same "
+             "definitions. *Direction* says whether higher or lower is better (it colours deltas). A KPI "
+             "shows \"no data\" (never 0) when its source lacks a table it needs.", ""]
+    areas = sorted({k.area for k in registry.values()})
+    for area in areas:
+        lines += [f"## {area.replace('_', ' ').capitalize()}", "",
+                  "| KPI | label | unit | direction | grain | needs | definition |", "|---|---|---|---|---|---|---|"]
+        for kpi in sorted((k for k in registry.values() if k.area == area), key=lambda k: k.name):
+            lines.append(f"| `{kpi.name}` | {kpi.label} | {kpi.unit} | {kpi.direction} | {kpi.grain} | "
+                         f"{', '.join(f'`{t}`' for t in kpi.tables)} | {kpi.description} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def generated_docs() -> dict[Path, str]:
     """Every generated doc: path → content."""
     return {
         paths.DOCS_DIR / "data_model.md": data_model_markdown(),
         paths.DOCS_DIR / "parameters.md": parameters_markdown(),
+        paths.DOCS_DIR / "kpis.md": kpi_catalogue_markdown(),
     }
 
 

@@ -1,0 +1,116 @@
+"""Every analysis notebook: the house rules (thin, no outputs, parameters cell), and execution with
+papermill for every demo region and `all`, and on the real Maven export."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from crmlens import paths
+from crmlens.notebook import KPI_MIMETYPE, parameters_cell_source
+from tests.conftest import MAVEN_DIR, MAVEN_MAPPING
+
+NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+MAX_CELL_LINES = 6
+DEMO_REGIONS = ("East", "West", "North", "South", "Central", "APAC")
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def code_lines(cell) -> list[str]:
+    return [line for line in cell.source.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_there_are_analysis_notebooks():
+    assert NOTEBOOKS, f"no NN_area.ipynb in {paths.NOTEBOOKS_DIR}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_follows_the_house_rules(path):
+    nb = load(path)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "crmlens", "kernel must be the project's 'crmlens'"
+    cells = nb.cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# "), "first cell: a title"
+    code = [c for c in cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert tagged[0].source.strip() == parameters_cell_source().strip(), \
+        "the parameters cell must be crmlens.notebook.parameters_cell_source() (regenerate it)"
+    for i, cell in enumerate(code):
+        assert not cell.get("outputs") and cell.get("execution_count") is None, f"code cell {i} has outputs"
+        if cell is tagged[0]:
+            continue
+        src = cell.source
+        assert not re.search(r"^\s*(def|class)\s", src, re.M), f"cell {i} defines a function/class: move it to lib"
+        assert not re.search(r"^\s*(for|while)\s", src, re.M), f"cell {i} has a loop: move it to lib"
+        assert len(code_lines(cell)) <= MAX_CELL_LINES, f"cell {i} has more than {MAX_CELL_LINES} lines of code"
+    assert "nb.record_kpis(" in code[-1].source, "the last code cell records the notebook's KPIs"
+    markdown = [c for c in cells if c.cell_type == "markdown"]
+    assert len(markdown) >= len(code) // 2, "explain results in markdown between the code cells"
+
+
+def execute(path: Path, out: Path, parameters: dict) -> nbformat.NotebookNode:
+    import papermill
+
+    papermill.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="crmlens",
+                               cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+    return load(out)
+
+
+def errors_and_kpis(nb: nbformat.NotebookNode) -> tuple[list[str], dict | None]:
+    errors, record = [], None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                errors.append(f"{output.get('ename')}: {output.get('evalue')}")
+            text = output.get("text", "") if output.get("output_type") == "stream" else ""
+            if "Traceback" in text:
+                errors.append(text)
+            data = output.get("data", {})
+            if KPI_MIMETYPE in data:
+                record = data[KPI_MIMETYPE]
+    return errors, record
+
+
+DEMO_CASES = [(p, r) for p in NOTEBOOKS for r in (*DEMO_REGIONS, "all")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("path", "region"), DEMO_CASES, ids=[f"{p.stem}-{r}" for p, r in DEMO_CASES])
+def test_notebook_runs_on_the_demo(path, region, tiny_demo, tmp_path):
+    nb = execute(path, tmp_path / path.name, {"source": str(tiny_demo), "region": region, "period": "2026-Q3",
+                                              "as_of": "2026-10-01"})
+    errors, record = errors_and_kpis(nb)
+    assert not errors, errors
+    assert record is not None, "no KPI record emitted"
+    assert record["region"] == region and record["period"] == "2026-Q3"
+    kpis = {k["kpi"]: k for k in record["kpis"]}
+    assert kpis and all(k["status"] == "ok" for k in kpis.values()), \
+        f"KPIs without data on the demo: {[n for n, k in kpis.items() if k['status'] != 'ok']}"
+    json.dumps(record)
+
+
+MAVEN_CASES = [(p, r, per) for p in NOTEBOOKS for r, per in (("all", "2017-Q4"), ("Central", "2017"))]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize(("path", "region", "period"), MAVEN_CASES,
+                         ids=[f"{p.stem}-{r}-{per}" for p, r, per in MAVEN_CASES])
+def test_notebook_runs_on_the_maven_export(path, region, period, maven_dir, tmp_path):
+    nb = execute(path, tmp_path / path.name, {"source": str(MAVEN_DIR), "mapping": str(MAVEN_MAPPING),
+                                              "region": region, "period": period})
+    errors, record = errors_and_kpis(nb)
+    assert not errors, errors
+    assert record is not None and record["region"] == region
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    if "leads" in path.read_text() and "needs table" not in text.lower():
+        pytest.fail("a section needing a table Maven lacks did not say so")
