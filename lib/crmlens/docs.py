@@ -101,8 +101,11 @@ def generated_docs() -> dict[Path, str]:
 
 
 def write_docs(check: bool = False) -> list[Path]:
-    """Write the generated docs that changed (or, with `check`, only list them); return those paths."""
-    changed = []
+    """Write the generated docs that changed (or, with `check`, only list them); return those paths.
+    Notebooks' parameters cells are generated too (`crmlens.notebook.sync_parameters_cells`)."""
+    from crmlens.notebook import sync_parameters_cells
+
+    changed = sync_parameters_cells(check=check)
     for path, text in generated_docs().items():
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             changed.append(path)

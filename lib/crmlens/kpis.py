@@ -39,6 +39,7 @@ class KpiContext:
     as_of: pd.Timestamp | None = None
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     period_label: str = ""
+    forgotten_days: int = 60  # the run's `forgotten_days` parameter
 
 
 KpiFn = Callable[[Mapping[str, pd.DataFrame], KpiContext], "float | None"]

@@ -11,6 +11,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -53,8 +54,9 @@ def parameters_cell_source() -> str:
         default = getattr(defaults, name)
         shown = default.isoformat() if hasattr(default, "isoformat") else default
         help_text = re.split(r"\.\s+(?=[A-Z])", field.description or "")[0].rstrip(".")
+        help_text = help_text.replace(" = ", " is ").replace("=", ":")  # papermill cannot parse '=' in the help
         shown = shown if shown not in (None, {}) else "empty"
-        lines.append(f"{name}: {kind} | None = None  # {help_text} (default: {shown})")
+        lines.append(f"{name}: {kind} = None  # {help_text} (default: {shown})")
     return "\n".join(lines)
 
 
@@ -100,7 +102,8 @@ def context(s: data.Slice, which: str = "current") -> kpis.KpiContext:
     """The KPI context of the current slice or of its comparison ("comparison")."""
     period = s.period if which == "current" else s.comparison_period
     return kpis.KpiContext(period_start=period.start, period_end=period.end, region=s.params.region,
-                           as_of=s.as_of, vocabulary=s.info.vocabulary, period_label=period.label)
+                           as_of=s.as_of, vocabulary=s.info.vocabulary, period_label=period.label,
+                           forgotten_days=s.params.forgotten_days)
 
 
 def kpi_summary(s: data.Slice, names: Iterable[str]) -> pd.DataFrame:
@@ -109,8 +112,9 @@ def kpi_summary(s: data.Slice, names: Iterable[str]) -> pd.DataFrame:
                           currency=s.params.currency)
 
 
-def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> pd.DataFrame:
-    """Emit the notebook's headline KPIs for the run index (last cell of every notebook) and show them."""
+def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> None:
+    """Emit the notebook's headline KPIs for the run index (last cell of every notebook) and show them.
+    (`kpi_summary` returns the same table as a frame.)"""
     from IPython.display import display
 
     table = kpi_summary(s, names)
@@ -124,20 +128,39 @@ def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> pd.DataFrame:
     shown = table[["label", "display", "comparison_value", "delta_pct", "trend", "status"]]
     display({KPI_MIMETYPE: payload, "text/html": shown.to_html(index=False, na_rep="—"),
              "text/plain": shown.to_string(index=False)}, raw=True)
-    return table
 
 
-def when(s: data.Slice, needs: str | Iterable[str], fn: Any, *args: Any, **kwargs: Any) -> Any:
+def when(s: data.Slice, tables: str | Iterable[str], fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` when the source has the tables in `needs`; else show the "needs table" note
     and return None. The notebook pattern for a section:
 
         lead_funnel = nb.when(s, "leads", funnel.lead_funnel, s.tables, nb.context(s))
     """
-    tables = (needs,) if isinstance(needs, str) else tuple(needs)
-    if not needs_quietly(s, tables):
-        needs(s, *tables)
+    wanted = (tables,) if isinstance(tables, str) else tuple(tables)
+    if not needs_quietly(s, wanted):
+        needs(s, *wanted)
         return None
     return fn(*args, **kwargs)
+
+
+def sync_parameters_cells(check: bool = False) -> list[Path]:
+    """Make every analysis notebook's `parameters` cell equal to `parameters_cell_source()` (or, with `check`,
+    only list the notebooks that differ). Run by `crmlens docs`."""
+    import nbformat
+
+    from crmlens import atomic, paths
+
+    source = parameters_cell_source()
+    changed = []
+    for path in sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        if cells and cells[0].source != source:
+            changed.append(path)
+            if not check:
+                cells[0].source = source
+                atomic.write_text(path, nbformat.writes(nb) + "\n")
+    return changed
 
 
 def needs_quietly(s: data.Slice, tables: Iterable[str]) -> bool:

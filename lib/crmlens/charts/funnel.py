@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from crmlens.charts import CATEGORICAL, COLORS, _layout, plot_ranking, plot_trend
-from crmlens.metrics.funnel import TRANSITION_LABELS, TRANSITIONS, Bottleneck
+from crmlens.metrics.funnel import DIMENSION_WORDS, TRANSITION_LABELS, TRANSITIONS, Bottleneck
 
 _PERIOD_COLORS = [COLORS["actual"], COLORS["comparison"], "#cfd8e3"]
 
@@ -54,7 +54,8 @@ def plot_step_comparison(frame: pd.DataFrame, bottleneck: Bottleneck | None = No
     fig.add_scatter(x=part["group"].astype(str), y=part["peer_rate"], mode="markers", name="peers' median",
                     marker={"symbol": "line-ew-open", "size": 28, "color": COLORS["target"], "line": {"width": 3}})
     fig.update_yaxes(tickformat=".0%")
-    default = f"{TRANSITION_LABELS.get(step, step)} rate by {frame['dimension'].iloc[0]}" if len(frame) else "No data"
+    dimension = str(frame["dimension"].iloc[0]) if len(frame) else ""
+    default = f"{TRANSITION_LABELS.get(step, step)} rate by {DIMENSION_WORDS.get(dimension, dimension)}"
     return _layout(fig, title or default)
 
 
@@ -116,5 +117,6 @@ def plot_win_rates(frame: pd.DataFrame, *, title: str | None = None, highlight: 
     """Horizontal bars of a `win_rate_by` frame (its first column is the grouping)."""
     by = frame.columns[0]
     shown = frame.dropna(subset=["win_rate"])
-    return plot_ranking(shown, label=by, value="win_rate", title=title or f"Win rate by {by}", highlight=highlight,
+    default = f"Win rate by {DIMENSION_WORDS.get(by, by)}"
+    return plot_ranking(shown, label=by, value="win_rate", title=title or default, highlight=highlight,
                         value_format=".0%")

@@ -53,6 +53,10 @@ OPPORTUNITY_DIMENSIONS: tuple[str, ...] = ("competitor", "region_id", "owner_rep
                                            "product_line", "deal_type", "loss_reason")
 #: Label for a missing value of a dimension (no competitor, no loss reason given, ...).
 NONE_LABEL = "(none)"
+#: How a dimension is named in sentences and titles.
+DIMENSION_WORDS: dict[str, str] = {"region_id": "region", "owner_rep_id": "rep", "source_channel": "channel",
+                                   "campaign_id": "campaign", "product_id": "product", "product_line": "product line",
+                                   "deal_type": "deal type", "loss_reason": "loss reason", "competitor": "competitor"}
 _DAY = pd.Timedelta(days=1)
 
 
@@ -194,8 +198,8 @@ def describe_lead_funnel(funnel: pd.DataFrame) -> str:
     if len(steps):
         worst = steps.loc[steps["drop_off_rate"].idxmax()]
         prev = funnel["step"].iloc[funnel.index.get_loc(worst.name) - 1]
-        text += (f" The biggest loss is {prev}→{worst['step']}: {_pct(worst['drop_off_rate'])} of the leads "
-                 f"at {prev} go no further.")
+        text += (f" The biggest drop so far is {prev}→{worst['step']}: {_pct(worst['drop_off_rate'])} of the "
+                 f"leads at {prev} have not (yet) reached {worst['step']}.")
     return text
 
 
@@ -289,11 +293,12 @@ def compare_steps(leads: pd.DataFrame, opportunities: pd.DataFrame | None = None
                   min_n: int = 20) -> pd.DataFrame:
     """Each group's step rates against its peers (the other groups), over all leads in the frame.
 
-    Use a frame covering several periods and every group (e.g. `company_history(s, "leads", 8)`): one
+    Use a frame covering several periods and every group (e.g. `history(s, "leads", 8, every_region=True)`): one
     quarter of one region is too few leads to judge a step. One row per group × step: `group`, `step`,
     `n_entered` (leads that reached the step's start), `n_converted`, `rate`, `peer_rate` (median rate of
     the *other* groups with at least `min_n` entered) and `ratio` = rate ÷ peer_rate (below 1 is worse).
-    Groups with fewer than `min_n` entered get no peer comparison (ratio missing).
+    Groups with fewer than `min_n` entered, and leads with no value of `by` ("(none)", e.g. unassigned
+    leads), are neither judged nor peers (ratio missing).
     """
     _check_choice("by", by, LEAD_DIMENSIONS)
     if min_n < 1:
@@ -316,7 +321,8 @@ def compare_steps(leads: pd.DataFrame, opportunities: pd.DataFrame | None = None
                                      "ratio"])
     out = pd.concat(rows, ignore_index=True)
     out["peer_rate"] = _peer_medians(out, "rate", min_n)
-    out["ratio"] = ratio_series(out["rate"], out["peer_rate"]).where(out["n_entered"] >= min_n)
+    out["ratio"] = ratio_series(out["rate"], out["peer_rate"]).where((out["n_entered"] >= min_n)
+                                                                     & (out["group"] != NONE_LABEL))
     return out
 
 
@@ -324,7 +330,7 @@ def _peer_medians(frame: pd.DataFrame, value: str, min_n: int, count: str = "n_e
     """For each row, the median `value` of the other groups' rows of the same step with ≥ `min_n` counts."""
     result = pd.Series(np.nan, index=frame.index, dtype="float64")
     for _, rows in frame.groupby("step", sort=False):
-        eligible = rows[(rows[count] >= min_n) & rows[value].notna()]
+        eligible = rows[(rows[count] >= min_n) & rows[value].notna() & (rows["group"] != NONE_LABEL)]
         for idx, group in rows["group"].items():
             others = eligible.loc[eligible["group"] != group, value]
             if len(others):
@@ -356,7 +362,8 @@ def compare_stage_days(stage_history: pd.DataFrame, opportunities: pd.DataFrame,
     out = out.sort_values(["step", "group"], key=lambda c: c.map(order) if c.name == "step" else c,
                           ignore_index=True)
     out["peer_median_days"] = _peer_medians(out, "median_days", min_n)
-    out["ratio"] = ratio_series(out["peer_median_days"], out["median_days"]).where(out["n_entered"] >= min_n)
+    out["ratio"] = ratio_series(out["peer_median_days"], out["median_days"]).where((out["n_entered"] >= min_n)
+                                                                                   & (out["group"] != NONE_LABEL))
     return out
 
 
@@ -426,7 +433,8 @@ def describe_bottleneck(result: Bottleneck) -> str:
     (0.51×) — the bottleneck." """
     if result.group is None:
         return "Not enough data to compare groups (each needs enough leads or stage entries)."
-    peers = "its peers" if result.dimension != "region_id" else "the other regions"
+    word = DIMENSION_WORDS.get(result.dimension, result.dimension)
+    peers = "the other regions" if result.dimension == "region_id" else f"the other {word}s"
     if result.kind == "dwell":
         core = (f"{result.group} deals spend {result.value:.0f} days in {result.step} vs {result.peer_value:.0f} "
                 f"for {peers} ({1 / result.ratio:.1f}× as long)")
@@ -439,10 +447,13 @@ def describe_bottleneck(result: Bottleneck) -> str:
             + core + ".")
 
 
-def company_history(s: Slice, name: str, n_periods: int = 8) -> pd.DataFrame:
-    """`Slice.history` of table `name` for every region (the slice's region's peers included), for
-    comparisons of a region with the others. Same as `s.history` when the slice is the whole company."""
-    if s.params.region == "all":
+def history(s: Slice, name: str, n_periods: int = 8, *, every_region: bool = False) -> pd.DataFrame | None:
+    """`Slice.history(name, n_periods)`, or None (quietly) when the source lacks the table — so that only the
+    analysis using it shows the "needs table" note. With `every_region`, the history of every region (the
+    slice's region and its peers), for comparing a region with the others."""
+    if not s.has(name):
+        return None
+    if not every_region or s.params.region == "all":
         return s.history(name, n_periods)
     whole = dataclasses.replace(s, params=s.params.model_copy(update={"region": "all"}), _history={})
     return whole.history(name, n_periods)
@@ -680,9 +691,12 @@ def describe_win_rate_by(frame: pd.DataFrame, min_closed: int = 10) -> str:
     if frame.empty:
         return "No deal was closed in the period."
     by = frame.columns[0]
+    word = DIMENSION_WORDS.get(by, by)
+    if (frame[by] == NONE_LABEL).all():
+        return f"No {word} is recorded on these deals."
     solid = frame[(frame["n_closed"] >= min_closed) & (frame[by] != NONE_LABEL)].dropna(subset=["win_rate"])
     if len(solid) < 2:
-        return f"Too few closed deals per {by} (under {min_closed}) to compare win rates."
+        return f"Too few closed deals per {word} (under {min_closed}) to compare win rates."
     best, worst = solid.loc[solid["win_rate"].idxmax()], solid.loc[solid["win_rate"].idxmin()]
     return (f"Win rate ranges from {_pct(worst['win_rate'])} ({worst[by]}, {int(worst['n_closed']):,} closed) to "
             f"{_pct(best['win_rate'])} ({best[by]}, {int(best['n_closed']):,} closed).")

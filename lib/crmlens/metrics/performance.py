@@ -245,7 +245,8 @@ def target_attainment(opportunities: pd.DataFrame, dims: Frames, ctx: KpiContext
     out["n_target_deals"] = target["n_target_deals"].reindex(keys)
     out = out.reset_index()
     out.insert(0, "level", level)
-    name_col = {"region": "region_id", "team": "team_id", "rep": "rep_id"}.get(level, "")
+    name_col = {"region": "region_id", "team": "team_id", "rep": "rep_id",
+                "company": "region_id" if regional else ""}.get(level, "")
     names = _names(dims, name_col) if name_col else pd.Series(dtype="string")
     out.insert(2, "name", out["key"].map(names).fillna(out["key"]).astype("string") if not names.empty
                else out["key"].astype("string"))
@@ -264,6 +265,14 @@ def target_attainment(opportunities: pd.DataFrame, dims: Frames, ctx: KpiContext
                  else "")
 
 
+def _plural(n: float, word: str) -> str:
+    return f"{n:,.0f} {word}{'' if n == 1 else 's'}"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def describe_attainment(result: pd.DataFrame) -> str:
     """A sentence on who is furthest behind target, and how many are on track."""
     rated = result.dropna(subset=["attainment_rate"]) if not result.empty else result
@@ -271,18 +280,28 @@ def describe_attainment(result: pd.DataFrame) -> str:
         return note(result) or "No targets to compare with."
     level = str(rated["level"].iloc[0]).replace("_", " ")
     elapsed = rated["elapsed_rate"].iloc[0]
-    worst = rated.sort_values("attainment_rate").iloc[0]
+    worst = rated.sort_values(["attainment_rate", "key"]).iloc[0]
     when = f" with {elapsed:.0%} of the period elapsed" if pd.notna(elapsed) else ""
     if len(rated) == 1:
-        status = "on track" if worst["is_on_track"] is True else "behind"
-        return (f"Bookings of {worst['bookings_amount']:,.0f} are {worst['attainment_rate']:.0%} of the target "
-                f"({worst['target_amount']:,.0f}){when}: {status}; {worst['n_won']:,} deals won of "
-                f"{worst['n_target_deals']:,.0f} targeted.")
-    others = rated.drop(index=worst.name)["attainment_rate"]
+        on_track = worst["is_on_track"]
+        status = "" if pd.isna(on_track) else (": on track" if bool(on_track) else ": behind")
+        who = "Bookings" if worst["key"] == "company" else f"{worst['name']}: bookings"
+        deals = (f"; {_plural(worst['n_won'], 'deal')} won of {worst['n_target_deals']:,.0f} targeted"
+                 if pd.notna(worst["n_target_deals"]) else "")
+        return (f"{who} of {worst['bookings_amount']:,.0f} are {worst['attainment_rate']:.0%} of the target "
+                f"({worst['target_amount']:,.0f}){when}{status}{deals}.")
+    others = rated.drop(index=worst.name)
     n_on = int(rated["is_on_track"].fillna(False).astype(bool).sum())
-    return (f"{worst['name']} is furthest behind: {worst['attainment_rate']:.0%} of its target{when} "
-            f"(gap {worst['gap_amount']:,.0f}), while the other {len(others)} {level}s range "
-            f"{others.min():.0%}–{others.max():.0%}; {n_on} of {len(rated)} are on track.")
+    low, high = others["attainment_rate"].min(), others["attainment_rate"].max()
+    if len(others) == 1:
+        rest = f"while {others['name'].iloc[0]} is at {low:.0%}"
+    elif round(low, 2) == round(high, 2):
+        rest = f"while the other {len(others)} {level}s are all at {low:.0%}"
+    else:
+        rest = f"while the other {len(others)} {level}s range {low:.0%}–{high:.0%}"
+    track = f"; {n_on} of {len(rated)} are on track" if pd.notna(elapsed) else ""
+    return (f"{_cap(str(worst['name']))} is furthest behind: {worst['attainment_rate']:.0%} of its target{when} "
+            f"(gap {worst['gap_amount']:,.0f}), {rest}{track}.")
 
 
 # ----------------------------------------------------------------------------- trends and seasonality
@@ -441,7 +460,8 @@ def describe_deal_size(result: pd.DataFrame) -> str:
     overall = result["bookings_amount"].sum() / result["n_won"].sum()
     text = f"Average won deal {overall:,.0f}"
     if len(result) > 1:
-        text += (f"; {top['name']} deals are the largest ({top['avg_deal_amount']:,.0f} on {top['n_won']:,} deals), "
+        text += (f"; {top['name']} deals are the largest ({top['avg_deal_amount']:,.0f} on "
+                 f"{_plural(top['n_won'], 'deal')}), "
                  f"{low['name']} the smallest ({low['avg_deal_amount']:,.0f}, "
                  f"{ratio(top['avg_deal_amount'], low['avg_deal_amount']) or 0:.1f}× less)")
     return text + "." + (f" {note(result)}" if note(result) else "")
@@ -511,7 +531,8 @@ def describe_sales_cycle(result: pd.DataFrame) -> str:
                 f"{row['p75_cycle_days']:.0f}) over {total:,} deals.")
     else:
         fast, slow = result.iloc[0], result.iloc[-1]
-        text = (f"{slow['name']} deals take longest to win (median {slow['median_cycle_days']:.0f} days) and "
+        text = (f"{_cap(str(slow['name']))} deals take longest to win (median {slow['median_cycle_days']:.0f} days) "
+                f"and "
                 f"{fast['name']} the shortest ({fast['median_cycle_days']:.0f} days), over {total:,} won deals.")
     return text + (f" {note(result)}" if note(result) else "")
 

@@ -26,7 +26,6 @@ import pandas as pd
 from crmlens.errors import ParameterError, SchemaError
 from crmlens.kpis import KpiContext, register_kpi
 from crmlens.metrics.common import in_period, ratio, ratio_series, won_mask
-from crmlens.params import Params
 from crmlens.periods import Period, parse_period
 
 AREA = "regions_teams"
@@ -42,8 +41,6 @@ GROUP_LEVELS: tuple[str, ...] = ("rep", "team", "region")
 _GROUP_KEYS = {"rep": "rep_id", "team": "team_id", "region": "region_id"}
 #: Weights of account levels (客户级别) in the call-next score; unknown levels weigh 1.
 LEVEL_WEIGHTS: dict[str, float] = {"A": 3.0, "B": 2.0, "C": 1.0}
-#: forgotten_days of the KPI `forgotten_accounts` (the parameter's default; KPIs take no parameters).
-DEFAULT_FORGOTTEN_DAYS: int = Params.model_fields["forgotten_days"].default
 #: Days of silence at which an account's staleness reaches its maximum (1.0) in the call-next score.
 STALENESS_CAP_DAYS = 365
 
@@ -122,11 +119,14 @@ def _names(frames: Frames, by: str) -> pd.Series:
 
 
 def _entities(frames: Frames, ctx: KpiContext, by: str) -> pd.Index:
-    """The reps/teams/regions of the context's region, from their dimension table (empty if absent)."""
+    """The reps (active ones), teams or regions of the context's region, from their dimension table (empty if
+    absent)."""
     table = {"rep": "reps", "team": "teams", "region": "regions"}[by]
     if table not in frames:
         return pd.Index([], dtype="string")
     dim = _in_region(frames[table], ctx)
+    if by == "rep" and "is_active" in dim.columns:
+        dim = dim[dim["is_active"].fillna(True).astype(bool)]
     return pd.Index(dim[_GROUP_KEYS[by]].dropna().astype("string").unique(), dtype="string")
 
 
@@ -290,8 +290,13 @@ def describe_geography(result: pd.DataFrame) -> str:
     key = next(c for c in ("city", "province", "country", "region_id") if c in result.columns)
     top = result.iloc[0]
     share = top["bookings_amount"] / result["bookings_amount"].sum()
-    text = (f"{top[key]} brings the most bookings ({top['bookings_amount']:,.0f}, {share:.0%} of the total, "
-            f"{int(top['n_customers'])} customers) of {len(result)} places")
+    rate = f", win rate {top['win_rate']:.0%}" if pd.notna(top["win_rate"]) else ""
+    if len(result) == 1:
+        text = (f"All bookings ({top['bookings_amount']:,.0f}) come from {top[key]} ({int(top['n_customers'])} "
+                f"customers{rate})")
+    else:
+        text = (f"{top[key]} brings the most bookings ({top['bookings_amount']:,.0f}, {share:.0%} of the total, "
+                f"{int(top['n_customers'])} customers{rate}) of {len(result)} places")
     market = result.dropna(subset=["market_share_rate"])
     if key == "region_id" and len(market) > 1:
         low, high = market.nsmallest(1, "market_share_rate").iloc[0], market.nlargest(1, "market_share_rate").iloc[0]
@@ -411,8 +416,7 @@ def _period_targets(targets: pd.DataFrame, ctx: KpiContext, level: str) -> pd.Se
 
 
 def _metric_values(frames: Frames, ctx: KpiContext, metric: LeaderboardMetric, by: str,
-                   history: Frames | None) -> pd.Series:
-    comps = rep_components(frames, ctx, history)
+                   comps: pd.DataFrame) -> pd.Series:
     entities = _entities(frames, ctx, by)
     if metric.name == "attainment_rate":
         amount = comps["bookings_amount"] if "bookings_amount" in comps else pd.Series(dtype="float64")
@@ -436,18 +440,29 @@ def leaderboard(frames: Frames, comparison: Frames | None, ctx: KpiContext,
     """The leaderboard of `metric` (see `LEADERBOARD_METRICS`) by rep, team or region, with the rank in the
     comparison period and the rank change (positive = moved up).
 
-    One row per rep/team/region of the context's region (from the dimension tables, plus any key seen in
-    the data): rank, key (rep_id | team_id | region_id), name, `metric`, ``comparison_<metric>``,
+    One row per rep/team/region of the context's region (from the dimension tables — active reps only — plus
+    any key seen in the data): rank, key (rep_id | team_id | region_id), name, `metric`, ``comparison_<metric>``,
     comparison_rank, rank_change. Ties share the best rank; rows are ordered by rank, name, key.
     Win and attainment rates are computed on the summed components (not averaged over reps).
     """
     _check_choice("metric", metric, tuple(LEADERBOARD_METRICS))
     _check_choice("by", by, GROUP_LEVELS)
+    _need(frames, *LEADERBOARD_METRICS[metric].tables)
+    now = rep_components(frames, ctx, history)
+    then = rep_components(comparison, comparison_ctx, history) if _comparable(comparison, comparison_ctx) else None
+    return _board(frames, comparison, ctx, comparison_ctx, now, then, metric, by)
+
+
+def _comparable(comparison: Frames | None, comparison_ctx: KpiContext | None) -> bool:
+    return comparison is not None and comparison_ctx is not None
+
+
+def _board(frames: Frames, comparison: Frames | None, ctx: KpiContext, comparison_ctx: KpiContext | None,
+           now: pd.DataFrame, then: pd.DataFrame | None, metric: str, by: str) -> pd.DataFrame:
     spec = LEADERBOARD_METRICS[metric]
-    _need(frames, *spec.tables)
-    values = _metric_values(frames, ctx, spec, by, history)
-    if comparison is not None and comparison_ctx is not None and all(t in comparison for t in spec.tables):
-        before = _metric_values(comparison, comparison_ctx, spec, by, history)
+    values = _metric_values(frames, ctx, spec, by, now)
+    if then is not None and all(t in comparison for t in spec.tables):  # type: ignore[operator]
+        before = _metric_values(comparison, comparison_ctx, spec, by, then)  # type: ignore[arg-type]
     else:
         before = pd.Series(np.nan, index=values.index)
     ranks = rank_with_change(values, before)
@@ -475,11 +490,13 @@ def leaderboard_overview(frames: Frames, comparison: Frames | None, ctx: KpiCont
     key = _GROUP_KEYS[by]
     out: pd.DataFrame | None = None
     skipped = []
+    now = rep_components(frames, ctx, history)
+    then = rep_components(comparison, comparison_ctx, history) if _comparable(comparison, comparison_ctx) else None
     for name, spec in LEADERBOARD_METRICS.items():
         if any(t not in frames for t in spec.tables):
             skipped.append(name)
             continue
-        board = leaderboard(frames, comparison, ctx, comparison_ctx, metric=name, by=by, history=history)
+        board = _board(frames, comparison, ctx, comparison_ctx, now, then, name, by)
         board = board.rename(columns={"rank": f"{name}_rank", "rank_change": f"{name}_rank_change"})
         board = board[[key, "name", name, f"{name}_rank", f"{name}_rank_change"]]
         out = board if out is None else out.merge(board, on=[key, "name"], how="outer")
@@ -520,6 +537,10 @@ def describe_leaderboard(result: pd.DataFrame) -> str:
     if not moves.empty and moves["rank_change"].min() < 0:
         down = moves.sort_values(["rank_change", "rank"], ascending=[True, True]).iloc[0]
         text += f"; {down['name']} fell the most ({_places(-down['rank_change'])}, now #{int(down['rank'])})"
+    ranked = result.dropna(subset=["rank"])
+    if len(ranked) > 2 and ranked["rank"].iloc[-1] > 1:
+        last = ranked.iloc[-1]
+        text += f"; last is {last['name']} ({fmt(last[metric_name])})"
     return text + "."
 
 
@@ -756,11 +777,12 @@ def describe_forgotten_by_rep(result: pd.DataFrame) -> str:
     total, owned = int(result["n_forgotten_accounts"].sum()), int(result["n_owned_accounts"].sum())
     if total == 0:
         return f"Every one of the {owned:,} owned accounts had a follow-up recently: nobody is forgotten."
-    rest = result.iloc[2:]["forgotten_rate"].median() if len(result) > 2 else float("nan")
-    worst = result.head(2)
+    worst = result[result["forgotten_rate"] >= 0.5]
+    worst = worst if len(worst) else result.head(1)
+    rest = result.iloc[len(worst):]["forgotten_rate"].median() if len(result) > len(worst) else float("nan")
     names = " and ".join(f"{r['name']} ({r['rep_id']}, {r['forgotten_rate']:.0%} of {int(r['n_owned_accounts'])})"
                          for _, r in worst.iterrows())
-    text = f"{total:,} of {owned:,} owned accounts are forgotten; the worst are {names}"
+    text = f"{total:,} of {owned:,} owned accounts {'is' if total == 1 else 'are'} forgotten; the worst: {names}"
     if not math.isnan(rest):
         text += f", against a median of {rest:.0%} for the other reps"
     return text + "."
@@ -818,7 +840,7 @@ def followups_by_rep(frames: Frames, ctx: KpiContext) -> pd.DataFrame:
     """Follow-ups per rep in the period: n_followups (activities that occurred), n_accounts_followed
     (distinct accounts touched), n_owned_accounts and coverage_rate (share of the rep's owned accounts that
     had an activity in the period, by anyone).
-    One row per rep of the region (from reps) or seen in the activities. Needs activities."""
+    One row per active rep of the region (from reps) or rep seen in the activities. Needs activities."""
     _need(frames, "activities")
     acts = _in_region(frames["activities"], ctx)
     done = acts[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx)]
@@ -849,7 +871,9 @@ def describe_followups_by_rep(result: pd.DataFrame) -> str:
     top = result.iloc[0]
     text = f"{top['name']} logged the most follow-ups ({int(top['n_followups'])})"
     rated = result.dropna(subset=["coverage_rate"]).sort_values(["coverage_rate", "name"])
-    if len(rated):
+    if len(rated) and rated["coverage_rate"].iloc[0] >= 1:
+        text += "; every rep touched all of its owned accounts"
+    elif len(rated):
         low = rated.iloc[0]
         text += (f"; {low['name']} touched only {low['coverage_rate']:.0%} of "
                  f"{int(low['n_owned_accounts'])} owned accounts")
@@ -882,6 +906,7 @@ def public_pool(frames: Frames, ctx: KpiContext) -> pd.DataFrame:
                           "n_entered": flow_in.astype("int64").groupby(region).sum(),
                           "median_days_in_pool": days_in.groupby(region).median()})
     out = _finish(stats, frames, ctx, "region")
+    out = out[out["n_accounts"].fillna(0) > 0]
     for c in ("n_accounts", "n_pool_accounts", "n_entered"):
         out[c] = out[c].fillna(0).astype("int64")
     unknown = out["n_known"].fillna(0).eq(0)
@@ -896,7 +921,7 @@ def describe_public_pool(result: pd.DataFrame) -> str:
     """Size of the public pool and its flow in."""
     pooled, total = int(result["n_pool_accounts"].sum()), int(result["n_accounts"].sum())
     if total == 0:
-        return "The source has no accounts for this region."
+        return "No account of the source is assigned to this region."
     if result["n_pool_accounts"].isna().all():
         return "This source does not record the public pool (no account has an `is_public_pool` value)."
     if pooled == 0:
@@ -953,11 +978,11 @@ def kpi_lead_first_response_days(frames: Frames, ctx: KpiContext) -> float | Non
 
 @register_kpi("forgotten_accounts", label="Forgotten customers", unit="count", direction="lower",
               tables=("accounts", "activities"), area=AREA,
-              description="Owned accounts (not in the public pool) with no activity in the forgotten_days "
-              "(60) days before the as-of time (capped at the period end). No data when the slice's "
-              "activities do not reach that far back (periods shorter than 60 days).")
+              description="Owned accounts (not in the public pool) with no activity in the `forgotten_days` "
+              "days (a parameter, 60 by default) before the as-of time (capped at the period end). No data "
+              "when the slice's activities do not reach that far back (periods shorter than that).")
 def kpi_forgotten_accounts(frames: Frames, ctx: KpiContext) -> float | None:
-    days = DEFAULT_FORGOTTEN_DAYS  # a KPI has no parameters; the notebook's tables use the run's value
+    days = ctx.forgotten_days
     if reference_time(ctx) - pd.Timedelta(days=days) < pd.Timestamp(ctx.period_start):
         return None
     state = account_follow_up(frames, ctx, days=days)

@@ -153,7 +153,7 @@ def test_lead_funnel_periods_stacks_each_period(leads, opps):
 def test_describe_lead_funnel_names_the_biggest_loss(leads, opps):
     text = funnel.describe_lead_funnel(funnel.lead_funnel(leads, opps, Q3))
     assert text.startswith("Of 7 leads created in the period, 1 reached Won (14% end to end).")
-    assert "Opportunity→Won: 67%" in text
+    assert "Opportunity→Won: 67% of the leads at Opportunity have not (yet) reached Won." in text
 
 
 def test_conversion_by_channel(leads, opps):
@@ -191,6 +191,16 @@ def test_compare_steps_against_the_median_of_peers():
     e = steps[steps["group"] == "E"]
     assert e["ratio"].isna().all()
     assert set(steps["step"]) == {"lead_to_mql", "mql_to_sql", "sql_to_opportunity"}  # no won without opps
+
+
+def test_leads_without_a_value_are_neither_judged_nor_peers():
+    unassigned = _region_leads({**PEERS, "E": (10, 0, 0, 0)})
+    unassigned["region_id"] = unassigned["region_id"].mask(unassigned["region_id"] == "E")
+    steps = funnel.compare_steps(unassigned, min_n=3)
+    none = steps[steps["group"] == "(none)"]
+    assert len(none) == 3 and none["ratio"].isna().all()
+    assert steps.loc[steps["group"] == "A", "peer_rate"].tolist() == [0.5, 0.8, 0.5]  # (none)'s 0% is not a peer
+    assert funnel.diagnose_bottleneck(steps).group == "D"
 
 
 def test_diagnose_bottleneck_flags_the_worst_group_and_step():
@@ -312,7 +322,9 @@ def test_win_rate_by_competitor_and_product_line(opps):
     assert lines[["product_line", "n_closed", "n_won"]].values.tolist() == [["Cloud", 2, 0], ["Core", 2, 1]]
     assert funnel.describe_win_rate_by(lines, min_closed=2) == (
         "Win rate ranges from 0% (Cloud, 2 closed) to 50% (Core, 2 closed).")
-    assert funnel.describe_win_rate_by(lines).startswith("Too few closed deals per product_line")
+    assert funnel.describe_win_rate_by(lines).startswith("Too few closed deals per product line (under 10)")
+    nobody = funnel.win_rate_by(opps.assign(competitor=pd.NA), "competitor", Q3)
+    assert funnel.describe_win_rate_by(nobody) == "No competitor is recorded on these deals."
 
 
 def test_win_rate_trend(opps):
@@ -437,10 +449,10 @@ def demo_east(demo_con, tiny_demo):
 
 
 def _diagnose(s, focus):
-    leads = funnel.company_history(s, "leads", 8)
-    opps = funnel.company_history(s, "opportunities", 8)
+    leads = funnel.history(s, "leads", 8, every_region=True)
+    opps = funnel.history(s, "opportunities", 8, every_region=True)
     steps = funnel.compare_steps(leads, opps)
-    dwell = funnel.compare_stage_days(funnel.company_history(s, "opportunity_stage_history", 8), opps,
+    dwell = funnel.compare_stage_days(funnel.history(s, "opportunity_stage_history", 8, every_region=True), opps,
                                       s.info.vocabulary)
     return steps, funnel.diagnose_bottleneck(steps, dwell, focus=focus)
 
@@ -460,7 +472,7 @@ def test_the_planted_bottleneck_is_found_comparing_all_regions(demo_all):
 
 
 def test_the_planted_bottleneck_is_found_from_the_region_itself(demo_east):
-    leads = funnel.company_history(demo_east, "leads", 8)
+    leads = funnel.history(demo_east, "leads", 8, every_region=True)
     assert set(leads["region_id"]) > {"East"}  # the peers are loaded, not just the slice's region
     assert set(demo_east.history("leads", 8)["region_id"]) == {"East"}  # and the slice itself is untouched
     _, found = _diagnose(demo_east, "East")
@@ -477,7 +489,7 @@ def test_rates_match_an_independent_computation_on_the_raw_demo(demo_all, tiny_d
     window = raw[(raw["created_at"] >= "2024-10-01") & (raw["created_at"] < "2026-10-01")]
     sql = window[window["sql_at"].notna()]
     expected = (sql["opportunity_id"].notna().groupby(sql["region_id"]).mean()).to_dict()
-    steps = funnel.compare_steps(funnel.company_history(demo_all, "leads", 8))
+    steps = funnel.compare_steps(funnel.history(demo_all, "leads", 8, every_region=True))
     got = steps[steps["step"] == "sql_to_opportunity"].set_index("group")["rate"].to_dict()
     assert got == pytest.approx(expected)
     q3 = raw[(raw["created_at"] >= "2026-07-01") & (raw["created_at"] < "2026-10-01")]
@@ -524,3 +536,27 @@ def test_maven_opportunity_funnel_and_win_loss_work_without_leads(maven_slice, m
     wl = funnel.win_loss(maven_slice.tables["opportunities"], ctx).set_index("outcome")
     assert wl.loc["won", "amount"] == raw.loc[raw["deal_stage"] == "Won", "close_value"].sum()
     assert kpis.compute_kpi("lead_to_won_rate", maven_slice.tables, ctx) is None
+    assert funnel.history(maven_slice, "leads", 4) is None  # quietly: the notebook's section says why
+
+
+# ------------------------------------------------------------------------------------------ charts
+
+def test_the_chart_builders_draw_the_computed_frames(leads, opps, history):
+    from crmlens.charts import funnel as charts
+
+    q2 = KpiContext(period_start=T("2026-04-01"), period_end=T("2026-07-01"), period_label="2026-Q2")
+    periods = funnel.lead_funnel_periods({"2026-Q3": ({"leads": leads, "opportunities": opps}, Q3),
+                                          "2026-Q2": ({"leads": leads, "opportunities": opps}, q2)})
+    assert [t.name for t in charts.plot_lead_funnel(periods).data] == ["2026-Q3", "2026-Q2"]
+    steps = funnel.compare_steps(_region_leads(PEERS), min_n=3)
+    heat = charts.plot_peer_ratios(steps).data[0]
+    assert list(heat.y) == ["A", "B", "C", "D", "E"] and list(heat.x) == ["lead→MQL", "MQL→SQL", "SQL→opportunity"]
+    bars = charts.plot_step_comparison(steps, funnel.diagnose_bottleneck(steps))
+    assert bars.data[0].marker.color[0] == charts.COLORS["bad"]  # D, the flagged group, has the lowest rate
+    assert bars.layout.title.text == "SQL→opportunity rate by region"
+    assert len(charts.plot_conversion_trend(funnel.conversion_trend(leads, opps, freq="month")).data) == 4
+    assert list(charts.plot_stage_days(funnel.stage_days(history, VOCAB, Q3)).data[0].x) == list(VOCAB.open_stages)
+    assert list(charts.plot_opportunity_stages(funnel.opportunity_funnel(opps, VOCAB)).data[0].y) == [1, 1, 0, 0, 2, 3]
+    rates = charts.plot_win_rates(funnel.win_rate_by(opps, "competitor", Q3))
+    assert rates.layout.title.text == "Win rate by competitor"
+    assert len(charts.plot_loss_reasons(funnel.loss_reasons(opps, Q3)).data[0].x) == 2

@@ -143,6 +143,8 @@ def test_attainment_in_a_region_slice():
     ctx = _ctx(region="East")
     company = perf.target_attainment(east, frames, ctx, "company").iloc[0]
     assert (company["key"], company["target_amount"], company["attainment_rate"]) == ("East", 1000.0, 0.4)
+    assert perf.describe_attainment(perf.target_attainment(east, frames, ctx, "company")).startswith(
+        "East China: bookings of 400 are 40% of the target (1,000) with 50% of the period elapsed: behind;")
     assert perf.target_attainment(east, frames, ctx, "team")["key"].tolist() == ["T1"]
     assert perf.target_attainment(east, frames, ctx, "rep")["key"].tolist() == ["R1", "R2"]
     lines = perf.target_attainment(east, frames, ctx, "product_line")
@@ -529,3 +531,38 @@ def test_maven_sales_cycle_per_product_matches_raw_csv(maven_con, maven_dir):
     got = ours.set_index("product_id")["median_cycle_days"]
     assert got.sort_index().to_dict() == expected.astype("float64").sort_index().to_dict()
     assert ours["n_won"].sum() == len(won)
+
+
+def test_attainment_sentences_for_one_two_and_tied_keys():
+    frames = tables()
+    east = frames["opportunities"][frames["opportunities"]["region_id"] == "East"]
+    one = perf.target_attainment(east, frames, _ctx(region="East"), "team")
+    assert perf.describe_attainment(one) == ("Team One: bookings of 400 are 50% of the target (800) with 50% of the "
+                                             "period elapsed: on track; 2 deals won of 4 targeted.")
+    two = perf.target_attainment(frames["opportunities"], frames, Q3, "product_line")
+    assert perf.describe_attainment(two) == ("Core is furthest behind: 30% of its target with 50% of the period "
+                                             "elapsed (gap 700), while Cloud is at 70%; 1 of 2 are on track.")
+    tied = two.assign(attainment_rate=0.9)
+    tied = pd.concat([tied, tied.iloc[:1].assign(key="Edge", name="Edge")], ignore_index=True)
+    assert "while the other 2 product lines are all at 90%" in perf.describe_attainment(tied)
+
+
+# ------------------------------------------------------------------------------------------ charts
+
+def test_chart_builders_draw_the_computed_frames():
+    from crmlens.charts import performance as charts
+
+    frames = tables()
+    teams = perf.target_attainment(frames["opportunities"], frames, Q3, "team")
+    fig = charts.plot_attainment(teams)
+    assert list(fig.data[0].y) == ["Team Two", "Team One"] and len(fig.layout.shapes) == 1
+    trend = perf.bookings_trend(frames["opportunities"], "month")  # no targets: the target line is left out
+    assert [t.name for t in charts.plot_bookings_trend(trend).data] == ["bookings", "same period last year"]
+    lines = charts.plot_segment_lines(perf.deal_size_trend(frames["opportunities"], "quarter", "product_line",
+                                                           frames), value="avg_deal_amount", title="t")
+    assert sorted(t.name for t in lines.data) == ["Cloud", "Core"]
+    cycle = charts.plot_cycle(perf.sales_cycle(frames["opportunities"], Q3, "region", frames))
+    assert list(cycle.data[0].x) == [30.0, 100.0]
+    money = charts.plot_collections(perf.collections_trend(frames["contracts"], frames["invoices"],
+                                                           frames["payments"], "quarter"))
+    assert [t.name for t in money.data] == ["signed", "invoiced", "collected", "collection rate"]

@@ -147,7 +147,8 @@ def test_geography_region_filter_and_treemap_builder() -> None:
     assert set(g["region_id"]) == {"R1"}
     fig = charts.plot_geography_treemap(g, title="Bookings")
     assert len(fig.data) == 1 and fig.data[0].type == "treemap"
-    assert "R1" in rg.describe_geography(rg.geography(fixture_frames(), region_ctx("R1")))
+    text = rg.describe_geography(rg.geography(fixture_frames(), region_ctx("R1")))
+    assert text.startswith("All bookings (120) come from R1 (2 customers, win rate 67%)"), text
 
 
 def test_geography_unknown_level_names_the_parameter() -> None:
@@ -183,29 +184,30 @@ def test_rank_with_change_ties_take_the_best_rank() -> None:
 
 def test_leaderboard_bookings_by_rep_with_rank_change() -> None:
     b = rg.leaderboard(fixture_frames(), comparison_frames(), Q3, Q2, metric="bookings_amount", by="rep")
-    assert b["rep_id"].tolist() == ["C", "A", "B", "D"]  # B and D tie at 0: ordered by name
-    assert b["rank"].tolist() == [1, 2, 3, 3]
-    assert b["bookings_amount"].tolist() == [300.0, 120.0, 0.0, 0.0]
-    assert b["comparison_bookings_amount"].tolist() == [0.0, 500.0, 200.0, 0.0]
-    assert b["comparison_rank"].tolist() == [3, 1, 2, 3]
-    assert b["rank_change"].tolist() == [2, -1, -1, 0]
-    assert b["name"].tolist() == ["Cai", "Ann", "Bob", "Dan"]
+    assert b["rep_id"].tolist() == ["C", "A", "B"]  # D is inactive and sold nothing
+    assert b["rank"].tolist() == [1, 2, 3]
+    assert b["bookings_amount"].tolist() == [300.0, 120.0, 0.0]
+    assert b["comparison_bookings_amount"].tolist() == [0.0, 500.0, 200.0]
+    assert b["comparison_rank"].tolist() == [3, 1, 2]
+    assert b["rank_change"].tolist() == [2, -1, -1]
+    assert b["name"].tolist() == ["Cai", "Ann", "Bob"]
     text = rg.describe_leaderboard(b)
     assert text.startswith("Cai leads on bookings") and "Cai climbed the most (2 places" in text
+    assert "Ann fell the most (1 place, now #2)" in text and text.endswith("last is Bob (0).")
 
 
 @pytest.mark.parametrize(("metric", "by", "expected"), [
-    ("win_rate", "rep", {"C": 1.0, "A": 2 / 3, "B": None, "D": None}),
+    ("win_rate", "rep", {"C": 1.0, "A": 2 / 3, "B": None}),
     ("win_rate", "team", {"T2": 1.0, "T1": 2 / 3}),
     ("bookings_amount", "region", {"R2": 300.0, "R1": 120.0}),
-    ("n_won", "rep", {"A": 2, "C": 1, "B": 0, "D": 0}),
-    ("n_new_opportunities", "rep", {"A": 2, "B": 1, "C": 0, "D": 0}),
-    ("n_new_customers", "rep", {"A": 1, "B": 0, "C": 0, "D": 0}),  # a3 won before (o5): not new
-    ("contract_amount", "rep", {"A": 140.0, "B": 0.0, "C": 0.0, "D": 0.0}),
+    ("n_won", "rep", {"A": 2, "C": 1, "B": 0}),
+    ("n_new_opportunities", "rep", {"A": 2, "B": 1, "C": 0}),
+    ("n_new_customers", "rep", {"A": 1, "B": 0, "C": 0}),  # a3 won before (o5): not new
+    ("contract_amount", "rep", {"A": 140.0, "B": 0.0, "C": 0.0}),
     ("n_contracts", "team", {"T1": 2, "T2": 0}),
-    ("payments_amount", "rep", {"A": 60.0, "C": 5.0, "B": 0.0, "D": 0.0}),
-    ("n_activities", "rep", {"A": 2, "B": 1, "C": 1, "D": 0}),
-    ("attainment_rate", "rep", {"A": 0.5, "C": 1.0, "B": None, "D": None}),
+    ("payments_amount", "rep", {"A": 60.0, "C": 5.0, "B": 0.0}),
+    ("n_activities", "rep", {"A": 2, "B": 1, "C": 1}),
+    ("attainment_rate", "rep", {"A": 0.5, "C": 1.0, "B": None}),
     ("attainment_rate", "team", {"T1": 0.3, "T2": None}),
 ])
 def test_leaderboard_values(metric: str, by: str, expected: dict) -> None:
@@ -216,6 +218,14 @@ def test_leaderboard_values(metric: str, by: str, expected: dict) -> None:
     for k, v in expected.items():
         assert (pd.isna(got[k]) if v is None else got[k] == pytest.approx(v)), (k, got[k], v)
     assert b["rank"].dropna().is_monotonic_increasing
+
+
+def test_leaderboard_lists_inactive_reps_only_with_results_and_ties_by_name() -> None:
+    frames = fixture_frames()
+    frames["opportunities"].loc[1, ["owner_rep_id", "is_won", "amount"]] = ["D", True, 120.0]  # o2 won by Dan
+    b = rg.leaderboard(frames, None, Q3, metric="bookings_amount")
+    assert b["rep_id"].tolist() == ["C", "A", "D", "B"]  # Ann and Dan tie at 120: ordered by name
+    assert b["rank"].tolist() == [1, 2, 2, 4]
 
 
 def test_leaderboard_region_filter_and_history() -> None:
@@ -352,7 +362,7 @@ def test_followups_by_rep() -> None:
     assert f.loc["A", ["n_followups", "n_accounts_followed", "n_owned_accounts", "coverage_rate"]].tolist() == \
         [2, 2, 2, 1.0]
     assert f.loc["B", ["n_followups", "n_owned_accounts", "coverage_rate"]].tolist() == [1, 1, 0.0]
-    assert f.loc["D", "n_followups"] == 0 and pd.isna(f.loc["D", "coverage_rate"])
+    assert "D" not in f.index  # inactive, no follow-up, no account
     assert "Bob touched only 0%" in rg.describe_followups_by_rep(f.reset_index())
 
 
@@ -477,3 +487,21 @@ def test_maven_win_rate_by_office_matches_raw_csvs(maven_dir, maven_con) -> None
     for office, rate in expected.items():
         assert math.isclose(got[office], rate, rel_tol=1e-12), office
     assert board["rank"].tolist() == [1, 2, 3]
+
+
+def test_chart_builders_draw_the_computed_frames() -> None:
+    from crmlens.charts import regions as charts
+
+    frames = fixture_frames()
+    board = rg.leaderboard(frames, comparison_frames(), Q3, Q2, metric="win_rate")
+    fig = charts.plot_leaderboard(board, metric="win_rate", title="Win rate")
+    assert list(fig.data[0].y) == ["#2 Ann ▼1", "#1 Cai ▲2"]  # reps without a rate are left out
+    mix = charts.plot_activity_mix(rg.activities_per_rep(frames, Q3, by="team"))
+    assert [t.name for t in mix.data] == ["call", "email", "visit"]
+    forgotten = charts.plot_forgotten(rg.forgotten_by_rep(frames, Q3), threshold=0.4)
+    assert list(forgotten.data[0].marker.color)[-1] == "#c62828"  # Ann (50%) is flagged, drawn last (top)
+    share = charts.plot_market_share(rg.geography(frames, Q3))
+    assert list(share.data[1].text) == ["50%", "10%"]
+    empty = charts.plot_geography_treemap(rg.geography({"opportunities": frames["opportunities"].iloc[:0]}, Q3),
+                                          title="Bookings")
+    assert len(empty.data) == 0
