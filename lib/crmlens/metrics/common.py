@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from crmlens.errors import ParameterError
 from crmlens.kpis import KpiContext
 from crmlens.schema import Vocabulary
 
@@ -30,8 +31,6 @@ def ratio_series(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
 def bucket(times: pd.Series, freq: str) -> pd.Series:
     """Label each timestamp with its period ('2026-09', '2026-Q3', '2026-W37', '2026', '2026-09-14')."""
     if freq not in FREQS:
-        from crmlens.errors import ParameterError
-
         raise ParameterError(f"freq: {freq!r} is not a time grain; use one of {', '.join(FREQS)}")
     periods = times.dt.to_period(FREQS[freq])
     if freq == "week":
@@ -55,6 +54,52 @@ def won_mask(opportunities: pd.DataFrame) -> pd.Series:
 def closed_mask(opportunities: pd.DataFrame, vocabulary: Vocabulary | None = None) -> pd.Series:
     """True for closed (won or lost) opportunities."""
     return opportunities["closed_at"].notna() & opportunities["is_won"].notna()
+
+
+def check_choice(param: str, value: str, allowed: Iterable[str]) -> str:
+    """`value` when it is one of `allowed`, else a ParameterError naming the parameter and the choices."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ParameterError(f"{param}: {value!r} is not allowed; use one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def closed_in_period(opportunities: pd.DataFrame, ctx: KpiContext | None) -> pd.DataFrame:
+    """Opportunities won or lost in the context's period (all closed ones when `ctx` is None)."""
+    closed = opportunities["closed_at"].notna() & opportunities["is_won"].notna()
+    if ctx is not None:
+        closed = closed & in_period(opportunities["closed_at"], ctx)
+    return opportunities[closed.astype(bool)]
+
+
+def won_in_period(opportunities: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
+    """The won opportunities closed in the context's period (the period's bookings)."""
+    if opportunities.empty:
+        return opportunities.iloc[0:0]
+    return opportunities.loc[won_mask(opportunities) & in_period(opportunities["closed_at"], ctx)]
+
+
+def _tiling(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> list[str] | None:
+    """Labels of the months/quarters that tile [start, end) exactly, or None."""
+    periods = pd.period_range(start, end - pd.Timedelta(microseconds=1), freq=FREQS[freq])
+    if len(periods) == 0 or periods[0].start_time != start or periods[-1].end_time.ceil("D") != end:
+        return None
+    return bucket(pd.Series(periods.start_time), freq).tolist()
+
+
+def target_periods(targets: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, label: str = "") -> list[str]:
+    """The `targets.period` labels that make up [start, end): the label itself when targets exist for it,
+    else the months (then quarters) tiling it exactly when all have targets; [] when there is none.
+
+    The one definition of "the period's target" used by every analysis."""
+    available = set(targets["period"].dropna().astype(str)) if "period" in targets else set()
+    if label and label in available:
+        return [label]
+    for freq in ("month", "quarter"):
+        labels = _tiling(pd.Timestamp(start), pd.Timestamp(end), freq)
+        if labels and set(labels) <= available:
+            return labels
+    return []
 
 
 def has(frames: Mapping[str, pd.DataFrame], *tables: str) -> bool:

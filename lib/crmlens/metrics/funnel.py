@@ -21,7 +21,7 @@ Stage names and order always come from the source's vocabulary (`Vocabulary`), n
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -30,7 +30,15 @@ import pandas as pd
 
 from crmlens.errors import ParameterError
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import bucket, in_period, ratio, ratio_series, won_mask
+from crmlens.metrics.common import (
+    bucket,
+    check_choice,
+    closed_in_period,
+    in_period,
+    ratio,
+    ratio_series,
+    won_mask,
+)
 from crmlens.schema import Vocabulary
 
 if TYPE_CHECKING:
@@ -61,11 +69,6 @@ _DAY = pd.Timedelta(days=1)
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-def _check_choice(param: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ParameterError(f"{param}: {value!r} is not allowed; use one of {', '.join(allowed)}")
-
 
 def _require(frame: pd.DataFrame, table: str, *columns: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
@@ -258,7 +261,7 @@ def conversion_by(leads: pd.DataFrame, opportunities: pd.DataFrame | None, by: s
     `n_won` and the rates `mql_rate` (lead→MQL), `mql_to_sql_rate`, `sql_to_opportunity_rate`,
     `opportunity_to_won_rate`, `lead_to_won_rate`; sorted by `n_leads`, largest first.
     """
-    _check_choice("by", by, LEAD_DIMENSIONS)
+    check_choice("by", by, LEAD_DIMENSIONS)
     progress = lead_progress(leads, opportunities, ctx)
     if by not in progress.columns:
         raise ParameterError(f"by: leads have no column {by!r}; use one of "
@@ -277,7 +280,7 @@ def conversion_trend(leads: pd.DataFrame, opportunities: pd.DataFrame | None = N
     youngest: their later steps are still filling up.
     """
     if by is not None:
-        _check_choice("by", by, LEAD_DIMENSIONS)
+        check_choice("by", by, LEAD_DIMENSIONS)
     progress = lead_progress(leads, opportunities)
     progress["period"] = bucket(progress["created_at"], freq)
     keys = ["period"]
@@ -300,7 +303,7 @@ def compare_steps(leads: pd.DataFrame, opportunities: pd.DataFrame | None = None
     Groups with fewer than `min_n` entered, and leads with no value of `by` ("(none)", e.g. unassigned
     leads), are neither judged nor peers (ratio missing).
     """
-    _check_choice("by", by, LEAD_DIMENSIONS)
+    check_choice("by", by, LEAD_DIMENSIONS)
     if min_n < 1:
         raise ParameterError(f"min_n: {min_n!r} must be a whole number ≥ 1")
     progress = lead_progress(leads, opportunities)
@@ -518,10 +521,7 @@ def describe_stage_days(frame: pd.DataFrame) -> str:
 
 def _closed_in(opportunities: pd.DataFrame, ctx: KpiContext | None) -> pd.DataFrame:
     _require(opportunities, "opportunities", "closed_at", "is_won")
-    closed = opportunities["closed_at"].notna() & opportunities["is_won"].notna()
-    if ctx is not None:
-        closed = closed & in_period(opportunities["closed_at"], ctx)
-    return opportunities[closed.astype(bool)]
+    return closed_in_period(opportunities, ctx)
 
 
 def opportunity_funnel(opportunities: pd.DataFrame, vocabulary: Vocabulary) -> pd.DataFrame:
@@ -663,7 +663,7 @@ def win_rate_by(opportunities: pd.DataFrame, by: str, ctx: KpiContext | None = N
     """Win rate of opportunities closed in the period (all closed when `ctx` is None) by `by` (one of
     `OPPORTUNITY_DIMENSIONS`; `product_line` needs `products`). One row per value ("(none)" when missing,
     e.g. no competitor): `n_closed`, `n_won`, `won_amount`, `win_rate`; largest `n_closed` first."""
-    _check_choice("by", by, OPPORTUNITY_DIMENSIONS)
+    check_choice("by", by, OPPORTUNITY_DIMENSIONS)
     closed = _closed_in(opportunities, ctx)
     if by == "product_line":
         if products is None:
@@ -707,7 +707,7 @@ def win_rate_trend(opportunities: pd.DataFrame, *, freq: str = "quarter", by: st
     `Slice.history("opportunities", 8)`), optionally per `by` column: `period`, [`by`], `n_closed`, `n_won`,
     `won_amount`, `win_rate`."""
     if by is not None:
-        _check_choice("by", by, OPPORTUNITY_DIMENSIONS)
+        check_choice("by", by, OPPORTUNITY_DIMENSIONS)
     closed = _closed_in(opportunities, None)
     won = won_mask(closed)
     frame = pd.DataFrame({"period": bucket(closed["closed_at"], freq), "won": won.astype(int),

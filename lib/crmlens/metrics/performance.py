@@ -28,7 +28,18 @@ import pandas as pd
 
 from crmlens.errors import ParameterError
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import FREQS, bucket, has, in_period, ratio, ratio_series, won_mask
+from crmlens.metrics.common import (
+    FREQS,
+    bucket,
+    check_choice,
+    has,
+    in_period,
+    ratio,
+    ratio_series,
+    target_periods,
+    won_in_period,
+    won_mask,
+)
 from crmlens.periods import Period
 
 AREA = "sales_performance"
@@ -60,12 +71,6 @@ ATTAINMENT_COLUMNS = ["level", "key", "name", "bookings_amount", "n_won", "targe
 
 # ------------------------------------------------------------------------------------------- helpers
 
-def _choice(value: str, allowed: Mapping[str, object] | tuple[str, ...], param: str) -> str:
-    if value not in allowed:
-        raise ParameterError(f"{param}: {value!r} is not allowed; use one of {', '.join(allowed)}")
-    return value
-
-
 def _note(frame: pd.DataFrame, *parts: str, n_excluded: int | None = None) -> pd.DataFrame:
     frame.attrs["note"] = " ".join(p for p in parts if p)
     if n_excluded is not None:
@@ -78,14 +83,6 @@ def note(result: pd.DataFrame) -> str:
     return str(result.attrs.get("note", "")) if isinstance(result, pd.DataFrame) else ""
 
 
-def won_in_period(opportunities: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
-    """The won opportunities closed in the context's period (the period's bookings)."""
-    if opportunities.empty:
-        return opportunities.iloc[0:0]
-    mask = won_mask(opportunities) & in_period(opportunities["closed_at"], ctx)
-    return opportunities.loc[mask]
-
-
 def _period_of(ctx: KpiContext) -> Period:
     return Period(label=ctx.period_label or "period", start=ctx.period_start, end=ctx.period_end, kind="range")
 
@@ -95,27 +92,6 @@ def elapsed_share(ctx: KpiContext) -> float | None:
     if ctx.as_of is None:
         return None
     return _period_of(ctx).elapsed_share(ctx.as_of)
-
-
-def _tiling(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> list[str] | None:
-    """Labels of the months/quarters that tile [start, end) exactly, or None."""
-    periods = pd.period_range(start, end - pd.Timedelta(microseconds=1), freq=FREQS[freq])
-    if len(periods) == 0 or periods[0].start_time != start or periods[-1].end_time.ceil("D") != end:
-        return None
-    return bucket(pd.Series(periods.start_time), freq).tolist()
-
-
-def target_periods(targets: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, label: str = "") -> list[str]:
-    """The `targets.period` labels that make up [start, end): the label itself when targets exist for it,
-    else the months (then quarters) tiling it exactly when all have targets; [] when there is none."""
-    available = set(targets["period"].dropna().astype(str)) if "period" in targets else set()
-    if label and label in available:
-        return [label]
-    for freq in ("month", "quarter"):
-        labels = _tiling(pd.Timestamp(start), pd.Timestamp(end), freq)
-        if labels and set(labels) <= available:
-            return labels
-    return []
 
 
 def _targets_for(targets: pd.DataFrame, labels: list[str], level: str) -> pd.DataFrame:
@@ -168,7 +144,7 @@ def _segment_keys(deals: pd.DataFrame, by: str, dims: Frames) -> tuple[pd.Series
 
 def _by_segment(deals: pd.DataFrame, by: str, dims: Frames) -> tuple[pd.DataFrame, str, int, str]:
     """`deals` with a key column for segment `by` (rows that cannot be placed dropped)."""
-    _choice(by, SEGMENTS, "by")
+    check_choice("by", by, SEGMENTS)
     column = SEGMENTS[by]
     keys, dropped, why = _segment_keys(deals, by, dims)
     placed = deals.assign(**{column: keys.fillna(UNKNOWN) if by not in ("size_band", "industry") else keys})
@@ -204,7 +180,7 @@ def target_attainment(opportunities: pd.DataFrame, dims: Frames, ctx: KpiContext
     slice, teams and reps are those of the region, and the company level is the region's own target;
     product-line targets are company-wide and are only compared in the "all" slice.
     """
-    _choice(level, LEVELS, "level")
+    check_choice("level", level, LEVELS)
     targets = dims.get("targets")
     empty = pd.DataFrame(columns=ATTAINMENT_COLUMNS)
     if targets is None:

@@ -25,7 +25,16 @@ import pandas as pd
 
 from crmlens.errors import ParameterError, SchemaError
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import in_period, ratio, ratio_series, won_mask
+from crmlens.metrics.common import (
+    check_choice,
+    closed_in_period,
+    in_period,
+    ratio,
+    ratio_series,
+    target_periods,
+    won_in_period,
+    won_mask,
+)
 from crmlens.periods import Period, parse_period
 
 AREA = "regions_teams"
@@ -53,11 +62,6 @@ def _need(frames: Frames, *tables: str) -> None:
     if missing:
         raise SchemaError(f"needs table{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
                           f"the frames have: {', '.join(frames) or 'none'}")
-
-
-def _check_choice(param: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ParameterError(f"{param}: {value!r} is not allowed; use one of {', '.join(allowed)}")
 
 
 def _col(df: pd.DataFrame, name: str, dtype: str = "string") -> pd.Series:
@@ -154,15 +158,6 @@ def rank_with_change(values: pd.Series, previous: pd.Series, *, ascending: bool 
 # ---------------------------------------------------------------------------------------------- deals
 
 
-def _closed_in_period(opps: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
-    closed = opps["closed_at"].notna() & opps["is_won"].notna()
-    return opps[closed & in_period(opps["closed_at"], ctx)]
-
-
-def _won_in_period(opps: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
-    return opps[won_mask(opps) & in_period(opps["closed_at"], ctx)]
-
-
 def deal_types_known(opportunities: pd.DataFrame) -> bool:
     """True when ``deal_type`` tells new business from sales to existing customers: some deal is not "new".
     (A source whose deals are all "new" — e.g. a mapping that sets a constant — carries no information.)"""
@@ -241,12 +236,12 @@ def geography(frames: Frames, ctx: KpiContext, *, level: str = "region") -> pd.D
     market size); below region level the market has no figures (empty). A region's deals are placed by
     the deal's region_id, countries/provinces/cities by the deal's account. Needs opportunities.
     """
-    _check_choice("level", level, GEO_LEVELS)
+    check_choice("level", level, GEO_LEVELS)
     _need(frames, "opportunities")
     path = [_GEO_COLUMNS[lv] for lv in GEO_LEVELS[: GEO_LEVELS.index(level) + 1]]
     geo = _geo_of_accounts(frames.get("accounts"))
     opps = _in_region(frames["opportunities"], ctx)
-    closed = _closed_in_period(opps, ctx)
+    closed = closed_in_period(opps, ctx)
     deals = _with_geo(closed, geo)
     deals["is_won"] = won_mask(closed).to_numpy()
     deals["amount"] = closed["amount"].astype("float64").where(deals["is_won"], 0.0).fillna(0.0).to_numpy()
@@ -336,7 +331,7 @@ LEADERBOARD_METRICS: dict[str, LeaderboardMetric] = {m.name: m for m in (
 
 def leaderboard_tables(metric: str) -> tuple[str, ...]:
     """The tables leaderboard `metric` needs (for ``nb.when``)."""
-    _check_choice("metric", metric, tuple(LEADERBOARD_METRICS))
+    check_choice("metric", metric, tuple(LEADERBOARD_METRICS))
     return LEADERBOARD_METRICS[metric].tables
 
 
@@ -363,7 +358,7 @@ def rep_components(frames: Frames, ctx: KpiContext, history: Frames | None = Non
     parts: list[pd.Series] = []
     if "opportunities" in frames:
         opps = _in_region(frames["opportunities"], ctx)
-        closed = _closed_in_period(opps, ctx)
+        closed = closed_in_period(opps, ctx)
         won = closed[won_mask(closed)]
         created = opps[in_period(_col(opps, "created_at", "datetime64[us]"), ctx)]
         first = first_won_deals(opps, ctx, history.get("opportunities"))
@@ -396,23 +391,10 @@ def rep_components(frames: Frames, ctx: KpiContext, history: Frames | None = Non
 
 
 def _period_targets(targets: pd.DataFrame, ctx: KpiContext, level: str) -> pd.Series:
-    """Targets of `level` for the period: those labelled with the period, else the sum of the quarters
-    (or failing that, the months) that lie inside it."""
-    rows = targets[targets["level"].eq(level).fillna(False).astype(bool)]
-    exact = rows[rows["period"].eq(ctx.period_label).fillna(False).astype(bool)] if ctx.period_label else rows[:0]
-    if exact.empty:
-        inside = {}
-        for label in rows["period"].dropna().unique():
-            try:
-                p = parse_period(str(label))
-            except ParameterError:
-                continue
-            if p.start >= ctx.period_start and p.end <= ctx.period_end and p.kind in ("quarter", "month"):
-                inside[label] = p.kind
-        kinds = set(inside.values())
-        kind = "quarter" if "quarter" in kinds else "month"
-        exact = rows[rows["period"].isin([lab for lab, k in inside.items() if k == kind])]
-    return exact.groupby(exact["key"].astype("string"))["target_amount"].sum()
+    """Summed target amount per key of `level` for the period (see `common.target_periods`)."""
+    labels = target_periods(targets, ctx.period_start, ctx.period_end, ctx.period_label)
+    rows = targets[targets["period"].isin(labels) & targets["level"].eq(level).fillna(False).astype(bool)]
+    return rows.groupby(rows["key"].astype("string"))["target_amount"].sum()
 
 
 def _metric_values(frames: Frames, ctx: KpiContext, metric: LeaderboardMetric, by: str,
@@ -445,8 +427,8 @@ def leaderboard(frames: Frames, comparison: Frames | None, ctx: KpiContext,
     comparison_rank, rank_change. Ties share the best rank; rows are ordered by rank, name, key.
     Win and attainment rates are computed on the summed components (not averaged over reps).
     """
-    _check_choice("metric", metric, tuple(LEADERBOARD_METRICS))
-    _check_choice("by", by, GROUP_LEVELS)
+    check_choice("metric", metric, tuple(LEADERBOARD_METRICS))
+    check_choice("by", by, GROUP_LEVELS)
     _need(frames, *LEADERBOARD_METRICS[metric].tables)
     now = rep_components(frames, ctx, history)
     then = rep_components(comparison, comparison_ctx, history) if _comparable(comparison, comparison_ctx) else None
@@ -486,7 +468,7 @@ def leaderboard_overview(frames: Frames, comparison: Frames | None, ctx: KpiCont
     """All leaderboards the frames allow, side by side: one row per rep/team/region with, for each metric,
     its value and ``<metric>_rank`` (``<metric>_rank_change`` vs the comparison). Metrics whose tables are
     missing are left out (listed in ``.attrs["skipped"]``). Rows ordered by bookings rank."""
-    _check_choice("by", by, GROUP_LEVELS)
+    check_choice("by", by, GROUP_LEVELS)
     key = _GROUP_KEYS[by]
     out: pd.DataFrame | None = None
     skipped = []
@@ -573,7 +555,7 @@ def activities_per_rep(frames: Frames, ctx: KpiContext, *, by: str = "team") -> 
     activities_per_rep, and ``<type>_per_rep`` for each activity type seen. Needs activities (and reps to
     roll reps up to teams/regions).
     """
-    _check_choice("by", by, GROUP_LEVELS)
+    check_choice("by", by, GROUP_LEVELS)
     _need(frames, "activities")
     acts = _in_region(frames["activities"], ctx)
     done = acts[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx)]
@@ -616,7 +598,7 @@ def activity_completion(frames: Frames, ctx: KpiContext, *, by: str = "team") ->
     Columns: key, name, n_due, n_completed (``completed_at`` set), completion_rate, n_overdue (not completed
     and due before the reference time). Needs activities.
     """
-    _check_choice("by", by, GROUP_LEVELS)
+    check_choice("by", by, GROUP_LEVELS)
     _need(frames, "activities")
     acts = _in_region(frames["activities"], ctx)
     due = acts[in_period(_col(acts, "due_at", "datetime64[us]"), ctx)]
@@ -655,7 +637,7 @@ def lead_first_response(frames: Frames, ctx: KpiContext, *, by: str = "rep") -> 
     Columns: key, name, n_leads, n_responded, response_rate, median_first_response_hours (from
     ``created_at`` to ``first_response_at``). Only groups that own leads are listed. Needs leads.
     """
-    _check_choice("by", by, GROUP_LEVELS)
+    check_choice("by", by, GROUP_LEVELS)
     _need(frames, "leads")
     leads = _in_region(frames["leads"], ctx)
     leads = leads[in_period(leads["created_at"], ctx) & _col(leads, "owner_rep_id").notna()]
@@ -941,7 +923,7 @@ def describe_public_pool(result: pd.DataFrame) -> str:
               "the period.")
 def kpi_active_reps(frames: Frames, ctx: KpiContext) -> float | None:
     opps = _in_region(frames["opportunities"], ctx)
-    reps = set(_won_in_period(opps, ctx)["owner_rep_id"].dropna())
+    reps = set(won_in_period(opps, ctx)["owner_rep_id"].dropna())
     if "activities" in frames:
         acts = _in_region(frames["activities"], ctx)
         reps |= set(acts.loc[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx), "rep_id"].dropna())
