@@ -47,6 +47,7 @@ class SourceInfo:
     fixes: list[dict[str, Any]] = field(default_factory=list)
     tables: tuple[str, ...] = ()
     dimension_cache: dict[str, TableResult] = field(default_factory=dict)
+    as_of_cache: pd.Timestamp | None = None
 
 
 # Stored on the connection object itself: ibis backends compare equal by database identity (two in-memory
@@ -214,6 +215,9 @@ def data_as_of(con: BaseBackend) -> pd.Timestamp:
     current time (a stray future value does not move it). Derived from the data, so re-running on the same
     data gives the same answer whatever day it is.
     """
+    info = source_info(con)
+    if info.as_of_cache is not None:
+        return info.as_of_cache
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     latest = []
     for name in available_tables(con):
@@ -222,10 +226,10 @@ def data_as_of(con: BaseBackend) -> pd.Timestamp:
             if col.not_future and col.name in t.columns:
                 when = _time_expr(t, col.name)
                 latest.append(when.max(where=when <= ibis.timestamp(now)))
-    if not latest:
-        return now.normalize()
     values = [v for v in (e.execute() for e in latest) if v is not None and not pd.isna(v)]
-    return (max(pd.Timestamp(v) for v in values) + pd.Timedelta(days=1)).normalize() if values else now.normalize()
+    info.as_of_cache = (max(pd.Timestamp(v) for v in values) + pd.Timedelta(days=1)).normalize() if values \
+        else now.normalize()
+    return info.as_of_cache
 
 
 # ------------------------------------------------------------------------------------ validation
