@@ -436,10 +436,12 @@ def describe_deal_size(result: pd.DataFrame) -> str:
     overall = result["bookings_amount"].sum() / result["n_won"].sum()
     text = f"Average won deal {overall:,.0f}"
     if len(result) > 1:
+        times = ratio(top["avg_deal_amount"], low["avg_deal_amount"]) or 0.0
+        # "2.3× less" reads well for big gaps; small gaps read better as a percentage
+        gap = f"{times:.1f}× less" if times >= 1.5 else f"{1 - 1 / times:.0%} smaller" if times else "n/a"
         text += (f"; {top['name']} deals are the largest ({top['avg_deal_amount']:,.0f} on "
                  f"{_plural(top['n_won'], 'deal')}), "
-                 f"{low['name']} the smallest ({low['avg_deal_amount']:,.0f}, "
-                 f"{ratio(top['avg_deal_amount'], low['avg_deal_amount']) or 0:.1f}× less)")
+                 f"{low['name']} the smallest ({low['avg_deal_amount']:,.0f}, {gap})")
     return text + "." + (f" {note(result)}" if note(result) else "")
 
 

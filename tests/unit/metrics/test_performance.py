@@ -566,3 +566,10 @@ def test_chart_builders_draw_the_computed_frames():
     money = charts.plot_collections(perf.collections_trend(frames["contracts"], frames["invoices"],
                                                            frames["payments"], "quarter"))
     assert [t.name for t in money.data] == ["signed", "invoiced", "collected", "collection rate"]
+
+
+def test_deal_size_sentence_uses_a_percentage_for_small_gaps():
+    frame = pd.DataFrame({"name": ["Insight", "Edge"], "avg_deal_amount": [32050.0, 30783.0],
+                          "bookings_amount": [32050.0 * 561, 30783.0 * 500], "n_won": [561, 500]})
+    text = perf.describe_deal_size(frame)
+    assert "Edge the smallest (30,783, 4% smaller)" in text and "×" not in text
