@@ -26,7 +26,14 @@ from crmlens import paths
 from crmlens.errors import SchemaError, SourceError
 from crmlens.mapping import build_mapped_source, load_mapping
 from crmlens.schema import SCHEMA, TABLE_NAMES, Table, Vocabulary, load_order
-from crmlens.validate import SOURCE_ROW, TableResult, ValidationReport, key_array, validate_table
+from crmlens.validate import (
+    SOURCE_ROW,
+    TableResult,
+    ValidationReport,
+    key_array,
+    parent_key_lookup,
+    validate_table,
+)
 
 if TYPE_CHECKING:
     from crmlens.params import Params
@@ -259,12 +266,7 @@ def validate_source(con: BaseBackend, *, as_of: pd.Timestamp | None = None,
     report = ValidationReport(source=info.source + (f" with mapping {info.mapping}" if info.mapping else ""))
     report.fixes = list(info.fixes)
     results: dict[str, TableResult] = {}
-    engine_keys = _key_lookup(con, {})
-
-    def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
-        if parent in results:
-            return key_array(results[parent].accepted[parent_col])
-        return engine_keys(parent, parent_col)
+    parent_keys = parent_key_lookup(results, _key_lookup(con, {}))
 
     for name in load_order():
         if name not in wanted:
@@ -318,19 +320,21 @@ class Slice:
     def comparison_period(self) -> Period:
         return self.last_year_period if self.params.comparison == "last_year" else self.previous_period
 
-    def history(self, name: str, n_periods: int = 8) -> pd.DataFrame:
-        """Validated rows of table `name` for the slice's region over the `n_periods` periods (of the slice's
-        kind) ending with the current one — for trends. Dimension tables come whole. Cached per slice."""
+    def history(self, name: str, n_periods: int = 8, region: str | None = None) -> pd.DataFrame:
+        """Validated rows of table `name` over the `n_periods` periods (of the slice's kind) ending with the
+        current one — for trends — for the slice's region, or for `region` ("all" to compare a region with
+        its peers). Dimension tables come whole. Cached per slice."""
         from crmlens.periods import Period, shift_period
 
-        key = (name, n_periods)
+        region = region or self.params.region
+        key = (name, n_periods, region)
         if key not in self._history:
             if SCHEMA[name].kind == "dimension":
                 return self.tables[name]
             first = shift_period(self.period, -(n_periods - 1))
             span = Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
                           kind="range", fiscal_year_start=self.period.fiscal_year_start)
-            raw = load_table(self.con, name, region=self.params.region, period=span)
+            raw = load_table(self.con, name, region=region, period=span)
             result = validate_table(name, raw, vocab=self.info.vocabulary, as_of=self._check_as_of,
                                     parent_keys=_key_lookup(self.con, self._keys))
             self._history[key] = result.accepted
@@ -371,11 +375,7 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     frames: dict[str, dict[str, pd.DataFrame]] = {k: {} for k in periods}
     rejected: dict[str, pd.DataFrame] = {}
     dims: dict[str, TableResult] = {}
-
-    def parent_keys(parent: str, parent_col: str) -> set[Any] | None:
-        if parent in dims:
-            return key_array(dims[parent].accepted[parent_col])
-        return engine_keys(parent, parent_col)
+    parent_keys = parent_key_lookup(dims, engine_keys)
 
     for name in load_order():
         if name not in info.tables:

@@ -497,6 +497,19 @@ def _finish(table: Table, raw: pd.DataFrame, accepted: pd.DataFrame, problems: _
     return TableResult(accepted=accepted, rejected=rejected.reset_index(drop=True), report=report)
 
 
+def parent_key_lookup(results: Mapping[str, TableResult], fallback: ParentKeys | None = None) -> ParentKeys:
+    """Keys of a parent table: its accepted rows when it was validated (in `results`), else `fallback`
+    (e.g. the whole parent table in the engine when only a slice is loaded), else None (not checked)."""
+
+    def keys(parent: str, parent_col: str) -> pa_types.Array | set[Any] | None:
+        if parent in results:
+            got = results[parent].accepted
+            return key_array(got[parent_col]) if parent_col in got else None
+        return fallback(parent, parent_col) if fallback else None
+
+    return keys
+
+
 def validate_tables(
     tables: Mapping[str, pd.DataFrame],
     *,
@@ -512,12 +525,7 @@ def validate_tables(
     """
     results: dict[str, TableResult] = {}
     report = ValidationReport(source=source)
-
-    def parent_keys(parent: str, parent_col: str) -> pa_types.Array | set[Any] | None:
-        if parent in results:
-            got = results[parent].accepted
-            return key_array(got[parent_col]) if parent_col in got else None
-        return external_keys(parent, parent_col) if external_keys else None
+    parent_keys = parent_key_lookup(results, external_keys)
 
     for name in load_order():
         if name not in tables:

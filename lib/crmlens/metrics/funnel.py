@@ -456,10 +456,7 @@ def history(s: Slice, name: str, n_periods: int = 8, *, every_region: bool = Fal
     slice's region and its peers), for comparing a region with the others."""
     if not s.has(name):
         return None
-    if not every_region or s.params.region == "all":
-        return s.history(name, n_periods)
-    whole = dataclasses.replace(s, params=s.params.model_copy(update={"region": "all"}), _history={})
-    return whole.history(name, n_periods)
+    return s.history(name, n_periods, region="all" if every_region else None)
 
 
 # ------------------------------------------------------------------------------------ velocity
