@@ -13,9 +13,11 @@ DEMO_SCALE ?= default
 DEMO_SEED ?= 7
 DEMO_DIR := data/demo
 APT_PACKAGES := postgresql chromium
+APT_RUN_PACKAGES := chromium
+RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test demo validate lab lint format docs bench system-deps lock clean
+.PHONY: help setup run run-deps test demo validate lab lint format docs bench system-deps lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,15 +40,14 @@ $(DEMO_DIR)/opportunities.parquet: | $(STAMP)
 demo: $(STAMP) ## (re)generate the demo data in data/demo (DEMO_SCALE=tiny|small|default|large, DEMO_SEED=7)
 	$(BIN)/crmlens demo --scale $(DEMO_SCALE) --seed $(DEMO_SEED) --out $(DEMO_DIR)
 
-run: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## set up, generate demo data if missing, run the workbook, print where results are
-	@mkdir -p outputs
-	$(BIN)/crmlens validate --source $(DEMO_DIR) --out outputs/validation --max-problems 20
-	$(BIN)/crmlens summary --source $(DEMO_DIR)
-	@echo
-	@echo "Results: outputs/validation/report.json (validation report), outputs/validation/rejected/ (rejected rows)"
+run: $(STAMP) run-deps $(DEMO_DIR)/opportunities.parquet ## set up, generate demo data if missing, run the workbook, print where results are
+	$(BIN)/crmlens run $(RUN_ARGS)
 
 validate: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## validate the demo data (or SOURCE=... MAPPING=...)
 	$(BIN)/crmlens validate --source $(or $(SOURCE),$(DEMO_DIR)) $(if $(MAPPING),--mapping $(MAPPING))
+
+run-deps: ## install the Debian package the run's exports need (Chromium: PDF, chart images) if missing
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(APT_RUN_PACKAGES)"
 
 system-deps: ## install the Debian packages the tests need (PostgreSQL, Chromium) if missing
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

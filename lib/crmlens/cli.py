@@ -5,6 +5,8 @@
     crmlens summary   print a short summary of a source's data (rows, date ranges, regions)
     crmlens docs      regenerate docs/data_model.md from the model in code
     crmlens params    describe every parameter (name, type, default, allowed values)
+    crmlens run       run every analysis notebook for every region × period: reports, exports, manifest
+    crmlens diff      compare two runs: which KPIs moved, and which inputs changed
 """
 
 from __future__ import annotations
@@ -88,6 +90,31 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from crmlens.run import plan, runner
+
+    overrides = plan.parse_overrides_file(args.params) if args.params else {}
+    exports = [] if args.exports.strip().lower() == "none" else plan.split_list(args.exports)
+    options = runner.RunOptions(
+        regions=args.regions, periods=args.periods, notebooks=args.notebooks, source=args.source,
+        mapping=args.mapping, overrides=overrides, workers=args.workers, cluster=args.cluster, run_id=args.run_id,
+        resume=args.resume, timeout=args.timeout or None, retries=args.retries, exports=exports,
+        outputs_dir=Path(args.outputs) if args.outputs else None,
+        notebooks_dir=Path(args.notebooks_dir) if args.notebooks_dir else None,
+        progress=False if args.no_progress else None, command=["crmlens", *sys.argv[1:]])
+    result = runner.run(options)
+    print(runner.summary_text(result))
+    return result.exit_code
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from crmlens.run import diff
+
+    result = diff.diff_runs(diff.resolve_run(args.run_a), diff.resolve_run(args.run_b))
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.to_text())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `crmlens` command (also used to document it)."""
     parser = argparse.ArgumentParser(
@@ -140,6 +167,60 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Name, type, default, allowed values and help of every parameter "
                                    "(params/defaults.yaml, CLI options, notebook parameters).")
     p.set_defaults(func=_cmd_params)
+
+    p = sub.add_parser(
+        "run", help="run every analysis notebook for every region × period (reports, exports, manifest)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Execute the analysis notebooks (notebooks/NN_*.ipynb) with papermill for every region × "
+                    "period, in parallel, and write outputs/<run_id>/: executed notebooks, HTML reports, "
+                    "<region>/kpis.parquet, report.xlsx, deck.pptx, report.pdf, index.html and manifest.json "
+                    "(parameters, data fingerprint, code and package versions, per-task status). All parameters "
+                    "are checked before any notebook starts. Layout: docs/run.md.",
+        epilog="examples:\n"
+               "  crmlens run                                    every region, latest complete quarter\n"
+               "  crmlens run --regions East,West --periods 2025-Q1..2026-Q2\n"
+               "  crmlens run --notebooks '02_*' --params my.yaml --run-id q3-final\n"
+               "  crmlens run --run-id q3-final --resume         complete an interrupted run\n"
+               "  crmlens run --cluster tcp://127.0.0.1:8786     on a Dask distributed cluster\n"
+               "exit status: 0 all ok, 1 a task or export failed, 2 bad parameters, 130 interrupted")
+    p.add_argument("--regions", default="all",
+                   help="comma list of region ids, or all (the company as a whole plus every region; default)")
+    p.add_argument("--periods", default="latest",
+                   help="comma list of periods and ranges such as 2025-Q1..2026-Q2; latest (default) = the latest "
+                        "complete quarter of the data")
+    p.add_argument("--notebooks", default=None,
+                   help="glob(s) on notebook names, comma-separated, e.g. '02_*,03_*' (default: every "
+                        "notebooks/NN_*.ipynb)")
+    p.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                   help="folder of the analysis notebooks (default: the project's notebooks/)")
+    p.add_argument("--source", default=None, help="data source (default: params/defaults.yaml, i.e. demo)")
+    p.add_argument("--mapping", default=None, help="mapping file for a folder of another CRM's exports")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="YAML file of parameter overrides for every task (e.g. comparison: last_year)")
+    p.add_argument("--workers", type=int, default=2, help="notebooks run at the same time (default 2)")
+    p.add_argument("--cluster", default=None, metavar="tcp://HOST:PORT",
+                   help="submit the tasks to this Dask distributed scheduler instead of local workers")
+    p.add_argument("--run-id", default=None, help="name of the run folder (default: the start time)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse tasks whose notebook, parameters, data and code are unchanged; run the rest "
+                        "(with no --run-id: the latest run)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds a notebook may run (default 600; 0 = none)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="retries of a notebook whose kernel died (default 2; errors in cells are not retried)")
+    p.add_argument("--exports", default="html,xlsx,pptx,pdf",
+                   help="per-region exports: comma list of html, xlsx, pptx, pdf, or none (default: all four)")
+    p.add_argument("--outputs", default=None, help="folder runs are written to (default: outputs/)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("diff", help="compare two runs: KPIs that changed and the inputs behind the change",
+                       description="List every KPI that changed between two runs (by region, period, notebook: "
+                                   "old, new, delta) and what changed in their inputs: parameters, data fingerprint "
+                                   "per table, code version, packages.")
+    p.add_argument("run_a", help="the earlier run: a run id under outputs/ or a run folder")
+    p.add_argument("run_b", help="the later run")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=_cmd_diff)
     return parser
 
 

@@ -80,11 +80,15 @@ def open_analysis(namespace: Mapping[str, Any] | None = None, **parameters: Any)
     return data.open_slice(params, con)
 
 
-def md(text: str) -> Any:
-    """Show `text` as Markdown (a finding, a heading)."""
+#: Output metadata key marking a displayed finding; the run's exports (deck titles) read it back.
+FINDING_METADATA = {"crmlens": {"kind": "finding"}}
+
+
+def md(text: str, finding: bool = False) -> Any:
+    """Show `text` as Markdown (a heading, a note; `finding=True` marks it as a finding for the exports)."""
     from IPython.display import Markdown, display
 
-    display(Markdown(text))
+    display(Markdown(text), metadata=FINDING_METADATA if finding else None)
     return None
 
 
@@ -181,4 +185,4 @@ def say(describe: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
     if result is None:
         return None
     text = describe(result, *args, **kwargs)
-    return md(text) if text else None
+    return md(text, finding=True) if text else None

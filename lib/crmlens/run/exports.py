@@ -1,0 +1,851 @@
+"""The exports of one region of a run: `report.html`, `report.pdf`, `report.xlsx` and `deck.pptx` (docs/run.md).
+
+`export_region` is called once per region after every notebook of the region ran:
+
+    with image_batch():                      # one kaleido (Chromium) server for every region of the run
+        for region in regions:
+            export_region(run_dir / region, notebooks[region], kpis[region], title="CRM Lens — 2026-Q3")
+
+- report.html: every analysis of the region in one self-contained page (no code, a table of contents,
+  plotly.js embedded once, nothing fetched from the network);
+- report.pdf: that page printed by headless Chromium (charts included);
+- report.xlsx: a Summary sheet with every KPI, then one sheet per analysis with its KPI table for every period,
+  number formats per unit and native Excel charts;
+- deck.pptx: a title slide, then one slide per key chart (a plotly figure of a cell not tagged `analyst`),
+  titled by its finding (`crmlens.notebook.say`).
+
+Every file is written atomically (`crmlens.atomic`). A notebook that failed (papermill's error cell) is exported
+with what it has and marked as failed.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pandas as pd
+
+from crmlens import atomic
+from crmlens.errors import ParameterError, RunError
+
+#: The export formats, in the order they are written (the PDF is printed from the HTML).
+FORMATS: tuple[str, ...] = ("html", "xlsx", "pptx", "pdf")
+#: File name of each format in the region's folder.
+FILENAMES: dict[str, str] = {"html": "report.html", "pdf": "report.pdf", "xlsx": "report.xlsx", "pptx": "deck.pptx"}
+PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
+#: Cells with this tag hold detail for analysts: their charts are not key charts (not in the deck).
+ANALYST_TAG = "analyst"
+#: Headless Chromium (Debian package `chromium`); kaleido finds the same binary by itself.
+CHROMIUM = "/usr/bin/chromium"
+PDF_TIMEOUT_S = 180
+#: Slide titles are cut to about two lines at TITLE_POINTS (the full finding is in the slide notes).
+MAX_TITLE_CHARS = 150
+TITLE_POINTS = 22
+IMAGE_SCALE = 2
+IMAGE_TIMEOUT_S = 120
+#: The sheet of every KPI of the region.
+SUMMARY_SHEET = "Summary"
+SUMMARY_COLUMNS = ["Period", "Comparison period", "Analysis", "KPI", "Value", "Comparison", "Delta", "Delta %",
+                   "Trend", "Status"]
+ANALYSIS_COLUMNS = ["Period", "Comparison period", "KPI", "Unit", "Value", "Comparison", "Delta", "Delta %",
+                    "Trend", "Status"]
+
+
+class ExportError(RunError):
+    """Some exports of a region failed; `files` holds the ones written, `errors` the message per format."""
+
+    def __init__(self, message: str, files: Mapping[str, Path], errors: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.files = dict(files)
+        self.errors = dict(errors)
+
+
+# ------------------------------------------------------------------------------------------ reading notebooks
+
+@dataclass(frozen=True)
+class Analysis:
+    """One executed notebook of the region: what the exports need to know about it."""
+
+    path: Path
+    name: str  # the notebook, e.g. 02_sales_funnel
+    period: str
+    title: str  # the notebook's `# ` heading
+    nb: nbformat.NotebookNode
+    failed: bool
+    error: str | None  # "KeyError: 'x' (cell [7])" when it failed
+
+
+@dataclass(frozen=True)
+class KeyChart:
+    """A key chart: a plotly figure of a cell not tagged `analyst`, with the finding that goes with it."""
+
+    notebook: str
+    period: str
+    figure: dict[str, Any]
+    finding: str  # markdown text; the chart's own title when the notebook shows no finding for it
+    chart_title: str
+    cell: int  # index of the cell in the notebook
+
+
+def load_analysis(path: str | Path) -> Analysis:
+    """Read an executed notebook; a file that cannot be read is a RunError naming it."""
+    path = Path(path)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except FileNotFoundError as e:
+        raise RunError(f"export: the executed notebook {path} does not exist") from e
+    except Exception as e:  # nbformat raises several kinds (JSON, validation, OS)
+        raise RunError(f"export: cannot read the executed notebook {path}: {e}") from e
+    papermill = nb.metadata.get("papermill", {})
+    period = _period_of(nb, papermill, path)
+    title = next((line[2:].strip() for cell in nb.cells if cell.cell_type == "markdown"
+                  for line in cell.source.splitlines() if line.startswith("# ")), path.stem)
+    errors = [(cell, out) for cell in nb.cells if cell.cell_type == "code"
+              for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    failed = bool(papermill.get("exception")) or bool(errors)
+    error = None
+    if errors:
+        cell, out = errors[0]
+        where = f" (cell [{cell.get('execution_count')}])" if cell.get("execution_count") else ""
+        error = f"{out.get('ename', 'Error')}: {out.get('evalue', '')}{where}"
+    elif failed:
+        error = "the notebook did not finish (no error output: timeout or dead kernel)"
+    return Analysis(path=path, name=path.stem, period=period, title=title, nb=nb, failed=failed, error=error)
+
+
+def _period_of(nb: nbformat.NotebookNode, papermill: Mapping[str, Any], path: Path) -> str:
+    """The period label: from the notebook's KPI record, else its `period` parameter, else its folder's name."""
+    from crmlens.notebook import KPI_MIMETYPE
+    from crmlens.periods import parse_period
+
+    for cell in reversed(nb.cells):
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(KPI_MIMETYPE)
+            if isinstance(record, Mapping) and record.get("period"):
+                return str(record["period"])
+    parameter = (papermill.get("parameters") or {}).get("period")
+    if parameter:
+        try:
+            return parse_period(str(parameter)).label
+        except Exception:
+            return str(parameter)
+    return path.parent.name
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _is_finding(output: Mapping[str, Any]) -> bool:
+    from crmlens.notebook import FINDING_METADATA
+
+    marked = (output.get("metadata") or {}).get("crmlens", {}).get("kind") == FINDING_METADATA["crmlens"]["kind"]
+    return marked and "text/markdown" in output.get("data", {})
+
+
+def _finding_text(output: Mapping[str, Any]) -> str:
+    return _text(output["data"]["text/markdown"]).strip()
+
+
+def _figure_title(figure: Mapping[str, Any]) -> str:
+    title = (figure.get("layout") or {}).get("title")
+    text = title.get("text") if isinstance(title, Mapping) else title
+    return str(text or "").strip()
+
+
+def read_findings(nb: nbformat.NotebookNode) -> list[tuple[dict[str, Any], str, int]]:
+    """The key charts of an executed notebook: ``(figure dict, finding, cell index)`` in notebook order.
+
+    A key chart is an output with the plotly mime type in a code cell not tagged `analyst`. Its finding is an
+    output marked with `crmlens.notebook.FINDING_METADATA`, searched in this order:
+
+    1. in the figure's own cell: the first finding after the figure, else the last one before it
+       (``nb.say(...)`` then ``nb.plot(...)`` in one cell);
+    2. in the code cells that follow, up to the next markdown cell or the next cell with a figure (a finding
+       further away belongs to another result);
+    3. else the figure's layout title.
+    """
+    cells = nb.cells
+    found: list[tuple[dict[str, Any], str, int]] = []
+    for index, cell in enumerate(cells):
+        if cell.cell_type != "code" or ANALYST_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        outputs = cell.get("outputs", [])
+        for position, output in enumerate(outputs):
+            figure = output.get("data", {}).get(PLOTLY_MIMETYPE)
+            if not isinstance(figure, Mapping):
+                continue
+            after = [o for o in outputs[position + 1:] if _is_finding(o)]
+            before = [o for o in outputs[:position] if _is_finding(o)]
+            finding = _finding_text(after[0]) if after else (_finding_text(before[-1]) if before else "")
+            if not finding:
+                finding = _following_finding(cells, index)
+            found.append((dict(figure), finding or _figure_title(figure), index))
+    return found
+
+
+def _following_finding(cells: list[Any], index: int) -> str:
+    for cell in cells[index + 1:]:
+        if cell.cell_type == "markdown":
+            return ""
+        if cell.cell_type != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        if any(PLOTLY_MIMETYPE in o.get("data", {}) for o in outputs):
+            return ""
+        for output in outputs:
+            if _is_finding(output):
+                return _finding_text(output)
+    return ""
+
+
+def key_charts(analyses: Iterable[Analysis]) -> list[KeyChart]:
+    """Every key chart of the analyses, in their order (see `read_findings`)."""
+    return [KeyChart(notebook=a.name, period=a.period, figure=figure, finding=finding,
+                     chart_title=_figure_title(figure), cell=cell)
+            for a in analyses for figure, finding, cell in read_findings(a.nb)]
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown of a finding as plain text: no `**`/`__`/backticks/links/quote marks, one line."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+    text = re.sub(r"^\s*>\s?", "", text, flags=re.M)
+    text = text.replace("**", "").replace("__", "").replace("`", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def slide_title(finding: str, limit: int = MAX_TITLE_CHARS) -> str:
+    """The slide title for a finding: plain text, cut at a word to at most `limit` characters (about two lines)."""
+    text = plain_text(finding)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    cut = cut[: cut.rfind(" ")] if " " in cut else cut
+    return cut.rstrip(" ,;:—-") + "…"
+
+
+# ---------------------------------------------------------------------------------------------- the entry point
+
+def export_region(region_dir: Path, notebooks: list[Path], kpis: pd.DataFrame, title: str,
+                  formats: Iterable[str] = FORMATS) -> dict[str, Path]:
+    """Write the region's exports into `region_dir` and return ``{format: path}``.
+
+    `notebooks` are the region's executed notebooks (any periods, in the order wanted in the report);
+    `kpis` is the region's KPI frame (docs/run.md, `kpis.parquet`); `title` heads the report and the deck.
+    Each format is attempted even when another fails; then an `ExportError` (a RunError) names every failure
+    and holds the files written. The deck's images need kaleido: wrap several calls in `image_batch()` to
+    start its browser once.
+    """
+    region_dir = Path(region_dir)
+    wanted = list(dict.fromkeys(formats))
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ParameterError(f"export formats: {', '.join(map(repr, unknown))} unknown; accepted: {', '.join(FORMATS)}")
+    analyses = [load_analysis(p) for p in notebooks]
+    region = _region_name(region_dir, kpis)
+    written: dict[str, Path] = {}
+    errors: dict[str, str] = {}
+
+    def attempt(fmt: str, write: Callable[[Path], Path]) -> None:
+        target = region_dir / FILENAMES[fmt]
+        try:
+            written[fmt] = write(target)
+        except Exception as e:
+            errors[fmt] = str(e) if isinstance(e, RunError) else f"{target}: {type(e).__name__}: {e}"
+
+    def pdf(target: Path) -> Path:
+        if "html" in written:
+            return write_pdf(written["html"], target)
+        with tempfile.TemporaryDirectory(prefix="crmlens-html-") as tmp:
+            return write_pdf(write_html(Path(tmp) / FILENAMES["html"], analyses, title, region), target)
+
+    # The deck's images (kaleido's browser) are drawn while this thread builds the HTML and Chromium prints it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmlens-deck") as pool:
+        deck = (pool.submit(attempt, "pptx", lambda t: write_pptx(t, analyses, title, region))
+                if "pptx" in wanted else None)
+        if "html" in wanted:
+            attempt("html", lambda t: write_html(t, analyses, title, region))
+        if "xlsx" in wanted:
+            attempt("xlsx", lambda t: write_xlsx(t, kpis, title, [a.name for a in analyses]))
+        if "pdf" in wanted:
+            attempt("pdf", pdf)
+        if deck is not None:
+            deck.result()
+    written = {fmt: written[fmt] for fmt in FORMATS if fmt in written}
+    if errors:
+        detail = "; ".join(f"{fmt}: {errors[fmt]}" for fmt in FORMATS if fmt in errors)
+        raise ExportError(f"exports of {region} in {region_dir} failed — {detail}", written, errors)
+    return written
+
+
+def _region_name(region_dir: Path, kpis: pd.DataFrame) -> str:
+    if "region" in kpis.columns and len(kpis):
+        return str(kpis["region"].iloc[0])
+    return region_dir.name
+
+
+def _periods(analyses: Iterable[Analysis], kpis: pd.DataFrame | None = None) -> list[str]:
+    periods = [a.period for a in analyses]
+    if kpis is not None and "period" in kpis.columns:
+        periods += [str(p) for p in kpis["period"]]
+    return list(dict.fromkeys(periods))
+
+
+# ------------------------------------------------------------------------------------------------------- HTML
+
+_TEMPLATE_NAME = "crmlens_report.html.j2"
+_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}
+<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>
+<script>{{ resources.crmlens_plotlyjs }}</script>
+{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block extra_css %}<style type="text/css">{{ resources.crmlens_css }}</style>{% endblock extra_css %}
+"""
+_CSS = """
+main { max-width: 1100px; margin: 0 auto; }
+.crmlens-subtitle { color: #555; }
+.crmlens-toc ol { line-height: 1.6; }
+.crmlens-toc .failed, .crmlens-failed strong { color: #b71c1c; }
+.crmlens-section { margin-top: 2.5em; padding-top: 6px; border-top: 3px solid #444; color: #555;
+                   font-size: 0.9em; }
+.crmlens-failed { background: #fdecea; border-left: 4px solid #b71c1c; padding: 8px 12px; margin: 8px 0; }
+.plotly-graph-div { break-inside: avoid; }
+@page { size: A4 landscape; margin: 10mm; }
+@media print {
+  main { max-width: none; }
+  .crmlens-section { break-before: page; }
+  .jp-OutputArea-output { break-inside: avoid; }
+  .modebar-container { display: none !important; }
+}
+"""
+# A text/html output that loads plotly.js (the "notebook" renderer emits one per kernel, ~5 MB): dropped.
+_PLOTLYJS_LOADER = re.compile(r"window\.Plotly\s*=\s*Plotly|\*\s*plotly\.js v\d", re.I)
+# Script/link/img tags that would fetch something from the network.
+_NETWORK_TAG = re.compile(r"<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//[^>]*>"
+                          r"(\s*</script>)?", re.I)
+
+
+def network_references(page: str) -> list[str]:
+    """The script/link/img/iframe tags of an HTML page that fetch from the network (should be none)."""
+    return [m.group(0) for m in _NETWORK_TAG.finditer(page)]
+
+
+def _sized(figure: Mapping[str, Any]) -> dict[str, Any]:
+    """The figure dict with a fixed size: its own, else FIGURE_WIDTH × 450 (print and slides lay out the same)."""
+    from crmlens.charts import FIGURE_WIDTH
+
+    layout = dict(figure.get("layout") or {})
+    layout["width"] = layout.get("width") or FIGURE_WIDTH
+    layout["height"] = layout.get("height") or 450
+    return {**figure, "layout": layout}
+
+
+def figure_html(figure: Mapping[str, Any]) -> str:
+    """A plotly figure (its JSON dict) as an HTML fragment without plotly.js (the page embeds it once), at a fixed
+    size. The dict is used as the notebook wrote it (validating it with `go.Figure` costs ~0.1 s per figure)."""
+    import plotly.io as pio
+
+    return pio.to_html(_sized(figure), include_plotlyjs=False, include_mathjax=False, full_html=False,
+                       validate=False, config={"displaylogo": False, "responsive": False})
+
+
+def _report_outputs(outputs: list[Any]) -> list[Any]:
+    """The outputs as the report shows them: figures re-drawn without plotly.js, loaders and stderr dropped."""
+    kept = []
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "stream" and output.get("name") == "stderr":
+            continue
+        data = output.get("data", {})
+        if PLOTLY_MIMETYPE in data:
+            output = nbformat.from_dict({**output, "data": {"text/html": figure_html(data[PLOTLY_MIMETYPE])}})
+        elif "text/html" in data and _PLOTLYJS_LOADER.search(_text(data["text/html"])):
+            continue
+        elif kind in ("display_data", "execute_result"):
+            output = nbformat.from_dict({**output, "data": {k: v for k, v in data.items()
+                                                            if not k.startswith("application/vnd.")}})
+        kept.append(output)
+    return kept
+
+
+def report_notebook(analyses: list[Analysis], title: str, region: str) -> nbformat.NotebookNode:
+    """One notebook holding every analysis: a title and contents cell, then per analysis a heading cell and its
+    cells (outputs prepared for the report)."""
+    merged = nbformat.v4.new_notebook()
+    merged.metadata["title"] = title
+    if analyses:
+        for key in ("kernelspec", "language_info"):
+            if key in analyses[0].nb.metadata:
+                merged.metadata[key] = analyses[0].nb.metadata[key]
+    periods = _periods(analyses)
+    failed = sum(a.failed for a in analyses)
+    toc = []
+    for i, a in enumerate(analyses, 1):
+        mark = ' <span class="failed">(failed)</span>' if a.failed else ""
+        toc.append(f'<li><a href="#crmlens-section-{i}">{html.escape(a.title)} — {html.escape(a.period)}</a>{mark}'
+                   "</li>")
+    subtitle = (f"Region <strong>{html.escape(region)}</strong> · "
+                f"{'periods' if len(periods) > 1 else 'period'} {html.escape(', '.join(periods)) or '—'} · "
+                f"{len(analyses)} {'analysis' if len(analyses) == 1 else 'analyses'}"
+                + (f' · <strong class="failed">{failed} failed</strong>' if failed else ""))
+    head = (f"# {title}\n\n<p class=\"crmlens-subtitle\">{subtitle}</p>\n\n"
+            f"<nav class=\"crmlens-toc\"><h2>Contents</h2>\n<ol>\n{''.join(toc) or '<li>No analyses.</li>'}\n</ol>"
+            "</nav>\n")
+    merged.cells.append(nbformat.v4.new_markdown_cell(head))
+    for i, a in enumerate(analyses, 1):
+        banner = (f'<div class="crmlens-section" id="crmlens-section-{i}">{html.escape(region)} · '
+                  f"{html.escape(a.period)} · {html.escape(a.name)}</div>")
+        if a.failed:
+            banner += (f'\n<div class="crmlens-failed"><strong>This analysis failed:</strong> '
+                       f"{html.escape(a.error or 'unknown error')}. It shows the results up to the failure; "
+                       f"the executed notebook is {html.escape(a.path.name)}.</div>")
+        merged.cells.append(nbformat.v4.new_markdown_cell(banner + "\n"))
+        for cell in a.nb.cells:
+            if cell.cell_type == "markdown":
+                source = cell.source.replace("papermill-error-cell", f"papermill-error-cell-{i}")
+                merged.cells.append(nbformat.v4.new_markdown_cell(source))
+            elif cell.cell_type == "code":
+                outputs = _report_outputs(cell.get("outputs", []))
+                if outputs:
+                    new = nbformat.v4.new_code_cell("", metadata={"tags": list(cell.metadata.get("tags", []))})
+                    new.outputs = outputs
+                    new.execution_count = cell.get("execution_count")
+                    merged.cells.append(new)
+    return merged
+
+
+def render_html(analyses: list[Analysis], title: str, region: str) -> str:
+    """The region's report page: every analysis, no code, plotly.js embedded once, no network references."""
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+    from plotly.offline import get_plotlyjs
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
+                            template_file=_TEMPLATE_NAME, exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    resources = {"crmlens_plotlyjs": get_plotlyjs(), "crmlens_css": _CSS,
+                 "metadata": {"name": title}}
+    page, _ = exporter.from_notebook_node(report_notebook(analyses, title, region), resources=resources)
+    return _NETWORK_TAG.sub("", page)  # e.g. a CDN script inside an output: it would not load offline anyway
+
+
+def write_html(target: Path, analyses: list[Analysis], title: str, region: str) -> Path:
+    """Write `report.html` (see `render_html`) atomically."""
+    try:
+        page = render_html(analyses, title, region)
+    except Exception as e:
+        raise RunError(f"export: cannot build {target}: {type(e).__name__}: {e}") from e
+    return atomic.write_text(target, page)
+
+
+# -------------------------------------------------------------------------------------------------------- PDF
+
+def chromium_path() -> str:
+    """The headless Chromium binary; a RunError naming the Debian package when it is missing."""
+    found = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    if not found:
+        raise RunError(f"export: headless Chromium (for the PDF and the deck's images) was not found at {CHROMIUM} "
+                       "or on PATH; install the Debian package `chromium` (apt-get install -y chromium)")
+    return found
+
+
+def write_pdf(html_path: Path, target: Path, timeout_s: float = PDF_TIMEOUT_S) -> Path:
+    """Print `html_path` to the PDF `target` with headless Chromium (charts drawn by the embedded plotly.js)."""
+    chromium = chromium_path()
+    html_path, target = Path(html_path).resolve(), Path(target)
+    with tempfile.TemporaryDirectory(prefix="crmlens-chromium-") as profile, atomic.atomic_path(target) as tmp:
+        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-quic", "--no-pdf-header-footer", "--virtual-time-budget=10000",
+               f"--print-to-pdf={tmp}", html_path.as_uri()]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise RunError(f"export: Chromium did not print {html_path} to {target} within {timeout_s:.0f} s") from e
+        with open(tmp, "rb") as f:
+            head = f.read(5)
+        if done.returncode != 0 or head != b"%PDF-":
+            tail = "\n".join((done.stderr or "").strip().splitlines()[-5:])
+            raise RunError(f"export: Chromium failed to print {html_path} to {target} (exit {done.returncode}): "
+                           f"{tail or 'no PDF written'}")
+    return target
+
+
+# ------------------------------------------------------------------------------------------------------- XLSX
+
+_UNIT_FORMATS = {"count": "#,##0", "amount": "#,##0", "rate": "0.0%", "days": '#,##0.0" days"',
+                 "score": "0.00", "ratio": "0.00"}
+
+
+def number_format(unit: str, currency: str | None = None, signed: bool = False) -> str:
+    """The Excel number format of a KPI unit (`crmlens.kpis.UNITS`); `signed` for deltas (+1.2%)."""
+    fmt = _UNIT_FORMATS.get(unit, "#,##0.00")
+    if unit == "amount" and currency:
+        fmt = f'#,##0" {currency}"'
+    if signed:
+        zero = fmt.replace("#,##", "").lstrip(",") if fmt.startswith("#,##") else fmt
+        fmt = f"+{fmt};-{fmt};{zero}"
+    return fmt
+
+
+def _currency(kpis: pd.DataFrame) -> str | None:
+    if "display" not in kpis.columns or "unit" not in kpis.columns:
+        return None
+    for text in kpis.loc[kpis["unit"] == "amount", "display"].dropna():
+        match = re.search(r"\d\s+([A-Z]{3})$", str(text))
+        if match:
+            return match.group(1)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value is pd.NA:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _str(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def sheet_names(analyses: Iterable[str], reserved: Iterable[str] = (SUMMARY_SHEET,)) -> dict[str, str]:
+    """A valid, unique Excel sheet name (≤ 31 characters, no []:*?/\\) for each analysis."""
+    taken = {name.lower() for name in reserved}
+    names: dict[str, str] = {}
+    for analysis in analyses:
+        base = re.sub(r"[\[\]:*?/\\]", "_", analysis).strip("'") or "Analysis"
+        if base.lower() == "history":
+            base = "History_"
+        name, n = base[:31], 1
+        while name.lower() in taken:
+            n += 1
+            suffix = f" ({n})"
+            name = base[: 31 - len(suffix)] + suffix
+        taken.add(name.lower())
+        names[analysis] = name
+    return names
+
+
+def _kpi_frame(kpis: pd.DataFrame) -> pd.DataFrame:
+    needed = ["region", "period", "comparison_period", "notebook", "area", "kpi", "label", "unit", "direction",
+              "value", "comparison_value", "delta", "delta_pct", "trend", "display", "status"]
+    missing = [c for c in needed if c not in kpis.columns]
+    if missing:
+        raise RunError(f"export: the KPI frame lacks columns {', '.join(missing)} (docs/run.md, kpis.parquet)")
+    return kpis.reset_index(drop=True)
+
+
+def write_xlsx(target: Path, kpis: pd.DataFrame, title: str, notebooks: Iterable[str] = ()) -> Path:
+    """Write `report.xlsx`: a Summary sheet with every KPI, then one sheet per analysis (each notebook of
+    `notebooks`, then any other notebook of `kpis`) with its KPIs for every period and native charts."""
+    frame = _kpi_frame(kpis)
+    analyses = list(dict.fromkeys([*notebooks, *frame["notebook"].astype(str)]))
+    try:
+        atomic.write_with(target, lambda tmp: _write_workbook(tmp, frame, title, analyses))
+    except RunError:
+        raise
+    except Exception as e:
+        raise RunError(f"export: cannot write {target}: {type(e).__name__}: {e}") from e
+    return Path(target)
+
+
+def _write_workbook(path: Path, frame: pd.DataFrame, title: str, analyses: list[str]) -> None:
+    import xlsxwriter
+
+    from crmlens.charts import COLORS
+
+    currency = _currency(frame)
+    book = xlsxwriter.Workbook(str(path))
+    book.set_properties({"title": title, "subject": "CRM Lens KPIs", "creator": "CRM Lens"})
+    header = book.add_format({"bold": True, "bg_color": "#1f4e79", "font_color": "#ffffff", "border": 1,
+                              "text_wrap": True, "valign": "top"})
+    caption = book.add_format({"bold": True, "font_color": "#1f4e79"})
+    note = book.add_format({"italic": True, "font_color": "#757575"})
+    trend_colors = {"better": COLORS["good"], "worse": COLORS["bad"]}
+    cache: dict[tuple[str, str | None], Any] = {}
+
+    def fmt(num_format: str | None = None, color: str | None = None) -> Any:
+        key = (num_format or "", color)
+        if key not in cache:
+            props = {"num_format": num_format} if num_format else {}
+            if color:
+                props["font_color"] = color
+            cache[key] = book.add_format(props)
+        return cache[key]
+
+    def put(ws: Any, row: int, col: int, value: Any, num_format: str | None = None) -> None:
+        number = _number(value)
+        if number is None:
+            ws.write_blank(row, col, None, fmt(num_format))
+        else:
+            ws.write_number(row, col, number, fmt(num_format))
+
+    def table(ws: Any, columns: list[str], rows: pd.DataFrame, with_analysis: bool) -> None:
+        widths = [len(c) + 2 for c in columns]
+        ws.write_row(0, 0, columns, header)
+        for r, (_, row) in enumerate(rows.iterrows(), start=1):
+            unit = str(row["unit"])
+            texts = [_str(row["period"]), _str(row["comparison_period"])]
+            texts += [_str(row["notebook"])] if with_analysis else []
+            texts += [_str(row["label"])] + ([] if with_analysis else [unit])
+            for c, text in enumerate(texts):
+                ws.write_string(r, c, text)
+                widths[c] = max(widths[c], len(text) + 2)
+            c = len(texts)
+            put(ws, r, c, row["value"], number_format(unit, currency))
+            put(ws, r, c + 1, row["comparison_value"], number_format(unit, currency))
+            put(ws, r, c + 2, row["delta"], number_format(unit, currency, signed=True))
+            put(ws, r, c + 3, row["delta_pct"], "+0.0%;-0.0%;0.0%")
+            trend = _str(row["trend"])
+            ws.write_string(r, c + 4, trend, fmt(None, trend_colors.get(trend)))
+            ws.write_string(r, c + 5, _str(row["status"]))
+        for c, width in enumerate(widths):
+            ws.set_column(c, c, 16 if columns[c] in ("Value", "Comparison", "Delta") else min(max(width, 10), 60))
+        ws.freeze_panes(1, 0)
+        if len(rows):
+            ws.autofilter(0, 0, len(rows), len(columns) - 1)
+
+    summary = book.add_worksheet(SUMMARY_SHEET)
+    table(summary, SUMMARY_COLUMNS, frame, with_analysis=True)
+    if frame.empty:
+        summary.write_string(1, 0, "No KPIs were recorded for this region.", note)
+
+    for analysis, name in sheet_names(analyses).items():
+        ws = book.add_worksheet(name)
+        rows = frame[frame["notebook"].astype(str) == analysis]
+        table(ws, ANALYSIS_COLUMNS, rows, with_analysis=False)
+        if rows.empty:
+            ws.write_string(1, 0, "No KPIs recorded (the notebook failed or did not run).", note)
+            continue
+        _add_charts(book, ws, name, rows, currency, caption, fmt, first_col=len(ANALYSIS_COLUMNS) + 1)
+    book.close()
+
+
+def _add_charts(book: Any, ws: Any, sheet: str, rows: pd.DataFrame, currency: str | None, caption: Any,
+                fmt: Any, first_col: int) -> None:
+    """For the latest period with values: a column chart of value vs comparison per unit (the KPIs of one unit
+    share an axis), from a small data block to the right of the table."""
+    from xlsxwriter.utility import quote_sheetname
+
+    from crmlens.charts import COLORS
+
+    with_values = rows[rows["value"].map(_number).notna()]
+    if with_values.empty:
+        return
+    latest = with_values["period"].astype(str).iloc[-1]
+    block = with_values[with_values["period"].astype(str) == latest]
+    comparison = _str(block["comparison_period"].iloc[0]) or "comparison"
+    col = first_col
+    ws.write_string(0, col, f"Chart data: {latest} vs {comparison}", caption)
+    ws.set_column(col, col, 28)
+    ws.set_column(col + 1, col + 2, 14)
+    row = 1
+    chart_row = 1
+    quoted = quote_sheetname(sheet)
+    for unit, group in block.groupby("unit", sort=False):
+        unit = str(unit)
+        num = number_format(unit, currency)
+        ws.write_row(row, col, [f"KPI ({unit})", latest, comparison], caption)
+        first = row + 1
+        for i, (_, kpi) in enumerate(group.iterrows()):
+            ws.write_string(first + i, col, _str(kpi["label"]))
+            for j, key in enumerate(("value", "comparison_value"), start=1):
+                number = _number(kpi[key])
+                if number is None:
+                    ws.write_blank(first + i, col + j, None, fmt(num))
+                else:
+                    ws.write_number(first + i, col + j, number, fmt(num))
+        last = first + len(group) - 1
+        chart = book.add_chart({"type": "column"})
+        for j, color in ((1, COLORS["actual"]), (2, COLORS["comparison"])):
+            chart.add_series({"name": [sheet, row, col + j],
+                              "categories": f"={quoted}!${_col(col)}${first + 1}:${_col(col)}${last + 1}",
+                              "values": f"={quoted}!${_col(col + j)}${first + 1}:${_col(col + j)}${last + 1}",
+                              "fill": {"color": color}, "border": {"none": True}})
+        chart.set_title({"name": f"{unit.capitalize()} KPIs: {latest} vs {comparison}",
+                         "name_font": {"size": 12, "bold": True}})
+        chart.set_y_axis({"num_format": num, "major_gridlines": {"visible": True, "line": {"color": "#e0e0e0"}}})
+        chart.set_legend({"position": "bottom"})
+        chart.set_size({"width": 560, "height": 300})
+        ws.insert_chart(chart_row, col + 4, chart)
+        chart_row += 16
+        row = last + 2
+
+
+def _col(index: int) -> str:
+    from xlsxwriter.utility import xl_col_to_name
+
+    return xl_col_to_name(index)
+
+
+# ------------------------------------------------------------------------------------------------ images, PPTX
+
+_batch_lock = threading.Lock()
+_render_lock = threading.Lock()
+_batch_depth = 0
+_kaleido_stuck = False  # a render timed out: kaleido's server thread is blocked for good in this process
+
+
+@contextmanager
+def image_batch() -> Iterator[None]:
+    """Keep one kaleido (headless Chromium) server running for every figure rendered inside the block
+    (~0.3 s per figure instead of ~2 s for a cold start each). Nested and concurrent uses share one server."""
+    import kaleido
+
+    global _batch_depth
+    with _batch_lock:
+        if _batch_depth == 0:
+            chromium_path()
+            try:
+                kaleido.start_sync_server(silence_warnings=True)
+            except Exception as e:
+                raise RunError(f"export: cannot start kaleido's headless Chromium for the deck images: {e}; "
+                               "install the Debian package `chromium`") from e
+        _batch_depth += 1
+    try:
+        yield
+    finally:
+        with _batch_lock:
+            _batch_depth -= 1
+            if _batch_depth == 0 and not _kaleido_stuck:  # stopping a stuck server would wait forever
+                kaleido.stop_sync_server(silence_warnings=True)
+
+
+def figure_png(figure: Mapping[str, Any], scale: float = IMAGE_SCALE, timeout_s: float = IMAGE_TIMEOUT_S) -> bytes:
+    """A plotly figure (its JSON dict) as PNG bytes, at its own size (default FIGURE_WIDTH × 450) × `scale`."""
+    import plotly.io as pio
+
+    sized = _sized(figure)
+    width, height = sized["layout"]["width"], sized["layout"]["height"]
+
+    def render() -> bytes:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "kopts is ignored if using a server"
+            return pio.to_image(sized, format="png", width=width, height=height, scale=scale, validate=False)
+
+    global _kaleido_stuck
+    with image_batch(), _render_lock:
+        # kaleido's server waits forever when its browser died: render in a helper thread, with a time limit.
+        if _kaleido_stuck:
+            raise RunError("export: kaleido stopped responding earlier in this process; no chart images can be "
+                           "rendered until it restarts")
+        result: list[Any] = []
+        worker = threading.Thread(target=lambda: result.append(_capture(render)), daemon=True,
+                                  name="crmlens-kaleido")
+        worker.start()
+        worker.join(timeout_s)
+        if not result:
+            _kaleido_stuck = True
+            raise RunError(f"export: kaleido did not render the chart {_figure_title(figure)!r} within "
+                           f"{timeout_s:.0f} s (is the Debian package `chromium` installed and working?)")
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+
+def _capture(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except BaseException as e:
+        return e
+
+
+def write_pptx(target: Path, analyses: list[Analysis], title: str, region: str) -> Path:
+    """Write `deck.pptx`: a title slide, then one slide per key chart, titled by its finding."""
+    charts = key_charts(analyses)
+    try:
+        with image_batch():
+            images = [figure_png(chart.figure) for chart in charts]
+    except RunError:
+        raise
+    except Exception as e:
+        raise RunError(f"export: cannot render the charts of {target} with kaleido: {type(e).__name__}: {e}") from e
+    failed = [a for a in analyses if a.failed]
+    try:
+        atomic.write_with(target, lambda tmp: _write_deck(tmp, charts, images, title, region,
+                                                         _periods(analyses), failed))
+    except Exception as e:
+        raise RunError(f"export: cannot write {target}: {type(e).__name__}: {e}") from e
+    return Path(target)
+
+
+def _write_deck(path: Path, charts: list[KeyChart], images: list[bytes], title: str, region: str,
+                periods: list[str], failed: list[Analysis]) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+    from pptx import Presentation
+    from pptx.dml.color import RGBColor
+    from pptx.enum.text import PP_ALIGN
+    from pptx.util import Emu, Inches, Pt
+
+    deck = Presentation()
+    deck.slide_width, deck.slide_height = Inches(13.333), Inches(7.5)
+    width, height = deck.slide_width, deck.slide_height
+    margin = Inches(0.5)
+
+    slide = deck.slides.add_slide(deck.slide_layouts[0])
+    slide.shapes.title.text = title
+    slide.shapes.title.left, slide.shapes.title.top = margin, Inches(2.2)
+    slide.shapes.title.width, slide.shapes.title.height = width - 2 * margin, Inches(1.6)
+    subtitle = slide.placeholders[1]
+    subtitle.left, subtitle.top, subtitle.width, subtitle.height = margin, Inches(4.0), width - 2 * margin, Inches(1.5)
+    lines = [f"Region {region}", f"{'Periods' if len(periods) > 1 else 'Period'} {', '.join(periods) or '—'}",
+             f"{len(charts)} key {'chart' if len(charts) == 1 else 'charts'}"]
+    if failed:
+        lines.append(f"Failed: {', '.join(f'{a.name} ({a.period})' for a in failed)}")
+    subtitle.text = "\n".join(lines)
+
+    grey = RGBColor(0x75, 0x75, 0x75)
+    for chart, png in zip(charts, images, strict=True):
+        slide = deck.slides.add_slide(deck.slide_layouts[5])  # Title Only
+        heading = slide.shapes.title
+        heading.left, heading.top, heading.width, heading.height = margin, Inches(0.3), width - 2 * margin, Inches(1.1)
+        heading.text = slide_title(chart.finding)
+        frame = heading.text_frame
+        frame.word_wrap = True
+        for paragraph in frame.paragraphs:
+            paragraph.alignment = PP_ALIGN.LEFT
+            for run in paragraph.runs:
+                run.font.size = Pt(TITLE_POINTS)
+                run.font.bold = True
+                run.font.color.rgb = RGBColor(0x1F, 0x4E, 0x79)
+        box_top, box_height = Inches(1.5), height - Inches(1.5) - Inches(0.6)
+        box_width = width - 2 * margin
+        with Image.open(BytesIO(png)) as img:
+            px_w, px_h = img.size
+        scale = min(box_width / px_w, box_height / px_h)
+        pic_w, pic_h = int(px_w * scale), int(px_h * scale)
+        slide.shapes.add_picture(BytesIO(png), Emu(int((width - pic_w) / 2)), box_top, Emu(pic_w), Emu(pic_h))
+        source = f"{region} · {chart.period} · {chart.notebook}" + (f" · {chart.chart_title}" if chart.chart_title
+                                                                    else "")
+        footer = slide.shapes.add_textbox(margin, height - Inches(0.5), width - 2 * margin, Inches(0.35))
+        footer.text_frame.text = source
+        for run in footer.text_frame.paragraphs[0].runs:
+            run.font.size, run.font.color.rgb = Pt(10), grey
+        slide.notes_slide.notes_text_frame.text = f"{plain_text(chart.finding)}\n\nChart: {chart.chart_title}\n" \
+                                                  f"Source: {source}"
+    deck.core_properties.title = title
+    deck.save(str(path))
+

@@ -1,0 +1,194 @@
+"""Pre-started ("warm") Jupyter kernels for the run.
+
+Starting a kernel and importing pandas, Ibis, plotly and the library takes 4–5 s; a notebook's own work is
+often less. The pool keeps kernels started and warmed (imports done, nothing else) *while* other tasks run, so
+a task finds one ready. Every task still gets a fresh kernel of its own (no state is shared between tasks); a
+used kernel is shut down. Kernels talk over IPC sockets in a private folder (no TCP ports to collide).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import shutil
+import tempfile
+import threading
+import uuid
+from typing import Any
+
+from crmlens.errors import RunError
+
+KERNEL_NAME = "crmlens"
+#: Run in each kernel before it is handed out: the imports every analysis notebook makes (silent, no history).
+WARM_CODE = ("import pandas, numpy, ibis, ibis.backends.duckdb, plotly.graph_objects, plotly.io, nbformat\n"
+             "import plotly.io._renderers  # imports jsonschema's format checkers: 3-4 s\n"
+             "import crmlens.notebook, crmlens.charts, crmlens.metrics, crmlens.kpis, crmlens.data")
+
+
+def _run_sync(fn: Any) -> Any:
+    from jupyter_core.utils import run_sync
+
+    return run_sync(fn)
+
+
+class KernelPool:
+    """Up to `size` warm kernels ready ahead of demand.
+
+    `acquire()` returns a started, warmed kernel manager (starting one if none is ready) and starts a
+    replacement in the background while more tasks are expected (`expect(n)`); `release(km)` shuts a used one
+    down; `close()` shuts everything down (also kernels still starting).
+    """
+
+    def __init__(self, size: int = 1, kernel_name: str = KERNEL_NAME, warm_code: str | None = WARM_CODE,
+                 startup_timeout: float = 120) -> None:
+        self.size = max(1, int(size))
+        self.kernel_name = kernel_name
+        self.warm_code = warm_code
+        self.startup_timeout = startup_timeout
+        self._ready: queue.Queue[Any] = queue.Queue()
+        self._lock = threading.Lock()
+        self._starting = 0
+        self._expected: int | None = None  # tasks still to hand a kernel to (None: unknown, keep `size` ready)
+        self._live: set[Any] = set()
+        self._closed = False
+        self._error: Exception | None = None
+        self._dir = tempfile.mkdtemp(prefix="crmlens-kernels-")
+
+    # -- public -------------------------------------------------------------------------------------------
+    def expect(self, n: int | None) -> None:
+        """Tell the pool how many more kernels will be asked for (it starts no more than that)."""
+        with self._lock:
+            self._expected = n
+        self._refill()
+
+    def acquire(self) -> Any:
+        """A warm kernel manager for one task (the caller must `release` it). Waits for a kernel already
+        starting rather than starting one more (on a small machine parallel start-ups only slow each other)."""
+        with self._lock:
+            if self._expected is not None:
+                self._expected = max(0, self._expected - 1)
+        while True:
+            if self._closed:
+                raise RunError("the kernel pool is closed (the run is stopping)")
+            try:
+                km = self._ready.get(timeout=0.2)
+            except queue.Empty:
+                with self._lock:
+                    starting, error = self._starting, self._error
+                if starting == 0:
+                    if error is not None:
+                        self._error = None
+                        raise error from None
+                    self._refill(at_least=1)
+                continue
+            self._refill()
+            if _run_sync(km.is_alive)():
+                return km
+            self.release(km)  # died while waiting: take the next one
+
+    def release(self, km: Any) -> None:
+        """Shut a used kernel down (now) and free its resources."""
+        with contextlib.suppress(Exception):
+            _run_sync(km.shutdown_kernel)(now=True)  # also frees its sockets and connection file
+        with self._lock:
+            self._live.discard(km)
+
+    def kill_all(self) -> None:
+        """Shut down every kernel of the pool, also those in use (stopping a run)."""
+        with self._lock:
+            live = list(self._live)
+        for km in live:
+            self.release(km)
+
+    def close(self) -> None:
+        """Stop handing out kernels and shut every one down."""
+        self._closed = True
+        self.kill_all()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> KernelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _refill(self, at_least: int = 0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            have = self._ready.qsize() + self._starting
+            want = self.size if self._expected is None else min(self.size, self._expected)
+            want = max(want, at_least)
+            n = max(0, want - have)
+            self._starting += n
+        for _ in range(n):
+            threading.Thread(target=self._start_ahead, name="crmlens-kernel-start", daemon=True).start()
+
+    def _start_ahead(self) -> None:
+        try:
+            km = self._start()
+        except Exception as err:  # handed to the task waiting for a kernel
+            km = None
+            with self._lock:
+                self._error = err
+        finally:
+            with self._lock:
+                self._starting -= 1
+        if km is None:
+            return
+        if self._closed:
+            self.release(km)
+        else:
+            self._ready.put(km)
+
+    def _start(self) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+
+        name = uuid.uuid4().hex[:12]
+        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                connection_file=f"{self._dir}/{name}.json")
+        km.ip = f"{self._dir}/{name}"
+        with self._lock:
+            self._live.add(km)
+        try:
+            _run_sync(km.start_kernel)()
+            kc = km.client()
+            kc.start_channels()
+            try:
+                _run_sync(kc.wait_for_ready)(timeout=self.startup_timeout)
+                if self.warm_code:
+                    reply = _run_sync(kc.execute_interactive)(self.warm_code, silent=True, store_history=False,
+                                                              timeout=self.startup_timeout)
+                    if reply["content"].get("status") != "ok":
+                        raise RunError(f"warming kernel {self.kernel_name!r} failed: "
+                                       f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+            finally:
+                kc.stop_channels()
+        except Exception:
+            self.release(km)
+            raise
+        return km
+
+
+_worker_pool: KernelPool | None = None
+_worker_lock = threading.Lock()
+
+
+def worker_pool(size: int = 1, kernel_name: str = KERNEL_NAME) -> KernelPool:
+    """The pool of this process (one per Dask worker process; created on first use)."""
+    global _worker_pool
+    with _worker_lock:
+        if _worker_pool is None or _worker_pool._closed:
+            _worker_pool = KernelPool(size=size, kernel_name=kernel_name)
+        return _worker_pool
+
+
+def close_worker_pool() -> bool:
+    """Shut down this process's pool (called on every Dask worker at the end of a run)."""
+    global _worker_pool
+    with _worker_lock:
+        pool, _worker_pool = _worker_pool, None
+    if pool is not None:
+        pool.close()
+    return True
