@@ -403,6 +403,56 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
                  _check_as_of=as_of, _keys=key_cache)
 
 
+#: Environment variable naming a folder where validated slices are shared between the notebooks of one run
+#: (set by `crmlens run` for its kernels: the folder is specific to the run's data fingerprint and code).
+SLICE_CACHE_ENV = "CRMLENS_SLICE_CACHE"
+
+
+def _slice_cache_key(params: Params) -> str:
+    import hashlib
+    import json
+
+    values = {k: v for k, v in params.to_notebook_dict().items() if k != "options"}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def open_slice_cached(params: Params, con: BaseBackend | None = None, cache_dir: str | Path | None = None) -> Slice:
+    """`open_slice`, shared through `cache_dir` (default: $CRMLENS_SLICE_CACHE; none: no cache).
+
+    The notebooks of one run that analyse the same region × period validate its slice once: the first
+    stores it (atomically), the others load it and reconnect to the source. Only for a folder whose
+    content cannot change while it is used — `crmlens run` makes one per data fingerprint and library.
+    """
+    import os
+    import pickle
+
+    from crmlens import atomic
+
+    folder = cache_dir or os.environ.get(SLICE_CACHE_ENV)
+    if not folder:
+        return open_slice(params, con)
+    path = Path(folder) / f"{_slice_cache_key(params)}.pkl"
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                cached: Slice = pickle.load(fh)
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            cached = None
+        if cached is not None:
+            con = con if con is not None else connect(params.source, params.mapping_path())
+            setattr(con, _INFO_ATTR, cached.info)
+            cached.con = con
+            cached.params = params
+            return cached
+    s = open_slice(params, con)
+    con, s.con = s.con, None
+    try:
+        atomic.write_with(path, lambda tmp: tmp.write_bytes(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)))
+    finally:
+        s.con = con
+    return s
+
+
 # ---------------------------------------------------------------------------------------- summary
 
 def summarize(con: BaseBackend) -> pd.DataFrame:

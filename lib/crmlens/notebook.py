@@ -8,6 +8,7 @@ tested like the rest.
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -77,6 +78,8 @@ def open_analysis(namespace: Mapping[str, Any] | None = None, **parameters: Any)
     if "regions" in data.available_tables(con):
         known = data.table_expr(con, "regions").select("region_id").to_pandas()["region_id"].dropna().tolist()
         params = params.check_region(known)
+    if os.environ.get(data.SLICE_CACHE_ENV):  # inside `crmlens run`: share the slice with the run's notebooks
+        return data.open_slice_cached(params, con)
     return data.open_slice(params, con)
 
 

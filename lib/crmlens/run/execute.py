@@ -40,7 +40,7 @@ class TaskSpec:
     kernel_name: str = KERNEL_NAME
     html: bool = True
     cwd: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # for the kernel (e.g. the run's slice cache)
 
     @property
     def ipynb(self) -> Path:
@@ -186,7 +186,7 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
     from papermill.exceptions import PapermillExecutionError
 
     spec = spec if isinstance(spec, TaskSpec) else TaskSpec(**spec)
-    pool = pool or worker_pool(kernel_name=spec.kernel_name)
+    pool = pool or worker_pool(kernel_name=spec.kernel_name, env=spec.env)
     started, t0 = _now(), time.perf_counter()
     target = spec.ipynb
     attempts, nb, error, kind = 0, None, None, None

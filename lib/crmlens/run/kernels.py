@@ -9,6 +9,7 @@ used kernel is shut down. Kernels talk over IPC sockets in a private folder (no 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import shutil
 import tempfile
@@ -40,8 +41,9 @@ class KernelPool:
     """
 
     def __init__(self, size: int = 1, kernel_name: str = KERNEL_NAME, warm_code: str | None = WARM_CODE,
-                 startup_timeout: float = 120) -> None:
+                 startup_timeout: float = 120, env: dict[str, str] | None = None) -> None:
         self.size = max(1, int(size))
+        self.env = dict(env or {})  # added to the kernels' environment
         self.kernel_name = kernel_name
         self.warm_code = warm_code
         self.startup_timeout = startup_timeout
@@ -152,7 +154,7 @@ class KernelPool:
         with self._lock:
             self._live.add(km)
         try:
-            _run_sync(km.start_kernel)()
+            _run_sync(km.start_kernel)(env={**os.environ, **self.env})
             kc = km.client()
             kc.start_channels()
             try:
@@ -175,12 +177,16 @@ _worker_pool: KernelPool | None = None
 _worker_lock = threading.Lock()
 
 
-def worker_pool(size: int = 1, kernel_name: str = KERNEL_NAME) -> KernelPool:
-    """The pool of this process (one per Dask worker process; created on first use)."""
+def worker_pool(size: int = 1, kernel_name: str = KERNEL_NAME, env: dict[str, str] | None = None) -> KernelPool:
+    """The pool of this process (one per Dask worker process; created on first use, renewed when the kernel
+    or its environment changes, i.e. for another run)."""
     global _worker_pool
     with _worker_lock:
-        if _worker_pool is None or _worker_pool._closed:
-            _worker_pool = KernelPool(size=size, kernel_name=kernel_name)
+        old = _worker_pool
+        if old is None or old._closed or old.kernel_name != kernel_name or old.env != dict(env or {}):
+            if old is not None:
+                old.close()
+            _worker_pool = KernelPool(size=size, kernel_name=kernel_name, env=env)
         return _worker_pool
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from crmlens import atomic, paths
+from crmlens.data import SLICE_CACHE_ENV
 from crmlens.errors import ParameterError, RunError
 from crmlens.run import provenance
 from crmlens.run.execute import TaskSpec, run_task
@@ -29,6 +31,7 @@ EXPORT_FORMATS = ("html", "xlsx", "pptx", "pdf")
 KPI_COLUMNS = ["region", "period", "comparison_period", "notebook", "area", "kpi", "label", "unit", "direction",
                "value", "comparison_value", "delta", "delta_pct", "trend", "display", "status"]
 TASKS_DIR = ".tasks"
+CACHE_DIR = ".cache"
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
@@ -181,6 +184,14 @@ def _record_path(run_dir: Path, task: Task) -> Path:
     return run_dir / TASKS_DIR / f"{task.slug}.json"
 
 
+def execution_order(plan: Plan) -> list[Task]:
+    """Tasks in the order they start: each notebook across every region × period first, so that tasks running
+    at the same time open different slices and later notebooks find their slice validated in the cache."""
+    first = {nb.stem: i for i, nb in enumerate(plan.notebooks)}
+    return sorted(plan.tasks, key=lambda t: (first[t.notebook], plan.regions.index(t.region),
+                                             plan.periods.index(t.period)))
+
+
 # -- KPI tables ------------------------------------------------------------------------------------------------
 
 def kpi_frame(records: Iterable[dict[str, Any]], plan: Plan, region: str) -> pd.DataFrame:
@@ -214,7 +225,7 @@ def write_kpis(frame: pd.DataFrame, target: Path) -> Path:
 def _run_threads(specs: list[TaskSpec], workers: int, kernel_name: str, on_done: Callable[[dict], None]) -> None:
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    pool = KernelPool(size=workers, kernel_name=kernel_name)
+    pool = KernelPool(size=workers, kernel_name=kernel_name, env=specs[0].env if specs else None)
     pool.expect(len(specs))
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crmlens-task")
     try:
@@ -371,7 +382,10 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
         _clean_partial_files(run_dir)
     records: dict[str, dict[str, Any]] = {}
     specs = []
-    for task in plan.tasks:
+    # the notebooks of one region × period share its validated slice through this folder (removed at the end)
+    cache_dir = run_dir / CACHE_DIR / stable_hash([fingerprint, code["library_hash"]])[:16]
+    env = {SLICE_CACHE_ENV: str(cache_dir)}
+    for task in execution_order(plan):
         key = stable_hash({"notebook": code["notebooks"][task.notebook], "parameters": task.parameters,
                            "data": fingerprint, "library": code["library_hash"], "version": code["crmlens_version"],
                            "kernel": options.kernel_name})
@@ -381,7 +395,8 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
             continue
         specs.append(TaskSpec(id=task.id, notebook=task.notebook, path=task.path, region=task.region,
                               period=task.period, parameters=task.parameters, run_dir=str(run_dir), cache_key=key,
-                              timeout=options.timeout, retries=options.retries, kernel_name=options.kernel_name))
+                              timeout=options.timeout, retries=options.retries, kernel_name=options.kernel_name,
+                              env=env))
     if records:
         log(f"resume: {len(records)} task(s) unchanged since the last attempt are reused; {len(specs)} to run")
 
@@ -431,6 +446,7 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
             f"`crmlens run --run-id {run_id} --resume` (same options)")
         return RunResult(run_dir, manifest)
     progress.close()
+    shutil.rmtree(run_dir / CACHE_DIR, ignore_errors=True)
 
     all_records = [records[t.id] for t in plan.tasks if t.id in records]
     status = "failed" if any(r["status"] == "failed" for r in all_records) else "ok"

@@ -162,7 +162,7 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
         assert all((a.run_dir / f).is_file() for f in files.values())
     kpis = pd.read_parquet(a.run_dir / "East" / "kpis.parquet")
     assert set(kpis["notebook"]) == {"02_sales_funnel"} and "win_rate" in set(kpis["kpi"])
-    assert (a.run_dir / "index.html").is_file()
+    _check_in_chromium(a.run_dir, ["all", "East"])
     assert a.manifest["data"]["fingerprint"] == b.manifest["data"]["fingerprint"]
     assert diff_runs(a.run_dir, b.run_dir).to_dict()["kpis_changed"] == []
     # one parameter changed → the manifest and the diff name it, and KPIs move
@@ -174,6 +174,35 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
     r = runner.run(_opts(tiny_demo, tmp_path, run_id="a", resume=True, **opts))
     assert r.manifest["summary"]["reused"] == 2 and r.manifest["summary"]["ok"] == 0
     assert (r.run_dir / "East" / "kpis.parquet").read_bytes() == (a.run_dir / "East" / "kpis.parquet").read_bytes()
+
+
+def _check_in_chromium(run_dir: Path, regions: list[str]) -> None:
+    """The index and a region report open offline in headless Chromium: no failed or outside requests, every
+    region shown, the report's charts drawn (plotly renders SVG)."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.unit.run.test_index import CHROMIUM, CHROMIUM_ARGS
+
+    failed, external = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
+            page.route(re.compile(r"^(?!file:|data:|about:|blob:)"), lambda route: (external.append(route.request.url),
+                                                                                   route.abort()))
+            page.goto((run_dir / "index.html").resolve().as_uri(), wait_until="load")
+            for region in regions:
+                assert page.locator(f'section[data-region="{region}"]').is_visible(), region
+            assert page.locator('tr[data-status="ok"][data-task]').count() >= len(regions)
+            page.goto((run_dir / regions[-1] / "report.html").resolve().as_uri(), wait_until="load")
+            page.wait_for_selector(".plot-container svg.main-svg", timeout=30_000)
+            assert page.locator(".plot-container").count() >= 5
+        finally:
+            browser.close()
+    assert failed == [] and external == []
 
 
 @pytest.fixture
