@@ -175,3 +175,28 @@ def test_history_covers_n_periods_of_the_slice_kind(demo_con, tiny_demo):
     assert sorted(hist["contract_id"]) == sorted(expected["contract_id"])
     assert s.history("contracts", n_periods=4) is hist  # cached
     assert s.history("reps") is s.tables["reps"]
+
+
+def test_slice_cache_shares_a_validated_slice_and_rebuilds_a_damaged_entry(tiny_demo, tmp_path, monkeypatch):
+    params = validate_params({"source": str(tiny_demo), "region": "East", "period": "2026-Q3"})
+    first = data.open_slice_cached(params, cache_dir=tmp_path)
+    entries = list(tmp_path.glob("*.pkl"))
+    assert len(entries) == 1
+    calls = []
+    real_open = data.open_slice
+    monkeypatch.setattr(data, "open_slice", lambda *a, **k: calls.append(1) or real_open(*a, **k))
+    again = data.open_slice_cached(params, cache_dir=tmp_path)
+    assert calls == []  # loaded, not validated again
+    for name, frame in first.tables.items():
+        pd.testing.assert_frame_equal(frame, again.tables[name])
+    assert again.report.to_dict() == first.report.to_dict()
+    # the loaded slice is live: it reads history from the source
+    pd.testing.assert_frame_equal(first.history("leads", 4, "all"), again.history("leads", 4, "all"))
+    # other parameters → another entry; a damaged entry is rebuilt, never trusted
+    other = validate_params({"source": str(tiny_demo), "region": "West", "period": "2026-Q3"})
+    data.open_slice_cached(other, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pkl"))) == 2
+    entries[0].write_bytes(b"not a pickle")
+    rebuilt = data.open_slice_cached(params, cache_dir=tmp_path)
+    assert len(calls) == 2
+    pd.testing.assert_frame_equal(rebuilt.tables["opportunities"], first.tables["opportunities"])

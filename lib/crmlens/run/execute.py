@@ -165,16 +165,20 @@ def _one_attempt(spec: TaskSpec, pool: KernelPool, tmp: Path) -> tuple[Any, Base
         timer.start()
     nb, error = None, None
     try:
+        # no papermill `cwd`: it would chdir the whole (multi-threaded) process; the pool starts its kernels
+        # in the notebooks' folder instead
         nb = pm.execute_notebook(spec.path, str(tmp), parameters=spec.parameters, kernel_name=spec.kernel_name,
                                  progress_bar=False, request_save_on_cell_execute=False, km=km,
-                                 cwd=spec.cwd or str(Path(spec.path).parent),
                                  execution_timeout=spec.timeout)
     except BaseException as err:  # classified by the caller; KeyboardInterrupt is re-raised there
         error = err
     finally:
         if timer:
             timer.cancel()
-        pool.release(km)
+        if error is None and not timed_out.is_set():
+            pool.recycle(km)  # namespace reset, then the next task's
+        else:
+            pool.release(km)
     return nb, error, timed_out.is_set()
 
 
@@ -186,7 +190,8 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
     from papermill.exceptions import PapermillExecutionError
 
     spec = spec if isinstance(spec, TaskSpec) else TaskSpec(**spec)
-    pool = pool or worker_pool(kernel_name=spec.kernel_name, env=spec.env)
+    pool = pool or worker_pool(kernel_name=spec.kernel_name, env=spec.env,
+                               cwd=spec.cwd or str(Path(spec.path).parent))
     started, t0 = _now(), time.perf_counter()
     target = spec.ipynb
     attempts, nb, error, kind = 0, None, None, None

@@ -1,9 +1,11 @@
 """Pre-started ("warm") Jupyter kernels for the run.
 
-Starting a kernel and importing pandas, Ibis, plotly and the library takes 4–5 s; a notebook's own work is
-often less. The pool keeps kernels started and warmed (imports done, nothing else) *while* other tasks run, so
-a task finds one ready. Every task still gets a fresh kernel of its own (no state is shared between tasks); a
-used kernel is shut down. Kernels talk over IPC sockets in a private folder (no TCP ports to collide).
+Starting a kernel and importing pandas, Ibis, plotly and the library costs 3–5 s of CPU; a notebook's own
+work is often less. The pool starts kernels ahead of need and warms them (the imports, nothing else), and
+after a task that *succeeded* it resets the kernel's namespace (IPython's ``%reset -f``: every variable of
+the notebook gone, execution count back to 1; imported modules stay loaded) and hands it to the next task,
+at most `max_uses` times. A kernel whose task failed, timed out or died is shut down, never reused.
+Kernels talk over IPC sockets in a private folder (no TCP ports to collide).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from crmlens.errors import RunError
 
 KERNEL_NAME = "crmlens"
 #: Run in each kernel before it is handed out: the imports every analysis notebook makes (silent, no history).
+#: Run (silently) between two tasks on the same kernel: nothing of the previous notebook stays visible.
+RESET_CODE = ("get_ipython().run_line_magic('reset', '-f')\n"
+              "get_ipython().execution_count = 1\n"
+              "__import__('gc').collect()")
 WARM_CODE = ("import pandas, numpy, ibis, ibis.backends.duckdb, plotly.graph_objects, plotly.io, nbformat\n"
              "import plotly.io._renderers  # imports jsonschema's format checkers: 3-4 s\n"
              "import crmlens.notebook, crmlens.charts, crmlens.metrics, crmlens.kpis, crmlens.data")
@@ -41,9 +47,13 @@ class KernelPool:
     """
 
     def __init__(self, size: int = 1, kernel_name: str = KERNEL_NAME, warm_code: str | None = WARM_CODE,
-                 startup_timeout: float = 120, env: dict[str, str] | None = None) -> None:
+                 startup_timeout: float = 120, env: dict[str, str] | None = None, cwd: str | None = None,
+                 max_uses: int = 20) -> None:
         self.size = max(1, int(size))
         self.env = dict(env or {})  # added to the kernels' environment
+        self.cwd = cwd  # the kernels' working directory (the notebooks' folder, as in JupyterLab)
+        self.max_uses = max(1, int(max_uses))
+        self._uses: dict[int, int] = {}
         self.kernel_name = kernel_name
         self.warm_code = warm_code
         self.startup_timeout = startup_timeout
@@ -94,6 +104,7 @@ class KernelPool:
             _run_sync(km.shutdown_kernel)(now=True)  # also frees its sockets and connection file
         with self._lock:
             self._live.discard(km)
+            self._uses.pop(id(km), None)
 
     def kill_all(self) -> None:
         """Shut down every kernel of the pool, also those in use (stopping a run)."""
@@ -116,16 +127,44 @@ class KernelPool:
 
     # -- internals -----------------------------------------------------------------------------------------
     def _refill(self, at_least: int = 0) -> None:
+        """Keep `size` kernels alive (in use, ready or starting), no more than the tasks still to come need."""
         with self._lock:
             if self._closed:
                 return
-            have = self._ready.qsize() + self._starting
-            want = self.size if self._expected is None else min(self.size, self._expected)
-            want = max(want, at_least)
-            n = max(0, want - have)
+            alive, ready = len(self._live), self._ready.qsize()
+            in_use = alive - ready - self._starting
+            want = self.size if self._expected is None else min(self.size, in_use + self._expected)
+            n = max(0, want - alive)
+            if at_least and ready == 0 and self._starting == 0:
+                n = max(n, at_least)
             self._starting += n
         for _ in range(n):
             threading.Thread(target=self._start_ahead, name="crmlens-kernel-start", daemon=True).start()
+
+    def recycle(self, km: Any) -> None:
+        """After a task that succeeded: reset the kernel's namespace and make it ready for the next task
+        (or shut it down when it has served `max_uses` tasks, or the reset fails)."""
+        uses = self._uses.get(id(km), 0) + 1
+        if self._closed or uses >= self.max_uses or not self._reset(km):
+            self.release(km)
+            self._refill()
+            return
+        self._uses[id(km)] = uses
+        self._ready.put(km)
+
+    def _reset(self, km: Any) -> bool:
+        try:
+            if not _run_sync(km.is_alive)():
+                return False
+            kc = km.client()
+            kc.start_channels()
+            try:
+                reply = _run_sync(kc.execute_interactive)(RESET_CODE, silent=True, store_history=False, timeout=30)
+            finally:
+                kc.stop_channels()
+            return reply["content"].get("status") == "ok"
+        except Exception:
+            return False
 
     def _start_ahead(self) -> None:
         try:
@@ -154,7 +193,7 @@ class KernelPool:
         with self._lock:
             self._live.add(km)
         try:
-            _run_sync(km.start_kernel)(env={**os.environ, **self.env})
+            _run_sync(km.start_kernel)(env={**os.environ, **self.env}, cwd=self.cwd)
             kc = km.client()
             kc.start_channels()
             try:
@@ -177,16 +216,17 @@ _worker_pool: KernelPool | None = None
 _worker_lock = threading.Lock()
 
 
-def worker_pool(size: int = 1, kernel_name: str = KERNEL_NAME, env: dict[str, str] | None = None) -> KernelPool:
-    """The pool of this process (one per Dask worker process; created on first use, renewed when the kernel
-    or its environment changes, i.e. for another run)."""
+def worker_pool(size: int = 1, kernel_name: str = KERNEL_NAME, env: dict[str, str] | None = None,
+                cwd: str | None = None) -> KernelPool:
+    """The pool of this process (one per Dask worker process; created on first use, renewed when the kernel,
+    its environment or folder changes, i.e. for another run)."""
     global _worker_pool
     with _worker_lock:
         old = _worker_pool
-        if old is None or old._closed or old.kernel_name != kernel_name or old.env != dict(env or {}):
+        if old is None or old._closed or (old.kernel_name, old.env, old.cwd) != (kernel_name, dict(env or {}), cwd):
             if old is not None:
                 old.close()
-            _worker_pool = KernelPool(size=size, kernel_name=kernel_name, env=env)
+            _worker_pool = KernelPool(size=size, kernel_name=kernel_name, env=env, cwd=cwd)
         return _worker_pool
 
 

@@ -225,7 +225,8 @@ def write_kpis(frame: pd.DataFrame, target: Path) -> Path:
 def _run_threads(specs: list[TaskSpec], workers: int, kernel_name: str, on_done: Callable[[dict], None]) -> None:
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    pool = KernelPool(size=workers, kernel_name=kernel_name, env=specs[0].env if specs else None)
+    pool = KernelPool(size=workers, kernel_name=kernel_name, env=specs[0].env if specs else None,
+                      cwd=str(Path(specs[0].path).parent) if specs else None)
     pool.expect(len(specs))
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crmlens-task")
     try:

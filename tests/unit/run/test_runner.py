@@ -47,7 +47,9 @@ def test_notebooks(tmp_path):
     """01 records a KPI; 02 raises for West; 03 kills its own kernel once for East (then succeeds)."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    _notebook(folder / "01_ok.ipynb", "x = 1", KPI_CELL)
+    # kernels are reused after a namespace reset: nothing of an earlier notebook may be visible
+    _notebook(folder / "01_ok.ipynb", "assert not {'y', 'marker', 'time', 'x'} & set(globals()), sorted(globals())\n"
+              "x = 1", KPI_CELL)
     _notebook(folder / "02_raises.ipynb", "y = 2",
               "if region == 'West':\n    raise ValueError(f'no data for {region}')", KPI_CELL)
     _notebook(folder / "03_dies.ipynb",
@@ -108,6 +110,8 @@ def test_failures_are_isolated_retried_and_reported(tiny_demo, tmp_path, test_no
             assert [k["kpi"] for k in t["kpis"]] == ["answer"]
             assert (result.run_dir / t["outputs"]["ipynb"]).is_file()
             assert (result.run_dir / t["outputs"]["html"]).is_file()
+    first_cells = [c for c in executed.cells if c.cell_type == "code"]
+    assert first_cells[0].execution_count == 1  # a reused kernel counts from 1 again
     kpis = pd.read_parquet(result.run_dir / "West" / "kpis.parquet")
     assert sorted(kpis["notebook"]) == ["01_ok", "03_dies", "04_sleeps"]
     assert set(kpis["value"]) == {2.0}
@@ -151,9 +155,9 @@ def test_interrupted_run_leaves_no_complete_looking_file_and_resume_completes_it
 
 
 def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(tiny_demo, tmp_path):
-    opts = dict(regions="all,East", notebooks="02_*", exports=("html", "xlsx", "pptx", "pdf"))
-    a = runner.run(_opts(tiny_demo, tmp_path, run_id="a", **opts))
-    b = runner.run(_opts(tiny_demo, tmp_path, run_id="b", **opts))
+    opts = dict(regions="all,East", notebooks="02_*")
+    a = runner.run(_opts(tiny_demo, tmp_path, run_id="a", exports=("html", "xlsx", "pptx", "pdf"), **opts))
+    b = runner.run(_opts(tiny_demo, tmp_path, run_id="b", **opts))  # exports are tested in test_exports
     assert a.exit_code == b.exit_code == 0
     for region in ("all", "East"):
         assert (a.run_dir / region / "kpis.parquet").read_bytes() == (b.run_dir / region / "kpis.parquet").read_bytes()
@@ -171,7 +175,7 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
     text = diff_runs(a.run_dir, c.run_dir).to_text()
     assert "comparison" in text and "previous" in text and "last_year" in text
     # resume with nothing changed re-runs nothing
-    r = runner.run(_opts(tiny_demo, tmp_path, run_id="a", resume=True, **opts))
+    r = runner.run(_opts(tiny_demo, tmp_path, run_id="a", resume=True, exports=("xlsx",), **opts))
     assert r.manifest["summary"]["reused"] == 2 and r.manifest["summary"]["ok"] == 0
     assert (r.run_dir / "East" / "kpis.parquet").read_bytes() == (a.run_dir / "East" / "kpis.parquet").read_bytes()
 
