@@ -228,7 +228,8 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
                 "kernel_died": f"its kernel died ({attempts} attempt{'s' * (attempts > 1)})",
                 "error": f"{type(error).__name__}: {error}"}[kind]
         _mark_failure(nb, what)
-    nbformat.write(nb, str(tmp))
+    if error is not None or not tmp.stat().st_size:  # papermill has written a finished notebook: keep it
+        nbformat.write(nb, str(tmp))
     os.replace(tmp, target)
     html = None
     if spec.html:

@@ -25,8 +25,7 @@ KERNEL_NAME = "crmlens"
 #: Run in each kernel before it is handed out: the imports every analysis notebook makes (silent, no history).
 #: Run (silently) between two tasks on the same kernel: nothing of the previous notebook stays visible.
 RESET_CODE = ("get_ipython().run_line_magic('reset', '-f')\n"
-              "get_ipython().execution_count = 1\n"
-              "__import__('gc').collect()")
+              "get_ipython().execution_count = 1")
 WARM_CODE = ("import pandas, numpy, ibis, ibis.backends.duckdb, plotly.graph_objects, plotly.io, nbformat\n"
              "import plotly.io._renderers  # imports jsonschema's format checkers: 3-4 s\n"
              "import crmlens.notebook, crmlens.charts, crmlens.metrics, crmlens.kpis, crmlens.data")
@@ -64,6 +63,7 @@ class KernelPool:
         self._live: set[Any] = set()
         self._closed = False
         self._error: Exception | None = None
+        self._recycling = 0
         self._dir = tempfile.mkdtemp(prefix="crmlens-kernels-")
 
     # -- public -------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ class KernelPool:
                 km = self._ready.get(timeout=0.2)
             except queue.Empty:
                 with self._lock:
-                    starting, error = self._starting, self._error
+                    starting, error = self._starting + self._recycling, self._error
                 if starting == 0:
                     if error is not None:
                         self._error = None
@@ -135,7 +135,7 @@ class KernelPool:
             in_use = alive - ready - self._starting
             want = self.size if self._expected is None else min(self.size, in_use + self._expected)
             n = max(0, want - alive)
-            if at_least and ready == 0 and self._starting == 0:
+            if at_least and ready == 0 and self._starting == 0 and self._recycling == 0:
                 n = max(n, at_least)
             self._starting += n
         for _ in range(n):
@@ -143,14 +143,24 @@ class KernelPool:
 
     def recycle(self, km: Any) -> None:
         """After a task that succeeded: reset the kernel's namespace and make it ready for the next task
-        (or shut it down when it has served `max_uses` tasks, or the reset fails)."""
-        uses = self._uses.get(id(km), 0) + 1
-        if self._closed or uses >= self.max_uses or not self._reset(km):
-            self.release(km)
-            self._refill()
-            return
-        self._uses[id(km)] = uses
-        self._ready.put(km)
+        (or shut it down when it has served `max_uses` tasks, or the reset fails). Done in the background:
+        the task that used it is finished already."""
+        with self._lock:
+            self._recycling += 1
+        threading.Thread(target=self._recycle, args=(km,), name="crmlens-kernel-reset", daemon=True).start()
+
+    def _recycle(self, km: Any) -> None:
+        try:
+            uses = self._uses.get(id(km), 0) + 1
+            if self._closed or uses >= self.max_uses or not self._reset(km):
+                self.release(km)
+                self._refill()
+                return
+            self._uses[id(km)] = uses
+            self._ready.put(km)
+        finally:
+            with self._lock:
+                self._recycling -= 1
 
     def _reset(self, km: Any) -> bool:
         try:
