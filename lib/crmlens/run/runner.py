@@ -413,7 +413,6 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
 
     executor: dict[str, Any] = {"kind": "threads", "workers": options.workers, "cluster": None}
     status = "ok"
-    manifest: dict[str, Any] = {}
 
     def build_manifest(exports_info: dict[str, Any]) -> dict[str, Any]:
         tasks = [records[t.id] for t in plan.tasks if t.id in records]
@@ -464,16 +463,13 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
 
 
 def _point_latest(run_dir: Path) -> None:
+    """outputs/latest → this run (a symlink replaced atomically)."""
     link = run_dir.parent / "latest"
     tmp = run_dir.parent / f".latest.{os.getpid()}.tmp"
     with contextlib.suppress(OSError):
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
         os.symlink(run_dir.name, tmp)
         os.replace(tmp, link)
-    if not link.exists():
-        with contextlib.suppress(OSError):
-            os.symlink(run_dir.name, tmp)
-            os.replace(tmp, link)
 
 
 def summary_text(result: RunResult) -> str:

@@ -178,6 +178,7 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
     r = runner.run(_opts(tiny_demo, tmp_path, run_id="a", resume=True, exports=("xlsx",), **opts))
     assert r.manifest["summary"]["reused"] == 2 and r.manifest["summary"]["ok"] == 0
     assert (r.run_dir / "East" / "kpis.parquet").read_bytes() == (a.run_dir / "East" / "kpis.parquet").read_bytes()
+    assert (tmp_path / "outputs" / "latest").resolve() == a.run_dir.resolve()  # the last run, after c
 
 
 def _check_in_chromium(run_dir: Path, regions: list[str]) -> None:
