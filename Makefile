@@ -76,8 +76,9 @@ format: $(STAMP) ## ruff format + autofix
 docs: $(STAMP) ## regenerate docs/data_model.md and docs/parameters.md from the code
 	$(BIN)/crmlens docs
 
-bench: $(STAMP) ## run the benchmarks (slow; not part of make test)
+bench: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## run the benchmarks (slow; not part of make test)
 	$(BIN)/python bench/bench_demo.py
+	$(BIN)/python bench/bench_run.py --exports
 
 lock: ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crmlens import atomic
 from crmlens.notebook import KPI_MIMETYPE
 from crmlens.run.kernels import KERNEL_NAME, KernelPool, worker_pool
 
@@ -77,6 +78,7 @@ def _tmp_beside(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, atomic.FILE_MODE)
     return Path(tmp)
 
 
@@ -129,8 +131,6 @@ def _html_exporter() -> Any:
 
 def write_html(nb: Any, target: Path, title: str) -> Path:
     """The notebook's report: no code, outputs only (plotly.js travels inside the outputs: no CDN)."""
-    from crmlens import atomic
-
     body, _ = _html_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     return atomic.write_text(target, body)
 
