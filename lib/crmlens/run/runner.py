@@ -93,8 +93,9 @@ class Progress:
         if (tty if enabled is None else enabled) and total:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="task", file=self.stream, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+            width = shutil.get_terminal_size((100, 20)).columns or 100  # 0 in some pseudo-terminals
+            self.bar = tqdm(total=total, unit="task", file=self.stream, ncols=min(width, 120),
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} done [{elapsed}<{remaining}]{postfix}")
 
     def update(self, record: dict[str, Any]) -> None:
         self.done += 1
