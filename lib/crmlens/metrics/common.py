@@ -92,7 +92,7 @@ def target_periods(targets: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
     else the months (then quarters) tiling it exactly when all have targets; [] when there is none.
 
     The one definition of "the period's target" used by every analysis."""
-    available = set(targets["period"].dropna().astype(str)) if "period" in targets else set()
+    available = {str(v) for v in targets["period"].dropna().unique()} if "period" in targets else set()
     if label and label in available:
         return [label]
     for freq in ("month", "quarter"):
