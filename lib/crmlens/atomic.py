@@ -21,15 +21,21 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()  # what open() would give under this process's umask
 
 
+def temp_beside(target: str | Path, suffix: str = ".tmp") -> Path:
+    """A new empty temporary file in `target`'s folder (created if missing), hidden and named after it,
+    with the mode open() would give (mkstemp makes 0600; results are meant to be shared)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp, FILE_MODE)
+    return Path(tmp)
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is renamed to `target`."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, FILE_MODE)  # mkstemp makes 0600; results are meant to be shared
+    tmp_path = temp_beside(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -149,22 +149,41 @@ def _time_expr(t: IbisTable, column: str) -> ibis.Value:
     return col.try_cast("timestamp") if col.type().is_string() else col
 
 
-def _period_predicate(t: IbisTable, table: Table, period: Period) -> ibis.Value | None:
+def _period_rule(table: Table, columns: Iterable[str], period: Period, get: Any, start: Any, end: Any,
+                 coalesce: Any, isnull: Any) -> Any:
+    """The one rule for "this row belongs to the period", written once for the engine and for pandas:
+    kind "at" — the first non-null time column falls in [start, end); kind "span" — the row's interval
+    overlaps it, a missing start counting as "since ever". None when the table has no period columns."""
     if table.period is None:
         return None
-    start, end = ibis.timestamp(period.start), ibis.timestamp(period.end)
-    cols = [c for c in table.period.columns if c in t.columns]
+    cols = [c for c in table.period.columns if c in columns]
     if not cols:
         return None
     if table.period.kind == "at":
-        when = ibis.coalesce(*[_time_expr(t, c) for c in cols]) if len(cols) > 1 else _time_expr(t, cols[0])
+        when = coalesce([get(c) for c in cols])
         return (when >= start) & (when < end)
-    begin = _time_expr(t, cols[0])
-    pred = begin.isnull() | (begin < end)
+    begin = get(cols[0])
+    pred = isnull(begin) | (begin < end)
     if len(cols) > 1:
-        finish = _time_expr(t, cols[1])
-        pred = pred & (finish.isnull() | (finish >= start))
+        finish = get(cols[1])
+        pred = pred & (isnull(finish) | (finish >= start))
     return pred
+
+
+def _period_predicate(t: IbisTable, table: Table, period: Period) -> ibis.Value | None:
+    return _period_rule(table, t.columns, period, lambda c: _time_expr(t, c), ibis.timestamp(period.start),
+                        ibis.timestamp(period.end), lambda xs: ibis.coalesce(*xs) if len(xs) > 1 else xs[0],
+                        lambda v: v.isnull())
+
+
+def period_mask(frame: pd.DataFrame, table: Table, period: Period) -> pd.Series | None:
+    """The rows of a loaded frame of `table` that `load_table(..., period=period)` would return (the same
+    rule, applied in pandas); None when the table is not cut by period."""
+    from functools import reduce
+
+    mask = _period_rule(table, frame.columns, period, lambda c: frame[c], period.start, period.end,
+                        lambda xs: reduce(lambda a, b: a.fillna(b), xs), lambda v: v.isna())
+    return None if mask is None else mask.fillna(False).astype(bool)
 
 
 def _region_predicate(con: BaseBackend, t: IbisTable, table: Table, region: str) -> ibis.Value | None:

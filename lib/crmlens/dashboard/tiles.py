@@ -125,25 +125,12 @@ def clear_cache() -> None:
 
 
 def cut_to_period(frame: pd.DataFrame, table: Table, period: Period) -> pd.DataFrame:
-    """The rows of a fact table's frame that `crmlens.data` would load for `period` (the same rule as its
-    engine filter: kind "at" — the first non-null time column falls in the period; kind "span" — the row's
-    interval overlaps it, a missing start counting as "since ever")."""
-    spec = table.period
-    cols = [c for c in spec.columns if c in frame.columns] if spec is not None else []
-    if not cols:
+    """The rows of a fact table's frame that `crmlens.data` would load for `period` (its own rule,
+    `data.period_mask`)."""
+    keep = data.period_mask(frame, table, period)
+    if keep is None:
         return frame
-    if spec.kind == "at":
-        when = frame[cols[0]]
-        for col in cols[1:]:
-            when = when.fillna(frame[col])
-        keep = (when >= period.start) & (when < period.end)
-    else:
-        begin = frame[cols[0]]
-        keep = begin.isna() | (begin < period.end)
-        if len(cols) > 1:
-            finish = frame[cols[1]]
-            keep &= finish.isna() | (finish >= period.start)
-    return frame.loc[keep.fillna(False).astype(bool).to_numpy()].reset_index(drop=True)
+    return frame.loc[keep.to_numpy()].reset_index(drop=True)
 
 
 class PeriodFrames(Mapping[str, pd.DataFrame]):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,14 +71,6 @@ def _is_retryable(err: BaseException) -> bool:
     text = str(err).lower()
     return isinstance(err, RuntimeError | TimeoutError | OSError) and any(
         s in text for s in ("kernel died", "didn't respond", "address already in use", "kernel is dead", "zmq"))
-
-
-def _tmp_beside(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, atomic.FILE_MODE)
-    return Path(tmp)
 
 
 def compute_seconds(nb: Any) -> float:
@@ -197,7 +188,7 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
     attempts, nb, error, kind = 0, None, None, None
     while True:
         attempts += 1
-        tmp = _tmp_beside(target)
+        tmp = atomic.temp_beside(target, suffix=f".tmp{target.suffix}")  # papermill wants .ipynb
         nb, err, timed_out = _one_attempt(spec, pool, tmp)
         if err is None:
             error = kind = None
