@@ -89,6 +89,7 @@ class Tile:
     sparkline: list[tuple[str, float | None]] = field(default_factory=list)
     alert: str | None = None
     no_data: str | None = None
+    note: str | None = None  # e.g. "not filtered by team": a filter of the view that could not apply
 
 
 # ------------------------------------------------------------------------------------ period frames
@@ -433,6 +434,9 @@ def tile_html(tile: Tile) -> str:
         svg = sparkline_svg(tile.sparkline, label=tile.label)
         if svg:
             parts.append(f'<div style="margin-top:4px">{svg}</div>')
+    if tile.note:
+        parts.append(f'<div class="crmlens-tile-note" style="font-size:11px;color:#8a6d00;margin-top:2px">'
+                     f'{_esc(tile.note)}</div>')
     if tile.alert:
         parts.append(f'<div class="crmlens-tile-alert" role="alert" style="margin-top:6px;padding:2px 6px;'
                      f'border-radius:3px;font-size:12px;background:{COLORS["bad"]};color:#fff">'

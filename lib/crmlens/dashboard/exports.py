@@ -1,0 +1,186 @@
+"""Exports of a dashboard's current view: its tables to Excel, the view to PDF — the filter state in the file
+name (`crmlens.dashboard.state.file_stem`) and in each file's header (`describe`).
+
+* `view_xlsx(...)` — a workbook: sheet "View" with the header lines and one row per KPI tile (value,
+  comparison, change, target, attainment, alert, note — the tiles' own numbers, unrounded, with number
+  formats), then one sheet per panel table (and the drill-down / funnel records when open).
+* `view_pdf(...)` — an HTML page of the view (tiles, every panel's chart with plotly.js embedded, its finding
+  and table) printed by headless Chromium (`crmlens.run.exports.write_pdf`): no network needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from crmlens.dashboard.panels import Panel
+from crmlens.dashboard.tiles import Tile, tiles_html
+from crmlens.run.exports import number_format, sheet_names, write_pdf
+
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PDF_MIME = "application/pdf"
+VIEW_SHEET = "View"
+#: Columns of the View sheet's KPI table.
+TILE_COLUMNS: tuple[str, ...] = ("KPI", "Name", "Value", "Comparison period", "Comparison value", "Change",
+                                 "Change %", "Target", "Attainment", "Alert", "Note")
+
+
+def _column_format(column: str) -> str | None:
+    if column.endswith("_rate") or column.endswith("_pct"):
+        return "0.0%"
+    if column.endswith("_amount") or column.startswith("n_") or column in ("amount",):
+        return "#,##0"
+    if column.endswith("_days"):
+        return "0.0"
+    return None
+
+
+def tile_rows(tiles: Sequence[Tile]) -> pd.DataFrame:
+    """The tiles as the View sheet's table (raw values: what the tiles show, unrounded)."""
+    return pd.DataFrame([{
+        "KPI": t.kpi, "Name": t.label, "Value": t.value, "Comparison period": t.comparison_label,
+        "Comparison value": t.comparison_value, "Change": t.delta, "Change %": t.delta_pct, "Target": t.target,
+        "Attainment": t.attainment, "Alert": t.alert or "", "Note": t.no_data or "",
+    } for t in tiles], columns=list(TILE_COLUMNS))
+
+
+def view_xlsx(title: str, header: Sequence[str], tiles: Sequence[Tile], tables: Mapping[str, pd.DataFrame],
+              currency: str = "USD") -> bytes:
+    """The workbook of a view as bytes (see the module docs). `tables` maps a sheet title to a frame."""
+    import xlsxwriter
+
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True, "nan_inf_to_errors": True,
+                                        "default_date_format": "yyyy-mm-dd"})
+    bold = book.add_format({"bold": True})
+    title_fmt = book.add_format({"bold": True, "font_size": 14})
+    head = book.add_format({"bold": True, "bg_color": "#e8eef5", "border": 1})
+    formats: dict[str, object] = {}
+
+    def fmt(spec: str | None) -> object:
+        if spec is None:
+            return None
+        if spec not in formats:
+            formats[spec] = book.add_format({"num_format": spec})
+        return formats[spec]
+
+    def put(ws: object, row: int, col: int, value: object, spec: str | None = None) -> None:
+        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA or value is pd.NaT:
+            ws.write_blank(row, col, None)  # type: ignore[attr-defined]
+        elif isinstance(value, pd.Timestamp):
+            ws.write_datetime(row, col, value.to_pydatetime().replace(tzinfo=None), fmt("yyyy-mm-dd hh:mm"))  # type: ignore[attr-defined]
+        elif isinstance(value, bool):
+            ws.write_boolean(row, col, value)  # type: ignore[attr-defined]
+        elif isinstance(value, int | float):
+            ws.write_number(row, col, float(value), fmt(spec))  # type: ignore[attr-defined]
+        else:
+            ws.write_string(row, col, str(value))  # type: ignore[attr-defined]
+
+    ws = book.add_worksheet(VIEW_SHEET)
+    ws.write_string(0, 0, title, title_fmt)
+    for i, line in enumerate(header, start=1):
+        ws.write_string(i, 0, line)
+    start = len(header) + 2
+    for c, name in enumerate(TILE_COLUMNS):
+        ws.write_string(start, c, name, head)
+    for r, t in enumerate(tiles, start=start + 1):
+        unit_fmt = number_format(t.unit, currency)
+        values = [t.kpi, t.label, t.value, t.comparison_label, t.comparison_value, t.delta, t.delta_pct,
+                  t.target, t.attainment, t.alert or "", t.no_data or ""]
+        specs = [None, None, unit_fmt, None, unit_fmt, number_format(t.unit, currency, signed=True), "+0.0%;-0.0%;0.0%",
+                 unit_fmt if t.target != 1.0 or t.unit != "rate" else "0%", "0.0%", None, None]
+        for c, (value, spec) in enumerate(zip(values, specs, strict=True)):
+            put(ws, r, c, value, spec)
+    ws.set_column(0, 0, 24)
+    ws.set_column(1, 1, 28)
+    ws.set_column(2, len(TILE_COLUMNS) - 1, 16)
+    names = sheet_names(list(tables), reserved=(VIEW_SHEET,))
+    for key, frame in tables.items():
+        sheet = book.add_worksheet(names[key])
+        sheet.write_string(0, 0, key, bold)
+        sheet.write_string(1, 0, header[0] if header else "")
+        columns = [str(c) for c in frame.columns]
+        for c, name in enumerate(columns):
+            sheet.write_string(3, c, name, head)
+        for r, row in enumerate(frame.itertuples(index=False), start=4):
+            for c, value in enumerate(row):
+                put(sheet, r, c, value, _column_format(columns[c]))
+        sheet.set_column(0, max(len(columns) - 1, 0), 16)
+        sheet.freeze_panes(4, 0)
+    book.close()
+    return buffer.getvalue()
+
+
+def panel_tables(panels: Sequence[Panel]) -> dict[str, pd.DataFrame]:
+    """Sheet title → table of the panels that have one, with their display headings."""
+    out: dict[str, pd.DataFrame] = {}
+    for p in panels:
+        if p.table is None:
+            continue
+        cols = {c: h for c, h in p.columns.items() if c in p.table.columns} or {c: c for c in p.table.columns}
+        out[p.title] = p.table[list(cols)].rename(columns=cols).reset_index(drop=True)
+    return out
+
+
+def _table_html(frame: pd.DataFrame, limit: int = 30) -> str:
+    shown = frame.head(limit)
+    more = (f"<p class='more'>… and {len(frame) - limit:,} more rows (in the Excel export)</p>"
+            if len(frame) > limit else "")
+    body = shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.3g}" if abs(v) < 10 else f"{v:,.0f}",
+                         border=0, classes="tbl")
+    return body + more
+
+
+def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: Sequence[Panel]) -> str:
+    """The printable page of a view: header, tiles, each panel's chart (plotly.js embedded once), finding,
+    table."""
+    import plotly.io as pio
+
+    parts = [f"<h1>{html.escape(title)}</h1>"] + [f"<p class='hdr'>{html.escape(line)}</p>" for line in header]
+    parts.append(tiles_html(tiles))
+    first = True
+    for p in panels:
+        parts.append(f"<section><h2>{html.escape(p.title)}</h2>")
+        if p.no_data:
+            parts.append(f"<p class='nodata'>{html.escape(p.no_data)}</p></section>")
+            continue
+        if p.figure is not None:
+            fig = p.figure.to_dict()
+            fig["layout"] = {**fig.get("layout", {}), "width": 900, "height": 380}
+            parts.append(pio.to_html(fig, include_plotlyjs="inline" if first else False, full_html=False,
+                                     validate=False, config={"displaylogo": False, "staticPlot": True}))
+            first = False
+        if p.finding:
+            parts.append(f"<p>{html.escape(p.finding)}</p>")
+        if p.note:
+            parts.append(f"<p class='note'>{html.escape(p.note)}</p>")
+        if p.table is not None:
+            parts.append(_table_html(panel_tables([p])[p.title]))
+        parts.append("</section>")
+    style = ("body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}h1{font-size:20px}"
+             "h2{font-size:15px;margin-top:18px}.hdr{color:#555;margin:2px 0}.nodata{color:#757575}"
+             ".note{color:#8a6d00;font-size:12px}.tbl{border-collapse:collapse;font-size:11px}"
+             ".tbl td,.tbl th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right}"
+             "section{page-break-inside:avoid}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def view_pdf(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: Sequence[Panel]) -> bytes:
+    """The view printed to PDF by headless Chromium (bytes)."""
+    with tempfile.TemporaryDirectory(prefix="crmlens-view-") as tmp:
+        page = Path(tmp) / "view.html"
+        page.write_text(view_html(title, header, tiles, panels), encoding="utf-8")
+        return write_pdf(page, Path(tmp) / "view.pdf").read_bytes()
+
+
+def header_lines(description: str, as_of: pd.Timestamp, source: str) -> list[str]:
+    """The header lines of an export: the filter state, the data's as-of date, the source, when made."""
+    made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [description, f"Data as of {as_of:%Y-%m-%d} · source {source} · exported {made}"]

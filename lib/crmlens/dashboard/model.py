@@ -1,0 +1,260 @@
+"""A dashboard's data, held in the kernel: validated once, cut in memory for every filter change.
+
+`crmlens.data.open_slice` reads and validates a region × period in the engine — right for a notebook run,
+seconds too slow for a filter bar. A dashboard kernel instead loads the tables it shows once, for every region
+and the whole history (`DashboardData.load`, run before a preheated kernel waits for its viewer), and answers
+each filter state with a `View`: a `crmlens.data.Slice` whose frames are cut from memory by the same rules the
+engine applies — `crmlens.data.period_mask` for periods, the schema's region routes for regions — and
+filtered by product line, team and segment (`crmlens.dashboard.state.apply_filters`). Every metric, KPI and
+tile function takes a View as it takes a slice; `tests/unit/dashboard/test_model.py` checks that a View's KPIs
+equal `open_slice`'s for the same parameters.
+
+Rows are validated exactly as `open_slice` validates them (`crmlens.validate.validate_table`, with the data's
+as-of date as "now"); rejected rows are counted per table in `DashboardData.rejected`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from crmlens import data, kpis, notebook
+from crmlens.dashboard import state as st
+from crmlens.dashboard.tiles import Tile
+from crmlens.errors import ParameterError
+from crmlens.params import Params
+from crmlens.periods import Period, previous_period, same_period_last_year, shift_period
+from crmlens.schema import SCHEMA, Table, load_order
+from crmlens.validate import ValidationReport, parent_key_lookup, validate_table
+
+#: Fact tables a dashboard loads unless told otherwise (dimension tables are always loaded).
+DEFAULT_FACT_TABLES: tuple[str, ...] = ("opportunities", "leads", "activities")
+#: How many views (filter states) a kernel keeps cut, and how many computed results (tiles, panels, drill-down
+#: tables) it keeps for `DashboardData.memo`.
+VIEW_CACHE_SIZE = 24
+RESULT_CACHE_SIZE = 256
+
+
+def region_mask(frame: pd.DataFrame, table: Table, region: str,
+                frames: Mapping[str, pd.DataFrame]) -> pd.Series | None:
+    """The rows of a loaded frame of `table` that belong to `region` — the rule `crmlens.data` applies in the
+    engine (a region column, or a key into a parent table that has one); None when the table has no region
+    route (or its parent is not loaded): such a table is not cut by region."""
+    if table.region is None or region == "all":
+        return None
+    if isinstance(table.region, str):
+        if table.region not in frame.columns:
+            return None
+        return (frame[table.region] == region).fillna(False).astype(bool)
+    parent_name, fk = table.region
+    parent = frames.get(parent_name)
+    if parent is None or fk not in frame.columns:
+        return None
+    parent_table = SCHEMA[parent_name]
+    inner = region_mask(parent, parent_table, region, frames)
+    if inner is None:
+        return None
+    keys = parent.loc[inner.to_numpy(), parent_table.key[0]].dropna().unique()
+    return frame[fk].isin(keys).fillna(False).astype(bool)
+
+
+def _cut(frame: pd.DataFrame, mask: pd.Series | None) -> pd.DataFrame:
+    return frame if mask is None else frame.loc[mask.to_numpy()].reset_index(drop=True)
+
+
+@dataclass
+class View(data.Slice):
+    """A slice cut from a `DashboardData` for one filter state (see the module docs). `state` is the filter
+    state, `filters_not_applied` (table → slice filters that table cannot be filtered by) and `source` the
+    data it was cut from. `history` cuts from memory as well."""
+
+    state: st.FilterState = field(default_factory=st.FilterState)
+    filters_not_applied: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    source: Any = field(default=None, repr=False)
+
+    def history(self, name: str, n_periods: int = 8, region: str | None = None) -> pd.DataFrame:
+        if SCHEMA[name].kind == "dimension":
+            return self.tables[name]
+        first = shift_period(self.period, -(n_periods - 1))
+        span = Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
+                      kind="range", fiscal_year_start=self.period.fiscal_year_start)
+        return self.source.frame(name, region or self.params.region, span, self.state)
+
+    def ctx(self, which: str = "current") -> kpis.KpiContext:
+        """The KPI context of the view's period (`which`: current | comparison | previous | last_year)."""
+        return notebook.context(self, which)
+
+    def note(self, tables: Iterable[str]) -> str | None:
+        """"not filtered by team" when a slice filter cannot apply to one of `tables`; None otherwise."""
+        missed: list[str] = []
+        for t in tables:
+            missed += [f for f in self.filters_not_applied.get(t, ()) if f not in missed]
+        if not missed:
+            return None
+        names = [st.SLICE_FILTERS[f] for f in missed]
+        return "not filtered by " + (names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}")
+
+    def annotate(self, tiles: Iterable[Tile]) -> list[Tile]:
+        """`tiles` with a note where the view's product line / team / segment filter does not apply to a KPI's
+        tables, or where a KPI is measured against a target those filters do not split."""
+        out = []
+        for t in tiles:
+            notes = [n for n in (self.note(kpis.get_kpi(t.kpi).tables),) if n]
+            if self.state.slice_filters and t.target is not None:
+                notes.append("the target is the whole " + ("company's" if self.params.region == "all" else "region's"))
+            out.append(dataclasses.replace(t, note="; ".join(notes)) if notes else t)
+        return out
+
+
+class DashboardData:
+    """The validated tables of a source for a dashboard kernel (see the module docs).
+
+    `tables` are the fact tables to load (default `DEFAULT_FACT_TABLES`, those the source has); every
+    dimension table the source has is loaded too. `base` holds the analysis parameters that are not filters
+    (currency, fiscal year start, forgotten_days...). Use `view(state)` to get a slice.
+    """
+
+    def __init__(self, con: Any, *, tables: Iterable[str] = DEFAULT_FACT_TABLES, base: Params | None = None) -> None:
+        self.con = con
+        self.info = data.source_info(con)
+        self.as_of: pd.Timestamp = data.data_as_of(con)
+        self.options: dict[str, list[str]] = st.options_for(con)
+        self.base = base if base is not None else Params()
+        wanted = set(tables)
+        unknown = sorted(wanted - set(SCHEMA))
+        if unknown:
+            raise ParameterError(f"tables: {', '.join(unknown)} not in the data model; use table names of "
+                                 "docs/data_model.md")
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.rejected: dict[str, int] = {}
+        self.report = ValidationReport(source=self.info.source)
+        dims: dict[str, Any] = {}
+        engine_keys = data._key_lookup(con, {})
+        parent_keys = parent_key_lookup(dims, engine_keys)
+        for name in load_order():
+            table = SCHEMA[name]
+            if name not in self.info.tables or (table.kind != "dimension" and name not in wanted):
+                continue
+            if table.kind == "dimension":
+                result = data._validated_dimension(con, name, self.as_of, parent_keys)
+                dims[name] = result
+            else:
+                result = validate_table(name, data.load_table(con, name), vocab=self.info.vocabulary,
+                                        as_of=self.as_of, parent_keys=parent_keys)
+            self.frames[name] = result.accepted
+            self.rejected[name] = len(result.rejected)
+            self.report.tables[name] = result.report
+        self._regions: dict[tuple[str, str], pd.DataFrame] = {}
+        self._infos: dict[tuple, data.SourceInfo] = {}
+        self._views: OrderedDict[tuple, View] = OrderedDict()
+        self._results: OrderedDict[tuple, Any] = OrderedDict()
+
+    @classmethod
+    def load(cls, source: str = "demo", mapping: str | None = None, **kwargs: Any) -> DashboardData:
+        """Connect to `source` (see `crmlens.data.connect`) and load it."""
+        return cls(data.connect(source, mapping), **kwargs)
+
+    # -- cutting ---------------------------------------------------------------------------------------
+
+    def has(self, name: str) -> bool:
+        return name in self.frames
+
+    def region_frame(self, name: str, region: str) -> pd.DataFrame:
+        """Table `name`'s validated rows of `region` (all rows for "all"), cached."""
+        key = (name, region)
+        if key not in self._regions:
+            frame = self.frames[name]
+            self._regions[key] = _cut(frame, region_mask(frame, SCHEMA[name], region, self.frames))
+        return self._regions[key]
+
+    def frame(self, name: str, region: str, period: Period | None, state: st.FilterState | None = None) -> pd.DataFrame:
+        """Table `name` cut to `region` and `period` (the rule of `crmlens.data.load_table`), then filtered by
+        `state`'s product line, team and segment. Dimension tables come whole."""
+        if SCHEMA[name].kind == "dimension":
+            return self.frames[name]
+        frame = self.region_frame(name, region)
+        if period is not None:
+            frame = _cut(frame, data.period_mask(frame, SCHEMA[name], period))
+        if state is not None and state.slice_filters:
+            frame = self._filtered({name: frame}, state)[name]
+        return frame
+
+    def _filtered(self, frames: dict[str, pd.DataFrame], state: st.FilterState) -> st.FilteredFrames:
+        return st.apply_filters(frames, state, products=self.frames.get("products"),
+                                accounts=self.frames.get("accounts"), reps=self.frames.get("reps"))
+
+    def _info_for(self, state: st.FilterState) -> data.SourceInfo:
+        """One SourceInfo per set of slice filters: the tiles cache earlier periods' values per SourceInfo, so
+        values of differently filtered views never mix."""
+        key = tuple(sorted(state.slice_filters.items()))
+        if not key:
+            return self.info
+        if key not in self._infos:
+            self._infos[key] = dataclasses.replace(self.info)
+        return self._infos[key]
+
+    # -- views -----------------------------------------------------------------------------------------
+
+    def params_for(self, state: st.FilterState) -> Params:
+        """The analysis parameters of `state` (its region checked against the source)."""
+        if state.region != "all" and self.options["regions"] and state.region not in self.options["regions"]:
+            raise ParameterError(f"region: {state.region!r} is not a region of {self.info.source}; use one of "
+                                 f"{', '.join(self.options['regions'])} or all")
+        return st.to_params(state, self.as_of, self.base)
+
+    def view_key(self, state: st.FilterState) -> tuple:
+        """What identifies `state`'s slice: the resolved period, comparison, region and slice filters."""
+        params = self.params_for(state)
+        return (params.period, params.comparison, params.region, tuple(sorted(state.slice_filters.items())))
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """`compute()`, remembered under `key` (the last `RESULT_CACHE_SIZE` results): what a view shows for a
+        filter state is computed once per kernel. Keys should start with `view_key(state)`."""
+        if key in self._results:
+            self._results.move_to_end(key)
+            return self._results[key]
+        value = compute()
+        self._results[key] = value
+        while len(self._results) > RESULT_CACHE_SIZE:
+            self._results.popitem(last=False)
+        return value
+
+    def view(self, state: st.FilterState) -> View:
+        """The slice of `state` (cached: the last `VIEW_CACHE_SIZE` states)."""
+        params = self.params_for(state)
+        key = (params.period, params.comparison, params.region, tuple(sorted(state.slice_filters.items())))
+        if key in self._views:
+            self._views.move_to_end(key)
+            return self._views[key]
+        period = params.period_obj()
+        periods = {"current": period, "previous": previous_period(period), "last_year": same_period_last_year(period)}
+        frames: dict[str, dict[str, pd.DataFrame]] = {}
+        not_applied: dict[str, tuple[str, ...]] = {}
+        for which, p in periods.items():
+            cut = {name: self.frame(name, params.region, p) for name in self.frames}
+            filtered = self._filtered(cut, state)
+            frames[which] = dict(filtered)
+            if which == "current":
+                not_applied = filtered.not_applied
+        v = View(params=params, period=period, previous_period=periods["previous"],
+                 last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
+                 last_year=frames["last_year"], rejected={}, report=self.report, con=self.con,
+                 info=self._info_for(state), as_of=self.as_of, _check_as_of=self.as_of, state=state,
+                 filters_not_applied=not_applied, source=self)
+        self._views[key] = v
+        while len(self._views) > VIEW_CACHE_SIZE:
+            self._views.popitem(last=False)
+        return v
+
+    def parse_query(self, query: str | None) -> st.FilterState:
+        """A deep link's filter state, its values matched against this source's choices."""
+        return st.from_query(query or "", **{f"known_{k}": v for k, v in self.options.items()})
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the loaded frames (deep), for the memory report."""
+        return int(sum(f.memory_usage(deep=True).sum() for f in self.frames.values()))

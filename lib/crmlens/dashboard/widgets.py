@@ -1,0 +1,664 @@
+"""The dashboards' widget toolkit (ipywidgets and a few small anywidgets), used by the Voila
+views in ``notebooks/dashboards/``. A view is a `ViewSpec` (which tiles, which panels, thresholds); a
+`Dashboard` puts it on screen:
+
+* `FilterBar` — period (presets, recent quarters, custom range), comparison, region, product line, team,
+  customer segment; every change re-renders the whole view.
+* KPI tiles (`crmlens.dashboard.tiles`), chart panels (`crmlens.dashboard.panels`) drawn by plotly.js in
+  `Chart` widgets (plotly.js sent once per page by `PlotlyLoader`),
+  each with its finding, its note ("not filtered by team") or a plain "No data: …" instead of an empty chart.
+* `DrillDown` — regions → a region's teams → a team's reps → a rep's opportunities, with a breadcrumb;
+  `FunnelRecords` — the leads behind a funnel step.
+* `ExportBar` — the current view's tables to Excel and the view to PDF, downloaded by the browser
+  (`Downloader`), the filter state in the file name and header.
+* `UrlSync` — keeps the page's address equal to the filter state (``?region=East&period=2026-Q3``), so the
+  address bar is a deep link; `Dashboard.from_query` restores such a link.
+
+Nothing here computes a number: values come from `crmlens.dashboard.model` views, the KPI registry and
+`crmlens.metrics`. Test hooks: every part carries a ``crmlens-*`` CSS class, tiles carry ``data-kpi`` /
+``data-value``, and the status line carries ``data-render`` (a counter bumped after all panels are updated)
+and ``data-state`` (the deep-link query).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anywidget
+import ipywidgets as w
+import pandas as pd
+import plotly.graph_objects as go
+import traitlets
+
+from crmlens.charts import COLORS
+from crmlens.dashboard import exports
+from crmlens.dashboard import state as st
+from crmlens.dashboard.model import DashboardData, View
+from crmlens.dashboard.panels import DRILL_LEVELS, PANELS, DrillTable, Panel, drill_table, funnel_records
+from crmlens.dashboard.tiles import Tile, tiles_for, tiles_html
+from crmlens.errors import CrmLensError
+from crmlens.metrics.funnel import STEP_LABELS, STEPS
+
+CUSTOM = "custom"
+#: Rows of a drill-down or records table shown on the page (all rows go to the Excel export).
+TABLE_ROWS = 50
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What a dashboard view shows: `tiles` (KPI names), `panels` (keys of `crmlens.dashboard.panels.PANELS`),
+    `thresholds` for the tiles' alert badges (`crmlens.dashboard.tiles.check_thresholds`), and whether it has
+    the drill-down and the funnel's record list."""
+
+    name: str
+    title: str
+    tiles: tuple[str, ...]
+    panels: tuple[str, ...]
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    drill: bool = True
+
+
+OVERVIEW = ViewSpec(
+    "overview", "CRM Lens — executive overview",
+    tiles=("bookings_amount", "target_attainment", "win_rate", "pipeline_amount", "new_opportunities",
+           "avg_deal_size", "sales_cycle_days"),
+    panels=("funnel", "bookings_trend", "pipeline", "leaderboard", "regions"),
+    thresholds={"target_attainment": {"min": 0.9}, "win_rate": {"drop_pct": 0.1},
+                "pipeline_amount": {"drop_pct": 0.2}, "sales_cycle_days": {"max": 120}},
+)
+SALES_MANAGER = ViewSpec(
+    "sales_manager", "CRM Lens — sales manager",
+    tiles=("pipeline_amount", "target_attainment", "bookings_amount", "won_deals", "win_rate",
+           "activity_completion_rate", "forgotten_accounts"),
+    panels=("pipeline", "attainment", "leaderboard", "follow_ups", "bookings_trend"),
+    thresholds={"target_attainment": {"min": 0.9}, "activity_completion_rate": {"min": 0.8},
+                "win_rate": {"drop_pct": 0.1}},
+)
+VIEWS: dict[str, ViewSpec] = {v.name: v for v in (OVERVIEW, SALES_MANAGER)}
+
+
+# -- browser helpers (anywidget: ES modules sent over the widget channel, nothing fetched) ---------------------
+
+class UrlSync(anywidget.AnyWidget):
+    """Keeps the page address's query string equal to `query` (history.replaceState: no reload, no history
+    entry per filter change)."""
+
+    _esm = """
+    function render({ model }) {
+      const apply = () => {
+        const q = model.get("query");
+        const url = window.location.pathname + (q ? "?" + q : "");
+        if (url !== window.location.pathname + window.location.search) {
+          window.history.replaceState(null, "", url);
+        }
+      };
+      model.on("change:query", apply);
+      apply();
+    }
+    export default { render };
+    """
+    query = traitlets.Unicode("").tag(sync=True)
+
+
+class Downloader(anywidget.AnyWidget):
+    """Hands bytes to the browser as a file download (`send_file`): a Blob and a click on a temporary link."""
+
+    _esm = """
+    function render({ model, el }) {
+      model.on("msg:custom", (msg, buffers) => {
+        if (!msg || msg.kind !== "download") return;
+        const blob = new Blob([buffers[0]], { type: msg.mime });
+        const a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = msg.filename;
+        a.className = "crmlens-download-link";
+        el.appendChild(a);
+        a.click();
+        setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 60000);
+      });
+    }
+    export default { render };
+    """
+
+    def send_file(self, filename: str, content: bytes, mime: str) -> None:
+        self.send({"kind": "download", "filename": filename, "mime": mime}, buffers=[content])
+
+
+# -- small renderers -------------------------------------------------------------------------------------------
+
+def _fmt_cell(column: str, value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%Y-%m-%d}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        if column.endswith("_rate"):
+            return f"{value:.1%}"
+        if column.endswith("_days"):
+            return f"{value:,.1f}"
+        return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
+    return str(value)
+
+
+def table_html(frame: pd.DataFrame, columns: Mapping[str, str], *, css: str, limit: int = TABLE_ROWS,
+               key: str | None = None) -> str:
+    """An HTML table of `frame`'s `columns` (column → heading), values formatted by column name; at most
+    `limit` rows, then a line saying how many more (all are in the Excel export)."""
+    cols = [c for c in columns if c in frame.columns]
+    head = "".join(f"<th>{html.escape(columns[c])}</th>" for c in cols)
+    rows = []
+    for _, row in frame.head(limit).iterrows():
+        attr = f' data-key="{html.escape(str(row[key]))}"' if key and key in frame.columns else ""
+        cells = "".join(f"<td>{html.escape(_fmt_cell(c, row[c]))}</td>" for c in cols)
+        rows.append(f"<tr{attr}>{cells}</tr>")
+    more = (f'<div style="color:#555;font-size:12px">{len(frame) - limit:,} more rows in the Excel export</div>'
+            if len(frame) > limit else "")
+    style = ("<style>.crmlens-table{border-collapse:collapse;font-size:13px}.crmlens-table th{text-align:left;"
+             "background:#e8eef5;padding:3px 8px}.crmlens-table td{padding:2px 8px;border-bottom:1px solid #eee;"
+             "text-align:right}.crmlens-table td:first-child{text-align:left}</style>")
+    return (f'{style}<table class="crmlens-table {css}" data-rows="{len(frame)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>{more}')
+
+
+def _message(text: str, kind: str = "info") -> str:
+    colour = {"info": "#555", "error": COLORS["bad"], "no_data": COLORS["neutral"]}[kind]
+    return f'<div class="crmlens-message crmlens-{kind}" style="color:{colour};padding:6px 0">{html.escape(text)}</div>'
+
+
+def _plotly_js() -> str:
+    from pathlib import Path
+
+    import plotly
+
+    return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
+
+
+class PlotlyLoader(anywidget.AnyWidget):
+    """plotly.js (the copy inside the plotly package), sent to the page once over the widget channel and run
+    there (it sets ``window.Plotly``); every `Chart` of the page draws with it. Nothing is fetched from a CDN,
+    and plotly.js travels once per page instead of once per chart (plotly's FigureWidget sends ~5 MB each)."""
+
+    _esm = _plotly_js() + "\nexport default { render({ el }) { el.dataset.plotly = window.Plotly.version; } };\n"
+
+
+class Chart(anywidget.AnyWidget):
+    """A plotly chart: `spec` is the figure as JSON (data, layout, config); drawn with Plotly.react."""
+
+    _esm = """
+    function whenPlotly() {
+      return new Promise((resolve) => {
+        const check = () => (window.Plotly ? resolve(window.Plotly) : setTimeout(check, 25));
+        check();
+      });
+    }
+    async function render({ model, el }) {
+      el.classList.add("crmlens-chart");
+      const draw = async () => {
+        const Plotly = await whenPlotly();
+        const spec = model.get("spec") || {};
+        if (!spec.data) { Plotly.purge(el); el.dataset.traces = "0"; return; }
+        await Plotly.react(el, spec.data, spec.layout || {}, spec.config || {});
+        el.dataset.traces = String(spec.data.length);
+        el.dataset.revision = String(model.get("revision"));
+      };
+      model.on("change:spec", draw);
+      await draw();
+    }
+    export default { render };
+    """
+    spec = traitlets.Dict().tag(sync=True)
+    revision = traitlets.Int(0).tag(sync=True)
+
+    def show(self, figure: go.Figure | None) -> None:
+        """Draw `figure` (None: clear the chart)."""
+        import json
+
+        import plotly.io as pio
+
+        if figure is None:
+            self.spec = {}
+            return
+        spec = json.loads(pio.to_json(figure, validate=False))
+        spec["config"] = {"displaylogo": False, "responsive": True}
+        self.revision += 1
+        self.spec = spec
+
+
+# -- filter bar ------------------------------------------------------------------------------------------------
+
+def recent_periods(as_of: pd.Timestamp, fiscal_year_start: int = 1, n: int = 8) -> list[str]:
+    """The last `n` complete quarters before `as_of` (newest first), offered after the presets."""
+    from crmlens.periods import latest_complete_period, shift_period
+
+    last = latest_complete_period(as_of, "quarter", fiscal_year_start)
+    return [shift_period(last, -k).label for k in range(n)]
+
+
+class FilterBar:
+    """The filter controls. `state` is the current `FilterState`; `on_change(fn)` calls fn(state) after the
+    user changed a control; `set_state(state)` moves the controls without calling back."""
+
+    def __init__(self, options: Mapping[str, list[str]], state: st.FilterState, as_of: pd.Timestamp,
+                 fiscal_year_start: int = 1) -> None:
+        self._callbacks: list[Callable[[st.FilterState], None]] = []
+        self._quiet = False
+        self.as_of = as_of
+        layout = w.Layout(width="180px")
+        style = {"description_width": "initial"}
+        periods = [(label.capitalize(), key) for key, label in st.PRESETS.items()]
+        periods += [(p, p) for p in recent_periods(as_of, fiscal_year_start)]
+        periods.append(("Custom range…", CUSTOM))
+        self.period = w.Dropdown(options=periods, description="Period", layout=layout, style=style)
+        self.start = w.DatePicker(description="From", layout=w.Layout(width="190px", display="none"), style=style)
+        self.end = w.DatePicker(description="To", layout=w.Layout(width="190px", display="none"), style=style)
+        self.comparison = w.Dropdown(options=[("Previous period", "previous"), ("Same period last year", "last_year")],
+                                     description="vs", layout=layout, style=style)
+
+        def choice(label: str, values: list[str]) -> w.Dropdown:
+            return w.Dropdown(options=[("All", "all"), *((v, v) for v in values)], description=label,
+                              layout=layout, style=style, disabled=not values)
+
+        self.region = choice("Region", options.get("regions", []))
+        self.product_line = choice("Product line", options.get("product_lines", []))
+        self.team = choice("Team", options.get("teams", []))
+        self.segment = choice("Segment", options.get("segments", []))
+        self.reset = w.Button(description="Reset", tooltip="Back to the default filters", layout=w.Layout(width="80px"))
+        self.reset.add_class("crmlens-reset")
+        controls = (self.period, self.start, self.end, self.comparison, self.region, self.product_line, self.team,
+                    self.segment)
+        for name, c in zip(("period", "start", "end", "comparison", "region", "product_line", "team", "segment"),
+                           controls, strict=True):
+            c.add_class(f"crmlens-filter-{name}")
+            c.observe(self._changed, names="value")
+        self.reset.on_click(lambda _: self._emit(st.FilterState()))
+        self.box = w.HBox([*controls, self.reset], layout=w.Layout(flex_flow="row wrap", gap="4px 12px"))
+        self.box.add_class("crmlens-filters")
+        self.state = state
+        self.set_state(state)
+
+    def on_change(self, fn: Callable[[st.FilterState], None]) -> None:
+        self._callbacks.append(fn)
+
+    def set_state(self, state: st.FilterState) -> None:
+        self._quiet = True
+        try:
+            self.state = state
+            values = [v for _, v in self.period.options]
+            if state.period in values:
+                self.period.value = state.period
+                custom = False
+            else:
+                custom = True
+                self.period.value = CUSTOM
+                from crmlens.dashboard.state import resolve_period
+
+                p = resolve_period(state, self.as_of)
+                self.start.value = p.start.date()
+                self.end.value = (p.end - pd.Timedelta(days=1)).date()
+            self.start.layout.display = self.end.layout.display = None if custom else "none"
+            self.comparison.value = state.comparison
+            for name in ("region", *st.SLICE_FILTERS):
+                control = getattr(self, name)
+                value = getattr(state, name) or "all"
+                allowed = [v for _, v in control.options]
+                if value not in allowed:  # a value the source does not list (deep link checked before)
+                    control.options = [*control.options, (value, value)]
+                control.value = value
+        finally:
+            self._quiet = False
+
+    def read(self) -> st.FilterState:
+        """The state the controls show (a custom range needs both dates)."""
+        period = self.period.value
+        if period == CUSTOM:
+            if self.start.value is None or self.end.value is None:
+                return self.state
+            period = f"{self.start.value:%Y-%m-%d}..{self.end.value:%Y-%m-%d}"
+        return st.FilterState(period=period, comparison=self.comparison.value, region=self.region.value,
+                              product_line=self.product_line.value, team=self.team.value, segment=self.segment.value)
+
+    def _changed(self, change: Any) -> None:
+        if self._quiet:
+            return
+        custom = self.period.value == CUSTOM
+        self.start.layout.display = self.end.layout.display = None if custom else "none"
+        if custom and (self.start.value is None or self.end.value is None):
+            if change["owner"] is self.period:
+                p = st.resolve_period(self.state, self.as_of)
+                self._quiet = True
+                self.start.value, self.end.value = p.start.date(), (p.end - pd.Timedelta(days=1)).date()
+                self._quiet = False
+            else:
+                return
+        self._emit(self.read())
+
+    def _emit(self, state: st.FilterState) -> None:
+        for fn in self._callbacks:
+            fn(state)
+
+
+# -- panels ----------------------------------------------------------------------------------------------------
+
+class PanelBox:
+    """A chart panel on the page: title, figure, finding / note / no-data line."""
+
+    def __init__(self, key: str, title: str) -> None:
+        self.key = key
+        self.title = w.HTML(f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>")
+        self.figure = Chart()
+        self.text = w.HTML()
+        self.box = w.VBox([self.title, self.figure, self.text],
+                          layout=w.Layout(border="1px solid #e0e0e0", padding="6px 10px", margin="6px 0"))
+        self.box.add_class("crmlens-panel")
+        self.box.add_class(f"crmlens-panel-{key}")
+
+    def show(self, panel: Panel) -> None:
+        self.title.value = f"<h3 style='margin:4px 0'>{html.escape(panel.title)}</h3>"
+        if panel.no_data or panel.figure is None:
+            self.figure.show(None)
+            self.text.value = _message(panel.no_data or "No data", "no_data")
+            return
+        self.figure.show(panel.figure)
+        parts = [f"<div class='crmlens-finding'>{html.escape(panel.finding)}</div>"] if panel.finding else []
+        if panel.note:
+            parts.append(f"<div class='crmlens-note' style='color:#8a6d00;font-size:12px'>"
+                         f"{html.escape(panel.note)}</div>")
+        self.text.value = "".join(parts)
+
+
+class FunnelRecords:
+    """Buttons per funnel step; a click lists the leads behind that step."""
+
+    def __init__(self) -> None:
+        self.buttons = w.ToggleButtons(options=[("Hide records", "")] + [(STEP_LABELS[s], s) for s in STEPS],
+                                       value="", description="Records at step", style={"button_width": "auto"})
+        self.buttons.add_class("crmlens-funnel-steps")
+        self.table = w.HTML()
+        self.table.add_class("crmlens-funnel-records")
+        self.box = w.VBox([self.buttons, self.table])
+        self.view: View | None = None
+        self.frame: pd.DataFrame | None = None
+        self.buttons.observe(lambda _: self.refresh(), names="value")
+
+    def reset(self, view: View) -> None:
+        self.view = view
+        self.refresh()
+
+    def refresh(self) -> None:
+        step = self.buttons.value
+        if not step or self.view is None:
+            self.frame, self.table.value = None, ""
+            return
+        self.frame = funnel_records(self.view, step)
+        if self.view.missing("leads"):
+            self.table.value = _message("No data: this source has no `leads` table", "no_data")
+            return
+        columns = {"lead_id": "Lead", "created_at": "Created", "source_channel": "Channel", "region_id": "Region",
+                   "owner_rep_id": "Owner", "campaign_id": "Campaign", "opportunity_amount": "Opportunity amount"}
+        intro = (f"<div class='crmlens-records-count' data-count='{len(self.frame)}'>{len(self.frame):,} leads of "
+                 f"the period reached {html.escape(STEP_LABELS[step])}</div>")
+        self.table.value = intro + table_html(self.frame, columns, css="crmlens-records", key="lead_id")
+
+
+def drill_result(data_: DashboardData, state: st.FilterState, path: Sequence[tuple[str, str, str]]) -> DrillTable:
+    """The drill-down table after choosing `path` ((level, key, label)...) from the top, under `state`'s
+    filters other than region (remembered per kernel)."""
+    chosen = {level: key for level, key, _ in path}
+    level = DRILL_LEVELS[len(path)]
+    v = data_.view(dataclasses.replace(state, region=chosen.get("region", "all")))
+    key = (*data_.view_key(v.state), "drill", level, chosen.get("team"), chosen.get("rep"))
+    return data_.memo(key, lambda: drill_table(v, level, team=chosen.get("team"), rep=chosen.get("rep")))
+
+
+class DrillDown:
+    """Regions → teams → reps → a rep's opportunities. Rows are buttons; the breadcrumb goes back."""
+
+    def __init__(self, data_: DashboardData, on_state: Callable[[], st.FilterState]) -> None:
+        self.data = data_
+        self.state_of = on_state
+        self.crumbs = w.HBox()
+        self.crumbs.add_class("crmlens-breadcrumb")
+        self.items = w.HBox(layout=w.Layout(flex_flow="row wrap", gap="4px"))
+        self.items.add_class("crmlens-drill-items")
+        self.table = w.HTML()
+        self.table.add_class("crmlens-drill-table")
+        self.box = w.VBox([w.HTML("<h3 style='margin:4px 0'>Drill down</h3>"), self.crumbs, self.items, self.table],
+                          layout=w.Layout(border="1px solid #e0e0e0", padding="6px 10px", margin="6px 0"))
+        self.box.add_class("crmlens-panel")
+        self.box.add_class("crmlens-panel-drill")
+        self.path: list[tuple[str, str, str]] = []  # (level, key, label) chosen so far
+        self.current: pd.DataFrame | None = None
+        self.level = "region"
+
+    def reset(self) -> None:
+        """Start at the filter's region: every region, or the chosen region's teams."""
+        region = self.state_of().region
+        self.path = [] if region == "all" else [("region", region, region)]
+        self.render()
+
+    def render(self) -> None:
+        depth = len(self.path)
+        self.level = DRILL_LEVELS[depth]
+        result = drill_result(self.data, self.state_of(), self.path)
+        self.current = result.table
+        crumbs = [("All regions", 0)] + [(label, i + 1) for i, (_, _, label) in enumerate(self.path)]
+        buttons = []
+        for label, n in crumbs:
+            b = w.Button(description=label, tooltip=f"Back to {label}", disabled=n == depth,
+                         layout=w.Layout(width="auto"))
+            b.add_class("crmlens-crumb")
+            b.on_click(lambda _, n=n: self.back(n))
+            buttons.append(b)
+        self.crumbs.children = buttons
+        items = []
+        if self.level != "opportunity" and not result.no_data:
+            for _, row in result.table.iterrows():
+                key, name = str(row[result.key]), str(row.get("name", row[result.key]))
+                b = w.Button(description=name, tooltip=f"Open {name} ({key})", layout=w.Layout(width="auto"))
+                b.add_class("crmlens-drill-item")
+                b.on_click(lambda _, key=key, name=name: self.open(key, name))
+                items.append(b)
+        self.items.children = items
+        if result.no_data:
+            self.table.value = _message(result.no_data, "no_data")
+        else:
+            self.table.value = (f"<div class='crmlens-drill-level' data-level='{self.level}'></div>"
+                                + table_html(result.table, result.columns, css=f"crmlens-drill-{self.level}",
+                                             key=result.key))
+
+    def open(self, key: str, label: str) -> None:
+        if self.level == "opportunity":
+            return
+        self.path.append((self.level, key, label))
+        self.render()
+
+    def back(self, depth: int) -> None:
+        self.path = self.path[:depth]
+        self.render()
+
+
+class ExportBar:
+    """"Excel" and "PDF" buttons: the current view, downloaded with the filter state in the file name."""
+
+    def __init__(self, on_excel: Callable[[], tuple[str, bytes]], on_pdf: Callable[[], tuple[str, bytes]]) -> None:
+        self.downloader = Downloader()
+        self.excel = w.Button(description="Excel", icon="", tooltip="The view's tables as an Excel workbook")
+        self.pdf = w.Button(description="PDF", tooltip="The view as a PDF")
+        self.excel.add_class("crmlens-export-excel")
+        self.pdf.add_class("crmlens-export-pdf")
+        self.status = w.HTML()
+        self.status.add_class("crmlens-export-status")
+        self.box = w.HBox([w.HTML("<b>Export:</b>"), self.excel, self.pdf, self.status, self.downloader],
+                          layout=w.Layout(align_items="center", gap="8px"))
+        self.excel.on_click(lambda _: self._run(on_excel, exports.XLSX_MIME))
+        self.pdf.on_click(lambda _: self._run(on_pdf, exports.PDF_MIME))
+
+    def _run(self, make: Callable[[], tuple[str, bytes]], mime: str) -> None:
+        self.status.value = "Preparing…"
+        try:
+            filename, content = make()
+        except Exception as exc:  # the page says what failed; the kernel keeps serving
+            self.status.value = _message(f"Export failed: {exc}", "error")
+            return
+        self.downloader.send_file(filename, content, mime)
+        self.status.value = (f"<span class='crmlens-export-done' data-file='{html.escape(filename)}' "
+                             f"data-bytes='{len(content)}'>{html.escape(filename)} "
+                             f"({len(content) / 1024:,.0f} KB)</span>")
+
+
+# -- the dashboard ---------------------------------------------------------------------------------------------
+
+class Dashboard:
+    """A view (`ViewSpec`) of a `DashboardData` on screen: `app` is the widget to display. `set_state(state)`
+    re-renders every part for a filter state; the filter bar, drill-down and export buttons call it."""
+
+    def __init__(self, data_: DashboardData, spec: ViewSpec = OVERVIEW, state: st.FilterState | None = None) -> None:
+        self.data, self.spec = data_, spec
+        self.state = state or st.FilterState()
+        self.renders = 0
+        self.tiles: list[Tile] = []
+        self.panel_data: list[Panel] = []
+        self.last_seconds = 0.0
+        self.title = w.HTML(f"<h2 style='margin:0'>{html.escape(spec.title)}</h2>")
+        self.header = w.HTML()
+        self.header.add_class("crmlens-header")
+        self.status = w.HTML()
+        self.status.add_class("crmlens-status")
+        self.filters = FilterBar(data_.options, self.state, data_.as_of, data_.base.fiscal_year_start)
+        self.filters.on_change(self.set_state)
+        self.tile_row = w.HTML()
+        self.tile_row.add_class("crmlens-tile-row")
+        self.panels = {key: PanelBox(key, key) for key in spec.panels}
+        self.records = FunnelRecords() if "funnel" in spec.panels else None
+        if self.records is not None:
+            self.panels["funnel"].box.children = (*self.panels["funnel"].box.children, self.records.box)
+        self.drill = DrillDown(data_, lambda: self.state) if spec.drill else None
+        self.export = ExportBar(self.excel_file, self.pdf_file)
+        self.url = UrlSync()
+        parts: list[w.Widget] = [self.title, self.header, self.filters.box, self.export.box, self.status,
+                                 self.tile_row, *(p.box for p in self.panels.values())]
+        if self.drill is not None:
+            parts.append(self.drill.box)
+        parts += [self.url, PlotlyLoader()]
+        self.app = w.VBox(parts, layout=w.Layout(max_width="1280px"))
+        self.app.add_class("crmlens-dashboard")
+        self.set_state(self.state)
+
+    @classmethod
+    def from_query(cls, data_: DashboardData, spec: ViewSpec, query: str | None) -> Dashboard:
+        """The dashboard of a deep link (Voila's QUERY_STRING). A bad link opens the default view with a
+        message naming the URL parameter and what is allowed."""
+        try:
+            state = data_.parse_query(query)
+            data_.params_for(state)
+            error = None
+        except CrmLensError as exc:
+            state, error = st.FilterState(), str(exc)
+        board = cls(data_, spec, state)
+        if error:
+            board.status.value = _message(f"The link could not be opened as given: {error}. Showing the default view.",
+                                          "error")
+        return board
+
+    def compute(self, state: st.FilterState) -> tuple[View, list[Tile], list[Panel]]:
+        """The view, tiles and panels of `state` (no widgets touched; remembered per kernel)."""
+        v = self.data.view(state)
+
+        def run() -> tuple[list[Tile], list[Panel]]:
+            tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=self.spec.thresholds))
+            return tiles, [PANELS[key](v) for key in self.spec.panels]
+        tiles, panels = self.data.memo((*self.data.view_key(state), "view", self.spec.name), run)
+        return v, tiles, panels
+
+    def set_state(self, state: st.FilterState) -> None:
+        """Re-render every part for `state`; on a bad state keep the previous one and say why."""
+        start = time.perf_counter()
+        try:
+            v, tiles, panels = self.compute(state)
+        except CrmLensError as exc:
+            self.filters.set_state(self.state)
+            self.status.value = _message(str(exc), "error")
+            return
+        except Exception as exc:  # never a traceback on the page; the kernel log has it
+            traceback.print_exc()
+            self.filters.set_state(self.state)
+            self.status.value = _message(f"Could not compute this view: {type(exc).__name__}: {exc}", "error")
+            return
+        self.state, self.view, self.tiles, self.panel_data = state, v, tiles, panels
+        self.filters.set_state(state)
+        self.header.value = (f"<div style='color:#444'>{html.escape(self.describe())} · data as of "
+                             f"{self.data.as_of:%Y-%m-%d}</div>")
+        self.tile_row.value = tiles_html(tiles)
+        for p in panels:
+            self.panels[p.key].show(p)
+        if self.records is not None:
+            self.records.reset(v)
+        if self.drill is not None:
+            self.drill.reset()
+        query = st.to_query(state)
+        self.url.query = query
+        self.renders += 1
+        self.last_seconds = time.perf_counter() - start
+        self.status.value = (f"<span class='crmlens-status-line' data-render='{self.renders}' "
+                             f"data-state='{html.escape(query)}' data-seconds='{self.last_seconds:.3f}' "
+                             f"style='color:#888;font-size:12px'>Updated in {self.last_seconds:.2f} s</span>")
+
+    def describe(self) -> str:
+        return st.describe(self.state, self.data.as_of, self.data.base.fiscal_year_start)
+
+    # -- exports -------------------------------------------------------------------------------------------
+
+    def export_name(self, suffix: str) -> str:
+        stem = st.file_stem(self.state, self.data.as_of, self.data.base.fiscal_year_start)
+        return f"{stem}_{self.spec.name}.{suffix}"
+
+    def export_tables(self) -> dict[str, pd.DataFrame]:
+        tables = exports.panel_tables(self.panel_data)
+        if self.drill is not None and self.drill.current is not None and len(self.drill.current):
+            tables[f"Drill-down {self.drill.level}s"] = self.drill.current
+        if self.records is not None and self.records.frame is not None:
+            tables[f"Funnel {STEP_LABELS[self.records.buttons.value]} leads"] = self.records.frame
+        return tables
+
+    def header_lines(self) -> list[str]:
+        return exports.header_lines(self.describe(), self.data.as_of, self.data.info.source)
+
+    def excel_file(self) -> tuple[str, bytes]:
+        return self.export_name("xlsx"), exports.view_xlsx(self.spec.title, self.header_lines(), self.tiles,
+                                                           self.export_tables(), self.data.base.currency)
+
+    def pdf_file(self) -> tuple[str, bytes]:
+        return self.export_name("pdf"), exports.view_pdf(self.spec.title, self.header_lines(), self.tiles,
+                                                         self.panel_data)
+
+
+def open_dashboard(spec: ViewSpec | str, data_: DashboardData, query: str | None = None) -> Dashboard:
+    """The dashboard of view `spec` (a `ViewSpec` or a name in `VIEWS`) for a deep link `query`."""
+    if isinstance(spec, str):
+        if spec not in VIEWS:
+            raise CrmLensError(f"view: {spec!r} is not a dashboard view; use one of {', '.join(VIEWS)}")
+        spec = VIEWS[spec]
+    return Dashboard.from_query(data_, spec, query)
+
+
+def warm(data_: DashboardData, spec: ViewSpec, states: Sequence[st.FilterState]) -> float:
+    """Compute the tiles and panels of `states` once (fills the caches a preheated kernel keeps); seconds."""
+    start = time.perf_counter()
+    board = Dashboard.__new__(Dashboard)
+    board.data, board.spec = data_, spec
+    for s in states:
+        try:
+            board.compute(s)
+            if spec.drill:
+                drill_result(data_, s, [] if s.region == "all" else [("region", s.region, s.region)])
+        except CrmLensError:
+            continue
+    return time.perf_counter() - start
