@@ -15,9 +15,10 @@ DEMO_DIR := data/demo
 APT_PACKAGES := postgresql chromium
 APT_RUN_PACKAGES := chromium
 RUN_ARGS ?=
+DASHBOARD_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup run run-deps test demo validate lab lint format docs bench system-deps lock clean
+.PHONY: help setup run run-deps test demo validate dashboard lab lint format docs bench system-deps lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,6 +64,9 @@ test: $(STAMP) system-deps $(DEMO_DIR)/opportunities.parquet ## install everythi
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 	@# the committed notebooks, as they are, on the demo data (nbval: they run without error)
 	$(BIN)/python -m pytest --nbval-lax -q notebooks/
+
+dashboard: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## serve the Voila dashboards on 127.0.0.1:8866 (DASHBOARD_ARGS="--host 0.0.0.0" to share, with a token)
+	$(BIN)/crmlens dashboard $(DASHBOARD_ARGS)
 
 lab: $(STAMP) ## start JupyterLab on 127.0.0.1 with the project's kernel
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=.

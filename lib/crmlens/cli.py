@@ -7,6 +7,7 @@
     crmlens params    describe every parameter (name, type, default, allowed values)
     crmlens run       run every analysis notebook for every region × period: reports, exports, manifest
     crmlens diff      compare two runs: which KPIs moved, and which inputs changed
+    crmlens dashboard serve the Voila dashboards (127.0.0.1 by default; a token when shared)
 """
 
 from __future__ import annotations
@@ -115,6 +116,35 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from crmlens.dashboard import serve
+
+    target = serve.DASHBOARDS_DIR if args.notebook == "all" else serve.DASHBOARDS_DIR / f"{args.notebook}.ipynb"
+    token = args.token
+    if token == "auto" or (token is None and not serve.is_loopback(args.host)):
+        token = serve.new_token()
+    argv = serve.voila_command(target, host=args.host, port=args.port, token=token, pool_size=args.pool_size,
+                               cull_idle_timeout=args.cull_idle_timeout)
+    env = serve.voila_env(args.source, args.mapping)
+    if args.print_command:
+        print(" ".join(argv))
+        return EXIT_OK
+    notebook = None if args.notebook == "all" else args.notebook
+    print(f"Serving the dashboards of {args.source} at {serve.url_for(args.host, args.port, token, notebook)}")
+    if not serve.is_loopback(args.host):
+        print("Reachable from other machines: share the address with its token; anyone with it can open the "
+              "dashboards.")
+    print(f"Kernels: {args.pool_size} preheated per dashboard; idle kernels stop after {args.cull_idle_timeout} s. "
+          "Stop with Ctrl+C.", flush=True)
+    try:
+        return subprocess.call(argv, env=env, cwd=os.getcwd())
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `crmlens` command (also used to document it)."""
     parser = argparse.ArgumentParser(
@@ -221,6 +251,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_b", help="the later run")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_cmd_diff)
+
+    p = sub.add_parser(
+        "dashboard", help="serve the Voila dashboards (executive overview, sales manager)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve notebooks/dashboards/ with Voila: stakeholders open a URL and get the KPI tiles, "
+                    "charts, drill-down and exports, never code. Kernels are preheated (the data loaded and the "
+                    "default view computed before anyone opens a page) and idle kernels are culled. Listens on "
+                    "127.0.0.1 unless --host says otherwise; off loopback a token is always required. The "
+                    "address bar is a deep link: ?region=East&period=2026-Q3 opens that view.",
+        epilog="examples:\n"
+               "  crmlens dashboard                                  http://127.0.0.1:8866/ (this machine only)\n"
+               "  crmlens dashboard --notebook overview --port 9000\n"
+               "  crmlens dashboard --host 0.0.0.0                   shared, with a random token (printed)\n"
+               "  crmlens dashboard --source data/maven --mapping params/sources/maven_crm.yaml\n"
+               "Guide: docs/dashboards.md")
+    _add_source_args(p)
+    p.add_argument("--notebook", default="all", choices=["all", "overview", "sales_manager"],
+                   help="serve one dashboard, or all of them (default: all, with a list page)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only). Any other address needs a "
+                        "token (made for you when not given)")
+    p.add_argument("--port", type=int, default=8866, help="port (default 8866; an error if taken)")
+    p.add_argument("--token", default=None,
+                   help="token viewers must add to the URL (?token=...); 'auto' makes a random one. Default: none "
+                        "on 127.0.0.1, a random one on any other address")
+    p.add_argument("--pool-size", type=int, default=2,
+                   help="preheated kernels per dashboard, i.e. viewers served at once without waiting for a cold "
+                        "start (default 2; ~0.5 GB each on the default demo; 0 = none)")
+    p.add_argument("--cull-idle-timeout", type=int, default=900,
+                   help="seconds after which an idle viewer's kernel is stopped (default 900)")
+    p.add_argument("--print-command", action="store_true", help="print the Voila command line and exit")
+    p.set_defaults(func=_cmd_dashboard)
     return parser
 
 

@@ -1,0 +1,231 @@
+"""The dashboards in a real browser: Voila on a loopback port (fixture), Debian's Chromium via Playwright.
+
+Numbers on the page are checked against the library computed independently — `crmlens.data.open_slice` (the
+engine path the notebooks use) and `crmlens.dashboard.tiles.tiles_for` — not against the dashboard's own
+in-memory cut.
+"""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from crmlens import data
+from crmlens.dashboard import state as st
+from crmlens.dashboard.tiles import tiles_for
+from crmlens.dashboard.widgets import OVERVIEW
+from crmlens.metrics import funnel
+from tests.browser.conftest import RENDER_TIMEOUT_MS, start_server
+from tests.conftest import MAVEN_MAPPING
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+STATUS = ".crmlens-status-line"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_demo):
+    s = start_server(str(tiny_demo), None, "tiny")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def con(tiny_demo):
+    return data.connect(str(tiny_demo))
+
+
+def open_page(page, server, **query):
+    page.goto(server.url("overview", **query), timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector(STATUS, timeout=RENDER_TIMEOUT_MS)
+    return render_count(page)
+
+
+def render_count(page) -> int:
+    return int(page.get_attribute(STATUS, "data-render"))
+
+
+def wait_render(page, before: int) -> int:
+    page.wait_for_function(f"() => {{ const e = document.querySelector('{STATUS}');"
+                           f" return e && Number(e.dataset.render) > {before}; }}", timeout=60_000)
+    return render_count(page)
+
+
+def page_tiles(page) -> dict[str, float | None]:
+    tiles = page.locator(".crmlens-tile")
+    out = {}
+    for i in range(tiles.count()):
+        t = tiles.nth(i)
+        raw = t.get_attribute("data-value")
+        out[t.get_attribute("data-kpi")] = float(raw) if raw else None
+    return out
+
+
+def library_tiles(con, state: st.FilterState) -> dict[str, float | None]:
+    """The tiles' values computed the notebooks' way: the engine-filtered slice of the same parameters."""
+    s = data.open_slice(st.to_params(state, data.data_as_of(con)), con)
+    return {t.kpi: t.value for t in tiles_for(s, list(OVERVIEW.tiles))}
+
+
+def assert_same(shown: dict, expected: dict) -> None:
+    assert list(shown) == list(expected)
+    for kpi, value in expected.items():
+        if value is None:
+            assert shown[kpi] is None, kpi
+        else:
+            assert shown[kpi] == pytest.approx(value, rel=1e-9), kpi
+
+
+def select(page, name: str, label: str) -> int:
+    """Choose the option shown as `label` in filter `name` and wait until every panel was updated."""
+    before = render_count(page)
+    page.locator(f".crmlens-filter-{name} select").select_option(label=label)
+    return wait_render(page, before)
+
+
+def shown(page, name: str) -> str:
+    """The label a filter shows."""
+    text = page.locator(f".crmlens-filter-{name} select").evaluate("s => s.options[s.selectedIndex].text")
+    return text.replace("\xa0", " ")
+
+
+def test_overview_renders_every_tile_and_panel_without_error(page, server, con):
+    open_page(page, server)
+    assert list(page_tiles(page)) == list(OVERVIEW.tiles)
+    for key in OVERVIEW.panels:
+        panel = page.locator(f".crmlens-panel-{key}")
+        assert panel.count() == 1, key
+        panel.locator(".crmlens-chart .main-svg").first.wait_for(timeout=30_000)
+    assert page.locator(".crmlens-panel-drill .crmlens-drill-item").count() >= 2
+    text = page.inner_text("body")
+    for bad in ("Traceback", "Error", "error when executing"):
+        assert bad not in text
+    assert page.outside == []
+    assert_same(page_tiles(page), library_tiles(con, st.FilterState()))
+
+
+def test_region_and_period_changes_show_the_library_numbers(page, server, con):
+    open_page(page, server)
+    first = page_tiles(page)
+    select(page, "region", "East")
+    east = page_tiles(page)
+    assert east != first
+    assert_same(east, library_tiles(con, st.FilterState(region="East")))
+    assert "region=East" in page.url
+    select(page, "period", "This month")
+    assert_same(page_tiles(page), library_tiles(con, st.FilterState(region="East", period="this_month")))
+    assert "period=this_month" in page.url
+    select(page, "comparison", "Same period last year")
+    expected = library_tiles(con, st.FilterState(region="East", period="this_month", comparison="last_year"))
+    assert_same(page_tiles(page), expected)
+
+
+def test_deep_link_restores_the_state(page, server, con):
+    open_page(page, server, region="West", period="2026-Q2", comparison="last_year")
+    assert (shown(page, "region"), shown(page, "period"), shown(page, "comparison")) == \
+        ("West", "2026-Q2", "Same period last year")
+    assert page.get_attribute(STATUS, "data-state") == "region=West&period=2026-Q2&comparison=last_year"
+    assert_same(page_tiles(page), library_tiles(con, st.FilterState(region="West", period="2026-Q2",
+                                                                    comparison="last_year")))
+
+
+def test_bad_deep_link_names_the_parameter_and_opens_the_default(page, server):
+    page.goto(server.url("overview", region="Atlantis"), timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector(".crmlens-error", timeout=RENDER_TIMEOUT_MS)
+    message = page.inner_text(".crmlens-error")
+    assert "region" in message and "Atlantis" in message
+    assert shown(page, "region") == "All"
+
+
+def test_drill_down_reaches_a_reps_opportunities_and_back(page, server):
+    open_page(page, server)
+    drill = page.locator(".crmlens-panel-drill")
+    for level in ("team", "rep", "opportunity"):
+        drill.locator(".crmlens-drill-item").first.click()
+        drill.locator(f".crmlens-drill-level[data-level='{level}']").wait_for(state="attached", timeout=30_000)
+    rows = int(drill.locator(".crmlens-drill-opportunity").get_attribute("data-rows"))
+    assert rows > 0
+    assert drill.locator(".crmlens-crumb").count() == 4
+    drill.locator(".crmlens-crumb", has_text="All regions").click()
+    drill.locator(".crmlens-drill-level[data-level='region']").wait_for(state="attached", timeout=30_000)
+    assert drill.locator(".crmlens-crumb").count() == 1
+
+
+def test_funnel_step_lists_the_leads_behind_it(page, server, con):
+    open_page(page, server)
+    page.locator(".crmlens-funnel-steps button", has_text="SQL").click()
+    count = page.locator(".crmlens-records-count")
+    count.wait_for(timeout=30_000)
+    s = data.open_slice(st.to_params(st.FilterState(), data.data_as_of(con)), con)
+    from crmlens import notebook
+
+    table = funnel.lead_funnel(s.tables["leads"], s.tables["opportunities"], notebook.context(s))
+    assert int(count.get_attribute("data-count")) == int(table.loc[table["step_id"] == "sql", "n_leads"].iloc[0])
+
+
+def test_excel_export_downloads_the_tiles_numbers(page, server, con, tmp_path):
+    open_page(page, server)
+    select(page, "region", "North")
+    with page.expect_download(timeout=60_000) as info:
+        page.locator(".crmlens-export-excel").click()
+    download = info.value
+    expected_name = f"{st.file_stem(st.FilterState(region='North'), data.data_as_of(con))}_overview.xlsx"
+    assert download.suggested_filename == expected_name
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    assert path.stat().st_size > 5000
+    import openpyxl
+
+    ws = openpyxl.load_workbook(path, read_only=True)["View"]
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[1][0].startswith("North · ")
+    header = next(i for i, r in enumerate(rows) if r and r[0] == "KPI")
+    in_file = {r[0]: r[2] for r in rows[header + 1:] if r and r[0]}
+    shown = page_tiles(page)
+    assert list(in_file) == list(shown)
+    for kpi, value in shown.items():
+        assert in_file[kpi] == (pytest.approx(value, rel=1e-12) if value is not None else None), kpi
+
+
+def test_pdf_export_downloads_a_pdf_of_the_view(page, server, tmp_path):
+    open_page(page, server)
+    with page.expect_download(timeout=120_000) as info:
+        page.locator(".crmlens-export-pdf").click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.name.endswith("_overview.pdf") and path.read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_token_protects_the_dashboards(tiny_demo):
+    from crmlens.dashboard.serve import VoilaServer
+
+    def get(path: str) -> tuple[int, str | None]:
+        c = http.client.HTTPConnection(s.host, s.port, timeout=60)
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.getheader("Location")
+
+    with VoilaServer(pool_size=0, source=str(tiny_demo), token="s3cret-token") as s:
+        page = "/voila/render/overview.ipynb"
+        status, where = get(page)
+        assert status == 302 and where.startswith("/login")  # no token: the login page, never the dashboard
+        assert get(page + "?token=wrong")[0] == 302
+        assert get(page + "?token=s3cret-token")[0] == 200
+
+
+def test_maven_tiles_say_plainly_what_the_source_lacks(page, maven_dir):
+    s = start_server(str(maven_dir), str(MAVEN_MAPPING), "maven")
+    try:
+        page.goto(s.url("overview", period="2017-Q3"), timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_selector(STATUS, timeout=RENDER_TIMEOUT_MS)
+        tiles = page_tiles(page)
+        assert tiles["bookings_amount"] and tiles["bookings_amount"] > 0
+        assert tiles["target_attainment"] is None
+        attainment = page.locator(".crmlens-tile[data-kpi='target_attainment']")
+        assert "No data: this source has no targets table" in attainment.inner_text().replace("`", "")
+        funnel_panel = page.locator(".crmlens-panel-funnel")
+        assert "No data: this source has no leads table" in funnel_panel.inner_text().replace("`", "")
+        assert page.outside == []
+    finally:
+        s.stop()
