@@ -4,6 +4,7 @@ Voila log in outputs/test-artifacts/browser/."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,8 +67,6 @@ def page(request, browser) -> Iterator:
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-120:]
-        try:
+        with contextlib.suppress(Exception):  # a courtesy: the test's own failure is what matters
             pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        except Exception:  # the screenshot is a courtesy; the test's own failure is what matters
-            pass
     context.close()

@@ -229,3 +229,31 @@ def test_maven_tiles_say_plainly_what_the_source_lacks(page, maven_dir):
         assert page.outside == []
     finally:
         s.stop()
+
+
+def test_the_page_shows_a_loading_state_before_the_dashboard(page, server):
+    page.add_init_script("""
+        window.__seen = {};
+        new MutationObserver(() => {
+          const now = performance.now();
+          if (!window.__seen.loading && document.getElementById('loading')) window.__seen.loading = now;
+          if (!window.__seen.status && document.querySelector('.crmlens-status-line')) window.__seen.status = now;
+        }).observe(document, { childList: true, subtree: true });
+    """)
+    open_page(page, server)
+    seen = page.evaluate("window.__seen")
+    assert "loading" in seen and seen["loading"] < seen["status"]
+
+
+def test_sales_manager_view_renders_its_tiles_and_panels(page, server, con):
+    from crmlens.dashboard.widgets import SALES_MANAGER
+
+    page.goto(server.url("sales_manager", region="East"), timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector(STATUS, timeout=RENDER_TIMEOUT_MS)
+    assert list(page_tiles(page)) == list(SALES_MANAGER.tiles)
+    for key in SALES_MANAGER.panels:
+        page.locator(f".crmlens-panel-{key} .crmlens-chart .main-svg").first.wait_for(timeout=30_000)
+    assert "Traceback" not in page.inner_text("body")
+    s = data.open_slice(st.to_params(st.FilterState(region="East"), data.data_as_of(con)), con)
+    expected = {t.kpi: t.value for t in tiles_for(s, list(SALES_MANAGER.tiles))}
+    assert_same(page_tiles(page), expected)
