@@ -80,9 +80,10 @@ format: $(STAMP) ## ruff format + autofix
 docs: $(STAMP) ## regenerate docs/data_model.md and docs/parameters.md from the code
 	$(BIN)/crmlens docs
 
-bench: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## run the benchmarks (slow; not part of make test)
+bench: $(STAMP) run-deps $(DEMO_DIR)/opportunities.parquet ## run the benchmarks (slow; not part of make test)
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_run.py --exports
+	$(BIN)/python bench/bench_dashboard.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from crmlens import kpis
 from crmlens.dashboard import serve
 from crmlens.dashboard import state as st
-from crmlens.dashboard.model import DashboardData
+from crmlens.dashboard.model import DEFAULT_FACT_TABLES, DashboardData
 from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard, warm
 
 #: Set to "0" to skip computing every region's default view while a kernel preheats.
@@ -25,14 +26,17 @@ WARM_ENV = "CRMLENS_DASHBOARD_WARM"
 
 
 def load(view: str = "overview", source: str | None = None, mapping: str | None = None) -> DashboardData:
-    """The dashboard data of the served source (or `source` / `mapping`), with view `view`'s default state
-    computed for every region."""
+    """The dashboard data of the served source (or `source` / `mapping`): the tables view `view` needs (its
+    tiles' KPIs' tables and `DEFAULT_FACT_TABLES`), with the view's default state computed for every region."""
     env_source, env_mapping = serve.source_from_env()
-    board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping))
+    spec = VIEWS[view]
+    tables = {*DEFAULT_FACT_TABLES, *(t for name in spec.tiles for t in kpis.get_kpi(name).tables)}
+    board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping),
+                                    tables=sorted(tables))
     if os.environ.get(WARM_ENV, "1") != "0":
         default = st.FilterState()
         regions = ["all", *board_data.options["regions"]]
-        warm(board_data, VIEWS[view], [dataclasses.replace(default, region=r) for r in regions])
+        warm(board_data, spec, [dataclasses.replace(default, region=r) for r in regions])
     return board_data
 
 

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from crmlens.dashboard.panels import Panel
@@ -41,12 +42,17 @@ def _column_format(column: str) -> str | None:
     return None
 
 
+def _tile_note(t: Tile) -> str:
+    """The Note cell: why a tile has no value, and the view's note on it ("not filtered by team")."""
+    return "; ".join(n for n in (t.no_data, t.note) if n)
+
+
 def tile_rows(tiles: Sequence[Tile]) -> pd.DataFrame:
     """The tiles as the View sheet's table (raw values: what the tiles show, unrounded)."""
     return pd.DataFrame([{
         "KPI": t.kpi, "Name": t.label, "Value": t.value, "Comparison period": t.comparison_label,
         "Comparison value": t.comparison_value, "Change": t.delta, "Change %": t.delta_pct, "Target": t.target,
-        "Attainment": t.attainment, "Alert": t.alert or "", "Note": t.no_data or "",
+        "Attainment": t.attainment, "Alert": t.alert or "", "Note": _tile_note(t),
     } for t in tiles], columns=list(TILE_COLUMNS))
 
 
@@ -71,6 +77,8 @@ def view_xlsx(title: str, header: Sequence[str], tiles: Sequence[Tile], tables: 
         return formats[spec]
 
     def put(ws: object, row: int, col: int, value: object, spec: str | None = None) -> None:
+        if isinstance(value, np.generic):  # numpy scalars (a boolean column's np.bool_) as Python values
+            value = value.item()
         if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA or value is pd.NaT:
             ws.write_blank(row, col, None)  # type: ignore[attr-defined]
         elif isinstance(value, pd.Timestamp):
@@ -92,7 +100,7 @@ def view_xlsx(title: str, header: Sequence[str], tiles: Sequence[Tile], tables: 
     for r, t in enumerate(tiles, start=start + 1):
         unit_fmt = number_format(t.unit, currency)
         values = [t.kpi, t.label, t.value, t.comparison_label, t.comparison_value, t.delta, t.delta_pct,
-                  t.target, t.attainment, t.alert or "", t.no_data or ""]
+                  t.target, t.attainment, t.alert or "", _tile_note(t)]
         specs = [None, None, unit_fmt, None, unit_fmt, number_format(t.unit, currency, signed=True), "+0.0%;-0.0%;0.0%",
                  unit_fmt if t.target != 1.0 or t.unit != "rate" else "0%", "0.0%", None, None]
         for c, (value, spec) in enumerate(zip(values, specs, strict=True)):

@@ -85,6 +85,14 @@ class View(data.Slice):
                       kind="range", fiscal_year_start=self.period.fiscal_year_start)
         return self.source.frame(name, region or self.params.region, span, self.state)
 
+    def has(self, *names: str) -> bool:
+        """True when every named table was loaded for the dashboard (the source has it and the view uses it)."""
+        return all(n in self.tables for n in names)
+
+    def missing(self, *names: str) -> list[str]:
+        """Which of the named tables the view does not hold (the source lacks them, or they were not loaded)."""
+        return [n for n in names if n not in self.tables]
+
     def ctx(self, which: str = "current") -> kpis.KpiContext:
         """The KPI context of the view's period (`which`: current | comparison | previous | last_year)."""
         return notebook.context(self, which)

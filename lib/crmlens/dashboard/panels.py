@@ -159,7 +159,8 @@ def follow_ups_panel(v: View, top: int = 12) -> Panel:
         return figure, table, regions.describe_forgotten_by_rep(table)
     return _panel("follow_ups", f"Forgotten customers by rep ({v.params.forgotten_days}+ days silent)", v,
                   ("accounts", "activities"), build,
-                  {"rep_id": "Rep", "name": "Name", "n_owned": "Owned accounts", "n_forgotten": "Forgotten",
+                  {"rep_id": "Rep", "name": "Name", "n_owned_accounts": "Owned accounts",
+                   "n_forgotten_accounts": "Forgotten",
                    "forgotten_rate": "Share forgotten"})
 
 
@@ -219,7 +220,8 @@ def drill_table(v: View, level: str, *, team: str | None = None, rep: str | None
                           None if len(rows) else "No opportunity of this rep in the period")
     if v.missing("opportunities"):
         return DrillTable(level, f"{level}_id", pd.DataFrame(), _BOARD_COLUMNS, _missing(v, "opportunities"))
-    board = regions.leaderboard_overview(v.tables, v.comparison, v.ctx(), v.ctx("comparison"), by=level)
+    board = regions.leaderboard_overview(v.tables, v.comparison, v.ctx(), v.ctx("comparison"), by=level,
+                                         metrics=[c for c in _BOARD_COLUMNS if c != "name"])
     key = f"{level}_id"
     if level == "rep" and team is not None and "reps" in v.tables:
         reps = v.tables["reps"]

@@ -279,7 +279,9 @@ class FilterBar:
             c.add_class(f"crmlens-filter-{name}")
             c.observe(self._changed, names="value")
         self.reset.on_click(lambda _: self._emit(st.FilterState()))
-        self.box = w.HBox([*controls, self.reset], layout=w.Layout(flex_flow="row wrap", gap="4px 12px"))
+        for c in (*controls, self.reset):
+            c.layout.margin = "2px 12px 2px 0"
+        self.box = w.HBox([*controls, self.reset], layout=w.Layout(flex_flow="row wrap"))
         self.box.add_class("crmlens-filters")
         self.state = state
         self.set_state(state)
@@ -426,7 +428,7 @@ class DrillDown:
         self.state_of = on_state
         self.crumbs = w.HBox()
         self.crumbs.add_class("crmlens-breadcrumb")
-        self.items = w.HBox(layout=w.Layout(flex_flow="row wrap", gap="4px"))
+        self.items = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.items.add_class("crmlens-drill-items")
         self.table = w.HTML()
         self.table.add_class("crmlens-drill-table")
@@ -462,7 +464,8 @@ class DrillDown:
         if self.level != "opportunity" and not result.no_data:
             for _, row in result.table.iterrows():
                 key, name = str(row[result.key]), str(row.get("name", row[result.key]))
-                b = w.Button(description=name, tooltip=f"Open {name} ({key})", layout=w.Layout(width="auto"))
+                b = w.Button(description=name, tooltip=f"Open {name} ({key})",
+                             layout=w.Layout(width="auto", margin="2px 4px 2px 0"))
                 b.add_class("crmlens-drill-item")
                 b.on_click(lambda _, key=key, name=name: self.open(key, name))
                 items.append(b)
@@ -497,7 +500,9 @@ class ExportBar:
         self.status = w.HTML()
         self.status.add_class("crmlens-export-status")
         self.box = w.HBox([w.HTML("<b>Export:</b>"), self.excel, self.pdf, self.status, self.downloader],
-                          layout=w.Layout(align_items="center", gap="8px"))
+                          layout=w.Layout(align_items="center"))
+        for part in self.box.children:
+            part.layout.margin = "0 8px 0 0"
         self.excel.on_click(lambda _: self._run(on_excel, exports.XLSX_MIME))
         self.pdf.on_click(lambda _: self._run(on_pdf, exports.PDF_MIME))
 

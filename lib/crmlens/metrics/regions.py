@@ -17,7 +17,7 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -464,17 +464,22 @@ def _board(frames: Frames, comparison: Frames | None, ctx: KpiContext, compariso
 
 def leaderboard_overview(frames: Frames, comparison: Frames | None, ctx: KpiContext,
                          comparison_ctx: KpiContext | None = None, *, by: str = "rep",
-                         history: Frames | None = None) -> pd.DataFrame:
-    """All leaderboards the frames allow, side by side: one row per rep/team/region with, for each metric,
-    its value and ``<metric>_rank`` (``<metric>_rank_change`` vs the comparison). Metrics whose tables are
-    missing are left out (listed in ``.attrs["skipped"]``). Rows ordered by bookings rank."""
+                         history: Frames | None = None, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """All leaderboards the frames allow (or those of `metrics`), side by side: one row per rep/team/region
+    with, for each metric, its value and ``<metric>_rank`` (``<metric>_rank_change`` vs the comparison).
+    Metrics whose tables are missing are left out (listed in ``.attrs["skipped"]``). Rows ordered by
+    bookings rank."""
     check_choice("by", by, GROUP_LEVELS)
+    for name in metrics or ():
+        check_choice("metrics", name, tuple(LEADERBOARD_METRICS))
     key = _GROUP_KEYS[by]
     out: pd.DataFrame | None = None
     skipped = []
     now = rep_components(frames, ctx, history)
     then = rep_components(comparison, comparison_ctx, history) if _comparable(comparison, comparison_ctx) else None
     for name, spec in LEADERBOARD_METRICS.items():
+        if metrics is not None and name not in metrics:
+            continue
         if any(t not in frames for t in spec.tables):
             skipped.append(name)
             continue

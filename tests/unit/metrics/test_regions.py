@@ -264,6 +264,18 @@ def test_leaderboard_overview_skips_metrics_without_tables() -> None:
     assert "bookings_amount_rank" in o.columns and "contract_amount" not in o.columns
 
 
+def test_leaderboard_overview_of_chosen_metrics_equals_the_full_one() -> None:
+    frames = fixture_frames()
+    full = rg.leaderboard_overview(frames, None, Q3, by="rep")
+    some = rg.leaderboard_overview(frames, None, Q3, by="rep", metrics=["bookings_amount", "win_rate"])
+    assert [c for c in some.columns if c not in ("rep_id", "name")] == [
+        "bookings_amount", "bookings_amount_rank", "bookings_amount_rank_change",
+        "win_rate", "win_rate_rank", "win_rate_rank_change"]
+    pd.testing.assert_frame_equal(some, full[some.columns.tolist()])
+    with pytest.raises(ParameterError, match="metrics"):
+        rg.leaderboard_overview(frames, None, Q3, metrics=["revenue"])
+
+
 def test_leaderboard_failure_modes() -> None:
     frames = fixture_frames()
     with pytest.raises(ParameterError, match="metric"):
