@@ -107,3 +107,21 @@ def postgres_demo(postgres_server, tiny_demo) -> str:
         con.create_table(path.stem, pd.read_parquet(path))
     con.disconnect()
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dashboard_cache(tmp_path_factory):
+    """Dashboards built by the tests (and the Voila servers they start) share results in a temporary folder,
+    never in the project's outputs/."""
+    import os
+
+    from crmlens.dashboard.model import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("dashboard_cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before

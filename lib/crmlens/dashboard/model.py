@@ -16,14 +16,18 @@ as-of date as "now"); rejected rows are counted per table in `DashboardData.reje
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from crmlens import data, kpis, notebook
+from crmlens import atomic, data, kpis, notebook, paths
 from crmlens.dashboard import state as st
 from crmlens.dashboard.tiles import Tile
 from crmlens.errors import ParameterError
@@ -38,6 +42,43 @@ DEFAULT_FACT_TABLES: tuple[str, ...] = ("opportunities", "leads", "activities")
 #: tables) it keeps for `DashboardData.memo`.
 VIEW_CACHE_SIZE = 24
 RESULT_CACHE_SIZE = 256
+#: Folder where kernels share computed results (tiles, panels, drill-down tables) on disk, so the kernels of a
+#: pool, later pools and other viewers do not recompute them: $CRMLENS_DASHBOARD_CACHE, else
+#: outputs/.cache/dashboard. Set the variable to "off" to keep results in memory only.
+CACHE_ENV = "CRMLENS_DASHBOARD_CACHE"
+
+
+def default_cache_dir() -> Path | None:
+    """The shared result cache folder (None when $CRMLENS_DASHBOARD_CACHE is "off")."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None and value.strip().lower() in ("off", "0", "none", ""):
+        return None
+    return Path(value) if value else paths.OUTPUTS_DIR / ".cache" / "dashboard"
+
+
+def source_identity(info: data.SourceInfo, base: Params) -> str | None:
+    """A key that changes whenever the data, the mapping, the library code or the parameters change: the
+    files of a folder source (name, size, modification time), the mapping file's content, the library's
+    hash and the base parameters. None for database sources (their content is not seen from here): their
+    results are not shared on disk."""
+    import hashlib
+
+    if info.kind not in ("demo", "folder", "mapped"):
+        return None
+    folder = Path(info.source)
+    if not folder.is_dir():
+        return None
+    from crmlens.run.provenance import library_hash
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = f.stat()
+        h.update(f"{f.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    if info.mapping:
+        h.update(Path(info.mapping).read_bytes())
+    h.update(library_hash().encode())
+    h.update(base.model_dump_json().encode())
+    return h.hexdigest()[:24]
 
 
 def region_mask(frame: pd.DataFrame, table: Table, region: str,
@@ -124,10 +165,13 @@ class DashboardData:
 
     `tables` are the fact tables to load (default `DEFAULT_FACT_TABLES`, those the source has); every
     dimension table the source has is loaded too. `base` holds the analysis parameters that are not filters
-    (currency, fiscal year start, forgotten_days...). Use `view(state)` to get a slice.
+    (currency, fiscal year start, forgotten_days...). Use `view(state)` to get a slice. `cache_dir`: True (the
+    default) shares results on disk in `default_cache_dir()`, a folder to use that one, False/None for memory
+    only; results are filed under `source_identity` (data files, mapping, library code, parameters).
     """
 
-    def __init__(self, con: Any, *, tables: Iterable[str] = DEFAULT_FACT_TABLES, base: Params | None = None) -> None:
+    def __init__(self, con: Any, *, tables: Iterable[str] = DEFAULT_FACT_TABLES, base: Params | None = None,
+                 cache_dir: str | Path | bool | None = True) -> None:
         self.con = con
         self.info = data.source_info(con)
         self.as_of: pd.Timestamp = data.data_as_of(con)
@@ -161,6 +205,10 @@ class DashboardData:
         self._infos: dict[tuple, data.SourceInfo] = {}
         self._views: OrderedDict[tuple, View] = OrderedDict()
         self._results: OrderedDict[tuple, Any] = OrderedDict()
+        folder = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
+        identity = source_identity(self.info, self.base) if folder is not None else None
+        #: Where this source's results are shared between kernels (None: memory only).
+        self.cache_dir: Path | None = folder / identity if folder is not None and identity else None
 
     @classmethod
     def load(cls, source: str = "demo", mapping: str | None = None, **kwargs: Any) -> DashboardData:
@@ -221,12 +269,16 @@ class DashboardData:
         return (params.period, params.comparison, params.region, tuple(sorted(state.slice_filters.items())))
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        """`compute()`, remembered under `key` (the last `RESULT_CACHE_SIZE` results): what a view shows for a
-        filter state is computed once per kernel. Keys should start with `view_key(state)`."""
+        """`compute()`, remembered under `key` (a tuple of texts, numbers, None): in memory (the last
+        `RESULT_CACHE_SIZE` results) and in `cache_dir`, shared by every kernel serving the same data and code,
+        so what a view shows for a filter state is computed once. Keys should start with `view_key(state)`."""
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]
-        value = compute()
+        value = self._load(key)
+        if value is None:
+            value = compute()
+            self._store(key, value)
         self._results[key] = value
         while len(self._results) > RESULT_CACHE_SIZE:
             self._results.popitem(last=False)
@@ -258,6 +310,33 @@ class DashboardData:
         while len(self._views) > VIEW_CACHE_SIZE:
             self._views.popitem(last=False)
         return v
+
+    def _path(self, key: tuple) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:32]}.pkl"
+
+    def _load(self, key: tuple) -> Any:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with path.open("rb") as fh:
+                stored_key, value = pickle.load(fh)
+        except Exception:  # a damaged or foreign entry is recomputed, never trusted
+            return None
+        return value if stored_key == key else None
+
+    def _store(self, key: tuple, value: Any) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            blob = pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL)
+            atomic.write_with(path, lambda tmp: tmp.write_bytes(blob))
+        except OSError:  # a read-only or full disk only costs speed
+            pass
 
     def parse_query(self, query: str | None) -> st.FilterState:
         """A deep link's filter state, its values matched against this source's choices."""

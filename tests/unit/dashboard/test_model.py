@@ -4,6 +4,7 @@ same parameters — KPIs, comparison KPIs and tiles — plus region masks, cache
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from crmlens.dashboard import model, tiles
 from crmlens.dashboard import state as st
 from crmlens.dashboard.model import DashboardData, View, region_mask
 from crmlens.errors import ParameterError
+from crmlens.params import Params
 from crmlens.schema import SCHEMA
 from crmlens.truths import REGION_IDS
 
@@ -169,6 +171,7 @@ def test_params_for_refuses_a_region_of_another_source(board):
 
 def test_memo_computes_once_and_forgets_the_oldest(board, monkeypatch):
     monkeypatch.setattr(board, "_results", type(board._results)())
+    monkeypatch.setattr(board, "cache_dir", None)  # memory only (the disk cache is tested below)
     monkeypatch.setattr(model, "RESULT_CACHE_SIZE", 2)
     calls: list[str] = []
 
@@ -394,3 +397,45 @@ def test_maven_deep_links_use_its_regions(maven_board):
     assert maven_board.parse_query("region=central").region == "Central"
     with pytest.raises(ParameterError, match=r"^region: "):
         maven_board.parse_query("region=APAC")
+
+
+# -- results shared on disk between kernels ---------------------------------------------------------------------
+
+def test_results_are_shared_on_disk_between_kernels(tiny_demo, tmp_path):
+    con = data.connect(str(tiny_demo))
+    first = DashboardData(con, cache_dir=tmp_path)
+    assert first.cache_dir is not None and first.cache_dir.parent == tmp_path
+    key = (*first.view_key(st.FilterState()), "test")
+    calls = []
+    assert first.memo(key, lambda: calls.append(1) or {"value": 42}) == {"value": 42}
+    second = DashboardData(con, cache_dir=tmp_path)  # another kernel, same data and code
+    assert second.cache_dir == first.cache_dir
+    assert second.memo(key, lambda: calls.append(2) or {"value": -1}) == {"value": 42}
+    assert calls == [1]
+
+
+def test_a_changed_file_or_a_damaged_entry_is_recomputed(tiny_demo, tmp_path):
+    import shutil
+
+    copy = tmp_path / "demo"
+    shutil.copytree(tiny_demo, copy)
+    board = DashboardData(data.connect(str(copy)), cache_dir=tmp_path / "cache")
+    key = ("k",)
+    board.memo(key, lambda: "old")
+    (entry,) = board.cache_dir.glob("*.pkl")
+    entry.write_bytes(b"not a pickle")
+    fresh = DashboardData(data.connect(str(copy)), cache_dir=tmp_path / "cache")
+    assert fresh.memo(key, lambda: "recomputed") == "recomputed"
+    target = copy / "targets.parquet"
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    changed = DashboardData(data.connect(str(copy)), cache_dir=tmp_path / "cache")
+    assert changed.cache_dir != board.cache_dir
+    assert changed.memo(key, lambda: "new data") == "new data"
+
+
+def test_no_disk_cache_when_switched_off_or_for_a_database(tiny_demo, monkeypatch):
+    monkeypatch.setenv(model.CACHE_ENV, "off")
+    assert model.default_cache_dir() is None
+    assert DashboardData(data.connect(str(tiny_demo))).cache_dir is None
+    info = dataclasses.replace(data.source_info(data.connect(str(tiny_demo))), kind="url", source="postgresql://x")
+    assert model.source_identity(info, Params()) is None
