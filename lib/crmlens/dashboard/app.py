@@ -5,9 +5,11 @@
     board = app.show("overview", board_data)
 
 `load` opens the source Voila was started for (`crmlens.dashboard.serve.source_from_env`; the demo by
-default), validates its tables once and computes the default view of every region so that the first page
-and the first region changes are quick. `show` displays the dashboard of the page's deep link
-(``QUERY_STRING``; a bad link opens the default view with a message naming the bad parameter).
+default), validates its tables once and computes the views a viewer most likely opens first (`warm_states`:
+every region at the default period, every period preset for all regions; results are shared on disk between
+kernels, `crmlens.dashboard.model.DashboardData.memo`), so the first page and the first changes are quick.
+`show` displays the dashboard of the page's deep link (``QUERY_STRING``; a bad link opens the default view
+with a message naming the bad parameter).
 """
 
 from __future__ import annotations
@@ -20,9 +22,32 @@ from crmlens.dashboard import serve
 from crmlens.dashboard import state as st
 from crmlens.dashboard.model import DEFAULT_FACT_TABLES, DashboardData
 from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard, warm
+from crmlens.errors import ParameterError
 
-#: Set to "0" to skip computing every region's default view while a kernel preheats.
+#: What a preheating kernel computes before its viewer arrives: "default" (every region at the default
+#: period, and every period preset for all regions), "all" (every region × every preset) or "0" (nothing).
 WARM_ENV = "CRMLENS_DASHBOARD_WARM"
+WARM_CHOICES = ("default", "all", "0")
+
+
+def warm_states(regions: list[str], choice: str = "default", seed: int | None = None) -> list[st.FilterState]:
+    """The filter states a preheating kernel computes (see `WARM_ENV`), default view first. The rest is
+    shuffled with `seed` (the kernel's pid) so kernels preheating at the same time mostly compute different
+    states and share them through the disk cache."""
+    import random
+
+    if choice not in WARM_CHOICES:
+        raise ParameterError(f"{WARM_ENV}: {choice!r} is not allowed; use one of {', '.join(WARM_CHOICES)}")
+    if choice == "0":
+        return []
+    default = st.FilterState()
+    presets = [p for p in st.PRESETS if p != default.period]
+    states = [dataclasses.replace(default, region=r) for r in ["all", *regions]]
+    states += [dataclasses.replace(default, region=r, period=p) for r in ["all", *regions] for p in presets
+               if choice == "all" or r == "all"]
+    rest = states[1:]
+    random.Random(seed).shuffle(rest)
+    return [states[0], *rest]
 
 
 def load(view: str = "overview", source: str | None = None, mapping: str | None = None) -> DashboardData:
@@ -33,10 +58,9 @@ def load(view: str = "overview", source: str | None = None, mapping: str | None 
     tables = {*DEFAULT_FACT_TABLES, *(t for name in spec.tiles for t in kpis.get_kpi(name).tables)}
     board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping),
                                     tables=sorted(tables))
-    if os.environ.get(WARM_ENV, "1") != "0":
-        default = st.FilterState()
-        regions = ["all", *board_data.options["regions"]]
-        warm(board_data, spec, [dataclasses.replace(default, region=r) for r in regions])
+    states = warm_states(board_data.options["regions"], os.environ.get(WARM_ENV, "default").strip().lower(),
+                         seed=os.getpid())
+    warm(board_data, spec, states)
     return board_data
 
 
