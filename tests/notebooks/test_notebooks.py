@@ -114,3 +114,26 @@ def test_notebook_runs_on_the_maven_export(path, region, period, maven_dir, tmp_
     text = json.dumps([c.get("outputs", []) for c in nb.cells])
     if "leads" in path.read_text() and "needs table" not in text.lower():
         pytest.fail("a section needing a table Maven lacks did not say so")
+
+
+DASHBOARDS = sorted((paths.NOTEBOOKS_DIR / "dashboards").glob("*.ipynb"))
+
+
+def test_every_dashboard_view_has_a_notebook_and_back():
+    from crmlens.dashboard.widgets import VIEWS
+
+    assert sorted(p.stem for p in DASHBOARDS) == sorted(VIEWS)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=[p.stem for p in DASHBOARDS])
+def test_dashboard_notebook_is_three_lines_of_library_calls(path):
+    nb = load(path)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "crmlens"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit dashboards without outputs"
+    lines = [line for c in code for line in code_lines(c)]
+    calls = [line for line in lines if not line.startswith(("from ", "import "))]
+    assert calls == [f'board_data = app.load("{path.stem}")  # before the viewer arrives: imports, data, caches',
+                     "wait_for_request()  # a preheated kernel waits here for its viewer (and the page's deep link)",
+                     f'board = app.show("{path.stem}", board_data)']
