@@ -182,6 +182,25 @@ class DashboardData:
         if unknown:
             raise ParameterError(f"tables: {', '.join(unknown)} not in the data model; use table names of "
                                  "docs/data_model.md")
+        folder = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
+        identity = source_identity(self.info, self.base) if folder is not None else None
+        #: Where this source's results are shared between kernels (None: memory only).
+        self.cache_dir: Path | None = folder / identity if folder is not None and identity else None
+        loaded_key = ("validated tables", tuple(sorted(wanted & set(self.info.tables))), str(self.as_of))
+        loaded = self._load(loaded_key)
+        if loaded is not None:
+            self.frames, self.rejected, self.report = loaded
+        else:
+            self._validate(con, wanted)
+            self._store(loaded_key, (self.frames, self.rejected, self.report))
+        self._regions: dict[tuple[str, str], pd.DataFrame] = {}
+        self._infos: dict[tuple, data.SourceInfo] = {}
+        self._views: OrderedDict[tuple, View] = OrderedDict()
+        self._results: OrderedDict[tuple, Any] = OrderedDict()
+
+
+    def _validate(self, con: Any, wanted: set[str]) -> None:
+        """Load and validate every table to hold, as `open_slice` validates them (the data's as-of as "now")."""
         self.frames: dict[str, pd.DataFrame] = {}
         self.rejected: dict[str, int] = {}
         self.report = ValidationReport(source=self.info.source)
@@ -201,14 +220,6 @@ class DashboardData:
             self.frames[name] = result.accepted
             self.rejected[name] = len(result.rejected)
             self.report.tables[name] = result.report
-        self._regions: dict[tuple[str, str], pd.DataFrame] = {}
-        self._infos: dict[tuple, data.SourceInfo] = {}
-        self._views: OrderedDict[tuple, View] = OrderedDict()
-        self._results: OrderedDict[tuple, Any] = OrderedDict()
-        folder = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
-        identity = source_identity(self.info, self.base) if folder is not None else None
-        #: Where this source's results are shared between kernels (None: memory only).
-        self.cache_dir: Path | None = folder / identity if folder is not None and identity else None
 
     @classmethod
     def load(cls, source: str = "demo", mapping: str | None = None, **kwargs: Any) -> DashboardData:

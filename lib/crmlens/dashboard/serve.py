@@ -41,6 +41,11 @@ TEMPLATE = "crmlens"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8866
 DEFAULT_POOL_SIZE = 2
 DEFAULT_CULL_IDLE_S, DEFAULT_CULL_INTERVAL_S = 900, 60
+#: JupyterLab front-end extensions installed in the environment that the dashboard pages do not load.
+UNUSED_EXTENSIONS: tuple[str, ...] = ("jupyterlab-plotly", "jupyterlab_pygments")
+#: Seconds Voila waits for a cell's output before giving up on it (nbclient's default, 4 s, drops the output of
+#: a page whose kernel is slowed down by others preheating).
+IOPUB_TIMEOUT_S = 60
 #: Environment variables the dashboard notebooks read to find their data.
 SOURCE_ENV, MAPPING_ENV = "CRMLENS_DASHBOARD_SOURCE", "CRMLENS_DASHBOARD_MAPPING"
 
@@ -99,7 +104,12 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
             f"--Voila.token={token or ''}", f"--template={TEMPLATE}", "--theme=light",
             "--show_tracebacks=False",
             f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
-            f"--MappingKernelManager.cull_interval={cull_interval}"]
+            f"--MappingKernelManager.cull_interval={cull_interval}",
+            # the page loads only the front-end extensions the dashboards use (plotly's lab renderer alone is
+            # 4.7 MB; the charts draw with the plotly.js `widgets.PlotlyLoader` sends once)
+            f"--VoilaConfiguration.extension_denylist={list(UNUSED_EXTENSIONS)!r}",
+            # a busy machine (several kernels preheating at once) must not lose a page's output
+            f"--NotebookClient.iopub_timeout={IOPUB_TIMEOUT_S}"]
     if pool_size:
         argv += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
     return argv

@@ -386,21 +386,23 @@ class FunnelRecords:
         self.table = w.HTML()
         self.table.add_class("crmlens-funnel-records")
         self.box = w.VBox([self.buttons, self.table])
-        self.view: View | None = None
+        self.view_of: Callable[[], View] | None = None
         self.frame: pd.DataFrame | None = None
         self.buttons.observe(lambda _: self.refresh(), names="value")
 
-    def reset(self, view: View) -> None:
-        self.view = view
+    def reset(self, view_of: Callable[[], View]) -> None:
+        """Follow a new filter state (`view_of` gives its view, cut only when records are asked for)."""
+        self.view_of = view_of
         self.refresh()
 
     def refresh(self) -> None:
         step = self.buttons.value
-        if not step or self.view is None:
+        if not step or self.view_of is None:
             self.frame, self.table.value = None, ""
             return
-        self.frame = funnel_records(self.view, step)
-        if self.view.missing("leads"):
+        view = self.view_of()
+        self.frame = funnel_records(view, step)
+        if view.missing("leads"):
             self.table.value = _message("No data: this source has no `leads` table", "no_data")
             return
         columns = {"lead_id": "Lead", "created_at": "Created", "source_channel": "Channel", "region_id": "Region",
@@ -415,9 +417,9 @@ def drill_result(data_: DashboardData, state: st.FilterState, path: Sequence[tup
     filters other than region (remembered per kernel)."""
     chosen = {level: key for level, key, _ in path}
     level = DRILL_LEVELS[len(path)]
-    v = data_.view(dataclasses.replace(state, region=chosen.get("region", "all")))
-    key = (*data_.view_key(v.state), "drill", level, chosen.get("team"), chosen.get("rep"))
-    return data_.memo(key, lambda: drill_table(v, level, team=chosen.get("team"), rep=chosen.get("rep")))
+    at = dataclasses.replace(state, region=chosen.get("region", "all"))
+    key = (*data_.view_key(at), "drill", level, chosen.get("team"), chosen.get("rep"))
+    return data_.memo(key, lambda: drill_table(data_.view(at), level, team=chosen.get("team"), rep=chosen.get("rep")))
 
 
 class DrillDown:
@@ -573,21 +575,25 @@ class Dashboard:
                                           "error")
         return board
 
-    def compute(self, state: st.FilterState) -> tuple[View, list[Tile], list[Panel]]:
-        """The view, tiles and panels of `state` (no widgets touched; remembered per kernel)."""
-        v = self.data.view(state)
-
+    def compute(self, state: st.FilterState) -> tuple[list[Tile], list[Panel]]:
+        """The tiles and panels of `state` (no widgets touched; remembered, and shared between kernels: the
+        view is only cut when they were never computed)."""
         def run() -> tuple[list[Tile], list[Panel]]:
+            v = self.data.view(state)
             tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=self.spec.thresholds))
             return tiles, [PANELS[key](v) for key in self.spec.panels]
-        tiles, panels = self.data.memo((*self.data.view_key(state), "view", self.spec.name), run)
-        return v, tiles, panels
+        return self.data.memo((*self.data.view_key(state), "view", self.spec.name), run)
+
+    @property
+    def view(self) -> View:
+        """The slice the dashboard shows (cut on first use)."""
+        return self.data.view(self.state)
 
     def set_state(self, state: st.FilterState) -> None:
         """Re-render every part for `state`; on a bad state keep the previous one and say why."""
         start = time.perf_counter()
         try:
-            v, tiles, panels = self.compute(state)
+            tiles, panels = self.compute(state)
         except CrmLensError as exc:
             self.filters.set_state(self.state)
             self.status.value = _message(str(exc), "error")
@@ -597,7 +603,7 @@ class Dashboard:
             self.filters.set_state(self.state)
             self.status.value = _message(f"Could not compute this view: {type(exc).__name__}: {exc}", "error")
             return
-        self.state, self.view, self.tiles, self.panel_data = state, v, tiles, panels
+        self.state, self.tiles, self.panel_data = state, tiles, panels
         self.filters.set_state(state)
         self.header.value = (f"<div style='color:#444'>{html.escape(self.describe())} · data as of "
                              f"{self.data.as_of:%Y-%m-%d}</div>")
@@ -605,7 +611,7 @@ class Dashboard:
         for p in panels:
             self.panels[p.key].show(p)
         if self.records is not None:
-            self.records.reset(v)
+            self.records.reset(lambda: self.data.view(state))
         if self.drill is not None:
             self.drill.reset()
         query = st.to_query(state)

@@ -422,8 +422,7 @@ def test_a_changed_file_or_a_damaged_entry_is_recomputed(tiny_demo, tmp_path):
     board = DashboardData(data.connect(str(copy)), cache_dir=tmp_path / "cache")
     key = ("k",)
     board.memo(key, lambda: "old")
-    (entry,) = board.cache_dir.glob("*.pkl")
-    entry.write_bytes(b"not a pickle")
+    board._path(key).write_bytes(b"not a pickle")
     fresh = DashboardData(data.connect(str(copy)), cache_dir=tmp_path / "cache")
     assert fresh.memo(key, lambda: "recomputed") == "recomputed"
     target = copy / "targets.parquet"
@@ -431,6 +430,16 @@ def test_a_changed_file_or_a_damaged_entry_is_recomputed(tiny_demo, tmp_path):
     changed = DashboardData(data.connect(str(copy)), cache_dir=tmp_path / "cache")
     assert changed.cache_dir != board.cache_dir
     assert changed.memo(key, lambda: "new data") == "new data"
+
+
+def test_a_second_kernel_takes_the_validated_tables_from_disk(tiny_demo, tmp_path, monkeypatch):
+    con = data.connect(str(tiny_demo))
+    first = DashboardData(con, cache_dir=tmp_path)
+    monkeypatch.setattr(DashboardData, "_validate", lambda *a: pytest.fail("validated again"))
+    second = DashboardData(con, cache_dir=tmp_path)
+    assert second.frames.keys() == first.frames.keys() and second.rejected == first.rejected
+    for name, frame in first.frames.items():
+        pd.testing.assert_frame_equal(second.frames[name], frame)
 
 
 def test_no_disk_cache_when_switched_off_or_for_a_database(tiny_demo, monkeypatch):
