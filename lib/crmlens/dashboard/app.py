@@ -14,15 +14,38 @@ with a message naming the bad parameter).
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import time
 
-from crmlens import kpis
-from crmlens.dashboard import serve
-from crmlens.dashboard import state as st
-from crmlens.dashboard.model import DEFAULT_FACT_TABLES, DashboardData
-from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard, warm
-from crmlens.errors import ParameterError
+#: Seconds a kernel that preheats for the pool waits before its imports. Voila starts it the moment a viewer
+#: takes a pool kernel, so on a small machine its imports (~5 s of CPU) would slow down that viewer's first
+#: page; waiting lets the page render first. 0 to start at once.
+PREHEAT_DELAY_ENV = "CRMLENS_DASHBOARD_PREHEAT_DELAY"
+PREHEAT_DELAY_S = 3.0
+
+
+def _yield_to_viewers() -> float:
+    """In a kernel preheating for Voila's pool, wait `PREHEAT_DELAY_S` (see there); seconds waited."""
+    if os.environ.get("VOILA_PREHEAT") != "True":
+        return 0.0
+    try:
+        delay = float(os.environ.get(PREHEAT_DELAY_ENV, PREHEAT_DELAY_S))
+    except ValueError:
+        delay = PREHEAT_DELAY_S
+    time.sleep(max(delay, 0.0))
+    return delay
+
+
+_yield_to_viewers()
+
+import dataclasses  # noqa: E402 - the heavy imports come after the wait above
+
+from crmlens import kpis  # noqa: E402
+from crmlens.dashboard import serve  # noqa: E402
+from crmlens.dashboard import state as st  # noqa: E402
+from crmlens.dashboard.model import DEFAULT_FACT_TABLES, DashboardData  # noqa: E402
+from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard, warm  # noqa: E402
+from crmlens.errors import ParameterError  # noqa: E402
 
 #: What a preheating kernel computes before its viewer arrives: "default" (every region at the default
 #: period, and every period preset for all regions), "all" (every region × every preset) or "0" (nothing).

@@ -15,7 +15,8 @@ benchmark start Voila through the same two functions, so what is tested is what 
 * The data: the kernels read the source named by ``CRMLENS_DASHBOARD_SOURCE`` / ``CRMLENS_DASHBOARD_MAPPING``
   (set from ``--source`` / ``--mapping``; default the demo).
 * Offline: the pages use the `crmlens` Voila template (Voila's `lab` template without its Font Awesome CDN
-  links, shipped in ``crmlens/dashboard/jupyter``); plotly.js and the widgets come from the server.
+  links, shipped in ``crmlens/dashboard/jupyter``, plus plotly.js served from the plotly package's copy:
+  `prepare_template`); the widgets' code comes from the server too.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ from crmlens.errors import ParameterError
 
 #: Where the dashboard notebooks live.
 DASHBOARDS_DIR: Path = paths.NOTEBOOKS_DIR / "dashboards"
-#: The Jupyter data folder holding the `crmlens` Voila template (added to JUPYTER_PATH for Voila).
+#: The Jupyter data folder holding the `crmlens` Voila template, as committed (`prepare_template` copies it
+#: with plotly.js into a runtime folder that is put on JUPYTER_PATH for Voila).
 JUPYTER_DATA_DIR: Path = Path(__file__).parent / "jupyter"
+#: Set in the environment of Voila's kernels when the page template loads plotly.js (then the dashboards do
+#: not send it over the widget channel).
+PAGE_PLOTLY_ENV = "CRMLENS_DASHBOARD_PAGE_PLOTLY"
 TEMPLATE = "crmlens"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8866
 DEFAULT_POOL_SIZE = 2
@@ -115,18 +120,49 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
     return argv
 
 
+def prepare_template(root: str | Path | None = None) -> Path:
+    """A Jupyter data folder with the `crmlens` Voila template and, in its static files, the plotly package's
+    plotly.min.js (served by Voila and cached by browsers; 4.6 MB, not committed). Default folder:
+    outputs/.cache/voila/plotly-<version> (a temporary one when that is not writable). Idempotent."""
+    import shutil
+    import tempfile
+
+    import plotly
+
+    source_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if root is None:
+        root = paths.OUTPUTS_DIR / ".cache" / "voila" / f"plotly-{plotly.__version__}"
+    root = Path(root)
+    committed = JUPYTER_DATA_DIR / "voila" / "templates" / TEMPLATE
+    try:
+        target = root / "voila" / "templates" / TEMPLATE
+        (target / "static").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return prepare_template(tempfile.mkdtemp(prefix="crmlens-voila-"))
+    for f in committed.iterdir():
+        if f.is_file() and (not (target / f.name).exists() or (target / f.name).read_bytes() != f.read_bytes()):
+            shutil.copyfile(f, target / f.name)
+    js = target / "static" / "plotly.min.js"
+    if not js.exists() or js.stat().st_size != source_js.stat().st_size:
+        from crmlens import atomic
+
+        atomic.write_with(js, lambda tmp: shutil.copyfile(source_js, tmp))
+    return root
+
+
 def voila_env(source: str = "demo", mapping: str | Path | None = None,
               base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment Voila (and its kernels) run with: `base` (default os.environ) plus the dashboard
-    source, the template folder on JUPYTER_PATH and the project root (CRMLENS_HOME)."""
+    source, the template folder (`prepare_template`) on JUPYTER_PATH and the project root (CRMLENS_HOME)."""
     env = dict(os.environ if base is None else base)
     env[SOURCE_ENV] = str(source)
     if mapping:
         env[MAPPING_ENV] = str(mapping)
     else:
         env.pop(MAPPING_ENV, None)
-    jupyter_path = [str(JUPYTER_DATA_DIR)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    jupyter_path = [str(prepare_template())] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
     env["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
+    env[PAGE_PLOTLY_ENV] = "1"
     env.setdefault(paths.HOME_ENV, str(paths.PROJECT_ROOT))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

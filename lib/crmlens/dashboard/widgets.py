@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from crmlens.dashboard import exports
 from crmlens.dashboard import state as st
 from crmlens.dashboard.model import DashboardData, View
 from crmlens.dashboard.panels import DRILL_LEVELS, PANELS, DrillTable, Panel, drill_table, funnel_records
+from crmlens.dashboard.serve import PAGE_PLOTLY_ENV
 from crmlens.dashboard.tiles import Tile, tiles_for, tiles_html
 from crmlens.errors import CrmLensError
 from crmlens.metrics.funnel import STEP_LABELS, STEPS
@@ -183,8 +185,10 @@ def _plotly_js() -> str:
 
 class PlotlyLoader(anywidget.AnyWidget):
     """plotly.js (the copy inside the plotly package), sent to the page once over the widget channel and run
-    there (it sets ``window.Plotly``); every `Chart` of the page draws with it. Nothing is fetched from a CDN,
-    and plotly.js travels once per page instead of once per chart (plotly's FigureWidget sends ~5 MB each)."""
+    there (it sets ``window.Plotly``); every `Chart` of the page draws with it. Used where the page does not
+    load plotly.js itself (a dashboard shown in JupyterLab; under `crmlens dashboard` the page template loads
+    it from the server, cached by the browser). Nothing is fetched from a CDN, and plotly.js travels once per
+    page instead of once per chart (plotly's FigureWidget sends ~5 MB each)."""
 
     _esm = _plotly_js() + "\nexport default { render({ el }) { el.dataset.plotly = window.Plotly.version; } };\n"
 
@@ -194,8 +198,17 @@ class Chart(anywidget.AnyWidget):
 
     _esm = """
     function whenPlotly() {
+      // the page template preloads plotly.js (link#crmlens-plotly-js): the first chart runs it; elsewhere
+      // (JupyterLab) a PlotlyLoader widget brings it
+      const link = document.getElementById("crmlens-plotly-js");
+      if (!window.Plotly && link && !document.getElementById("crmlens-plotly-script")) {
+        const script = document.createElement("script");
+        script.id = "crmlens-plotly-script";
+        script.src = link.href;
+        document.head.appendChild(script);
+      }
       return new Promise((resolve) => {
-        const check = () => (window.Plotly ? resolve(window.Plotly) : setTimeout(check, 25));
+        const check = () => (window.Plotly ? resolve(window.Plotly) : setTimeout(check, 20));
         check();
       });
     }
@@ -554,7 +567,9 @@ class Dashboard:
                                  self.tile_row, *(p.box for p in self.panels.values())]
         if self.drill is not None:
             parts.append(self.drill.box)
-        parts += [self.url, PlotlyLoader()]
+        parts.append(self.url)
+        if os.environ.get(PAGE_PLOTLY_ENV) != "1":  # not under `crmlens dashboard`: bring plotly.js along
+            parts.append(PlotlyLoader())
         self.app = w.VBox(parts, layout=w.Layout(max_width="1280px"))
         self.app.add_class("crmlens-dashboard")
         self.set_state(self.state)
