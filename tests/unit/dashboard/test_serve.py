@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +17,10 @@ from crmlens.dashboard.serve import (
     DASHBOARDS_DIR,
     JUPYTER_DATA_DIR,
     MAPPING_ENV,
+    PAGE_PLOTLY_ENV,
     SOURCE_ENV,
     is_loopback,
+    prepare_template,
     source_from_env,
     url_for,
     voila_command,
@@ -123,7 +126,8 @@ def test_voila_env_sets_the_source_and_the_template_path():
     base = {"PATH": "/usr/bin", "JUPYTER_PATH": f"/a{os.pathsep}/b", MAPPING_ENV: "old.yaml"}
     env = voila_env("/data/crm", "/data/mapping.yaml", base=base)
     assert env[SOURCE_ENV] == "/data/crm" and env[MAPPING_ENV] == "/data/mapping.yaml"
-    assert env["JUPYTER_PATH"].split(os.pathsep) == [str(JUPYTER_DATA_DIR), "/a", "/b"]
+    assert env["JUPYTER_PATH"].split(os.pathsep) == [str(prepare_template()), "/a", "/b"]
+    assert env[PAGE_PLOTLY_ENV] == "1"
     assert env["PATH"] == "/usr/bin"
     assert env[paths.HOME_ENV] == str(paths.PROJECT_ROOT) and env["PYTHONUNBUFFERED"] == "1"
     assert base == {"PATH": "/usr/bin", "JUPYTER_PATH": f"/a{os.pathsep}/b", MAPPING_ENV: "old.yaml"}  # untouched
@@ -132,8 +136,22 @@ def test_voila_env_sets_the_source_and_the_template_path():
 def test_voila_env_without_mapping_drops_an_inherited_one():
     env = voila_env(base={MAPPING_ENV: "stale.yaml", paths.HOME_ENV: "/elsewhere"})
     assert env[SOURCE_ENV] == "demo" and MAPPING_ENV not in env
-    assert env["JUPYTER_PATH"] == str(JUPYTER_DATA_DIR)
+    assert env["JUPYTER_PATH"] == str(prepare_template())
     assert env[paths.HOME_ENV] == "/elsewhere"
+
+
+def test_prepare_template_copies_the_template_and_plotly_js(tmp_path):
+    import plotly
+
+    root = prepare_template(tmp_path / "runtime")
+    folder = root / "voila" / "templates" / "crmlens"
+    committed = JUPYTER_DATA_DIR / "voila" / "templates" / "crmlens"
+    for name in ("conf.json", "index.html.j2"):
+        assert (folder / name).read_bytes() == (committed / name).read_bytes()
+    js = (folder / "static" / "plotly.min.js").read_bytes()
+    assert js == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert "static/plotly.min.js" in (folder / "index.html.j2").read_text()
+    assert prepare_template(tmp_path / "runtime") == root  # idempotent
 
 
 def test_voila_env_defaults_to_the_process_environment(monkeypatch):
