@@ -26,7 +26,7 @@ PREHEAT_DELAY_S = 3.0
 
 def _yield_to_viewers() -> float:
     """In a kernel preheating for Voila's pool, wait `PREHEAT_DELAY_S` (see there); seconds waited."""
-    if os.environ.get("VOILA_PREHEAT") != "True":
+    if os.environ.get("VOILA_PREHEAT") != "True":  # (`preheating()`, defined after the heavy imports)
         return 0.0
     try:
         delay = float(os.environ.get(PREHEAT_DELAY_ENV, PREHEAT_DELAY_S))
@@ -75,16 +75,23 @@ def warm_states(regions: list[str], choice: str = "default", seed: int | None = 
 
 def load(view: str = "overview", source: str | None = None, mapping: str | None = None) -> DashboardData:
     """The dashboard data of the served source (or `source` / `mapping`): the tables view `view` needs (its
-    tiles' KPIs' tables and `DEFAULT_FACT_TABLES`), with the view's default state computed for every region."""
+    tiles' KPIs' tables and `DEFAULT_FACT_TABLES`); a preheating kernel also computes the `warm_states` (the
+    choice is checked in every kernel)."""
     env_source, env_mapping = serve.source_from_env()
     spec = VIEWS[view]
     tables = {*DEFAULT_FACT_TABLES, *(t for name in spec.tiles for t in kpis.get_kpi(name).tables)}
     board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping),
                                     tables=sorted(tables))
-    states = warm_states(board_data.options["regions"], os.environ.get(WARM_ENV, "default").strip().lower(),
-                         seed=os.getpid())
-    warm(board_data, spec, states)
+    choice = os.environ.get(WARM_ENV, "default").strip().lower()
+    states = warm_states(board_data.options["regions"], choice, seed=os.getpid())
+    if preheating():  # a viewer waiting for a cold kernel gets their own view first, not the warm-up
+        warm(board_data, spec, states)
     return board_data
+
+
+def preheating() -> bool:
+    """True in a kernel Voila runs ahead of its viewer (its pool); False when a viewer is waiting for it."""
+    return os.environ.get("VOILA_PREHEAT") == "True"
 
 
 def show(view: str, board_data: DashboardData, query: str | None = None) -> Dashboard:

@@ -508,7 +508,7 @@ class ExportBar:
 
     def __init__(self, on_excel: Callable[[], tuple[str, bytes]], on_pdf: Callable[[], tuple[str, bytes]]) -> None:
         self.downloader = Downloader()
-        self.excel = w.Button(description="Excel", icon="", tooltip="The view's tables as an Excel workbook")
+        self.excel = w.Button(description="Excel", tooltip="The view's tables as an Excel workbook")
         self.pdf = w.Button(description="PDF", tooltip="The view as a PDF")
         self.excel.add_class("crmlens-export-excel")
         self.pdf.add_class("crmlens-export-pdf")
