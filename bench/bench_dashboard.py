@@ -138,6 +138,20 @@ RENDERED_JS = """([tiles, charts]) => {
                        (c.closest('.crmlens-panel') || c).querySelector('.crmlens-no_data'));
 }"""
 
+#: Installed before navigation: the page's own clock (ms since navigation start) when the tiles are on screen and
+#: when every chart is drawn — free of Playwright's polling and of the test harness' own work.
+PAGE_CLOCK_JS = """
+window.__crmlensClock = {};
+new MutationObserver(() => {
+  const c = window.__crmlensClock, now = performance.now();
+  const ready = document.querySelector('.crmlens-status-line') && document.querySelector('.crmlens-tile');
+  if (!c.tiles && ready) c.tiles = now;
+  const charts = [...document.querySelectorAll('.crmlens-chart')];
+  if (!c.charts && c.tiles && charts.length && charts.every(x => x.querySelector('.main-svg') ||
+      (x.closest('.crmlens-panel') || x).querySelector('.crmlens-no_data'))) c.charts = now;
+}).observe(document, { childList: true, subtree: true });
+"""
+
 #: Installed once on a rendered page: records (performance.now()) when a change event fired, when data-render
 #: grew and when each chart redrew / went to "No data", from a MutationObserver (no polling delay).
 HOOK_JS = """() => {
@@ -228,6 +242,7 @@ class Traffic:
 async def open_and_render(page: Any, url: str, spec: Any, *, timeout_s: float = RENDER_TIMEOUT_S) -> dict[str, Any]:
     """goto `url` and wait until the whole view is on screen; seconds to the spinner and to the full render."""
     result: dict[str, Any] = {}
+    await page.add_init_script(PAGE_CLOCK_JS)
     start = time.perf_counter()
     try:
         response = await page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
@@ -258,6 +273,9 @@ async def open_and_render(page: Any, url: str, spec: Any, *, timeout_s: float = 
                          f"{str(exc).splitlines()[0]}); reached: {sorted(result)}; page: {seen}") from exc
     paint = await page.evaluate(
         "() => Object.fromEntries(performance.getEntriesByType('paint').map(e => [e.name, e.startTime / 1000]))")
+    clock = await page.evaluate("() => window.__crmlensClock || {}")
+    result["page_tiles_s"] = clock["tiles"] / 1000 if clock.get("tiles") else None
+    result["page_charts_s"] = clock["charts"] / 1000 if clock.get("charts") else None
     result["first_paint_s"] = paint.get("first-paint")
     result["first_contentful_paint_s"] = paint.get("first-contentful-paint")
     result["status_render"] = await page.get_attribute(".crmlens-status-line", "data-render")
@@ -346,12 +364,19 @@ async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path) -
         ready_s = await wait_kernels_ready(server, 1)
         browser = await launch(pw)
         try:
+            timed = await (await browser.new_context(viewport=VIEWPORT)).new_page()
+            result = await open_and_render(timed, server.url(), spec)  # timed: nothing else attached
+            result["pool_ready_s"] = ready_s
+            await timed.close()
+            # a second viewer (new browser context, nothing cached) for the transfer size and the changes
+            say("  waiting for the refilled pool kernel…")
+            await wait_kernels_ready(server, 1)
             page = await (await browser.new_context(viewport=VIEWPORT)).new_page()
             traffic = Traffic(page)
-            result = await open_and_render(page, server.url(), spec)
+            result["second_viewer"] = await open_and_render(page, server.url(), spec)
             await asyncio.sleep(1.0)  # late frames / responses of the first render
             await traffic.settle()
-            result.update(pool_ready_s=ready_s, transfer=traffic.snapshot())
+            result["transfer"] = traffic.snapshot()
             result["kernel_rss_mb_after_render"] = [rss_mb(p) for p in kernel_pids(server)]
 
             await page.evaluate(HOOK_JS)
@@ -498,7 +523,8 @@ def summarize(results: dict[str, Any]) -> list[str]:
     if isinstance(cold, dict) and "render_s" in cold:
         lines.append(f"1. cold first render (pool 0)  : {fmt(cold['render_s'])}  spinner shown at "
                      f"{fmt(cold['spinner_s'])} (first paint {fmt(cold['first_paint_s'])}), kernel "
-                     f"{fmt(cold['kernel_seconds'])} in show()")
+                     f"{fmt(cold['kernel_seconds'])} in show(); page clock: tiles {fmt(cold.get('page_tiles_s'))}, "
+                     f"charts {fmt(cold.get('page_charts_s'))}")
     elif cold:
         lines.append(f"1. cold first render: FAILED — {cold.get('error')}")
     pre = results.get("preheated")
@@ -507,6 +533,9 @@ def summarize(results: dict[str, Any]) -> list[str]:
         lines.append(f"2. preheated first render (pool 1): {fmt(pre['render_s'])}  spinner at {fmt(pre['spinner_s'])} "
                      f"(first paint {fmt(pre['first_paint_s'])}); pool ready {fmt(pre['pool_ready_s'], digits=0)} "
                      "after start")
+        lines.append(f"   on the page's clock: tiles at {fmt(pre.get('page_tiles_s'))}, all charts drawn at "
+                     f"{fmt(pre.get('page_charts_s'))} (second viewer, traffic recorded: "
+                     f"{fmt((pre.get('second_viewer') or {}).get('render_s'))})")
         lines.append(f"   transfer: HTTP {t['http_bytes'] / 1e6:.2f} MB in {t['http_responses']} responses + "
                      f"websocket {t['ws_bytes'] / 1e6:.2f} MB in {t['ws_frames']} frames = "
                      f"{(t['http_bytes'] + t['ws_bytes']) / 1e6:.2f} MB; requests off 127.0.0.1: "

@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on 127.0.0.1, a random one on any other address")
     p.add_argument("--pool-size", type=int, default=2,
                    help="preheated kernels per dashboard, i.e. viewers served at once without waiting for a cold "
-                        "start (default 2; ~0.5 GB each on the default demo; 0 = none)")
+                        "start (default 2; ~0.4-0.9 GB each on the default demo; 0 = none)")
     p.add_argument("--cull-idle-timeout", type=int, default=900,
                    help="seconds after which an idle viewer's kernel is stopped (default 900)")
     p.add_argument("--print-command", action="store_true", help="print the Voila command line and exit")

@@ -8,10 +8,11 @@ benchmark start Voila through the same two functions, so what is tested is what 
   `crmlens dashboard --host ...` makes a random one when none is given (printed with the URL to share).
   Voila never moves to another port silently (``--Voila.port_retries=0``): a taken port is an error.
 * Preheated kernels: ``pool_size`` kernels per dashboard notebook run it up to `wait_for_request` before a
-  viewer arrives (imports, data loaded and validated, the default view computed), so a page opens in about
-  two seconds. Size the pool for the viewers expected at once; more viewers get a cold kernel (slower).
+  viewer arrives (imports, data loaded and validated, the likely first views computed), so a page shows its
+  tiles in about two seconds (docs/dashboards.md, Speed). Size the pool for the viewers expected at once;
+  more viewers get a cold kernel (slower).
 * Culling: a kernel idle for ``cull_idle_timeout`` seconds (default 15 min) is shut down — a closed tab frees
-  its memory (~0.5 GB per viewer on the default demo). Checked every ``cull_interval`` seconds.
+  its memory (~0.4–0.9 GB per viewer on the default demo). Checked every ``cull_interval`` seconds.
 * The data: the kernels read the source named by ``CRMLENS_DASHBOARD_SOURCE`` / ``CRMLENS_DASHBOARD_MAPPING``
   (set from ``--source`` / ``--mapping``; default the demo).
 * Offline: the pages use the `crmlens` Voila template (Voila's `lab` template without its Font Awesome CDN
