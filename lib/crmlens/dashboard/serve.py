@@ -113,7 +113,7 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
             f"--MappingKernelManager.cull_interval={cull_interval}",
             # the page loads only the front-end extensions the dashboards use (plotly's lab renderer alone is
             # 4.7 MB; the charts draw with the plotly.js `widgets.PlotlyLoader` sends once)
-            f"--VoilaConfiguration.extension_denylist={list(UNUSED_EXTENSIONS)!r}",
+            *(f"--VoilaConfiguration.extension_denylist={name}" for name in UNUSED_EXTENSIONS),
             # a busy machine (several kernels preheating at once) must not lose a page's output
             f"--NotebookClient.iopub_timeout={IOPUB_TIMEOUT_S}"]
     if pool_size:

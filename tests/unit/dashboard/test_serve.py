@@ -209,3 +209,10 @@ def test_url_for():
     assert url_for("::", 8866) == "http://127.0.0.1:8866/"
     assert url_for("::1", 8866, notebook="overview") == "http://[::1]:8866/voila/render/overview.ipynb"
     assert url_for("192.168.1.20", 80, "") == "http://192.168.1.20:80/"
+
+
+def test_the_pages_skip_front_end_extensions_they_do_not_use():
+    argv = voila_command()
+    assert "--VoilaConfiguration.extension_denylist=jupyterlab-plotly" in argv  # one flag per item (traitlets 5)
+    assert "--VoilaConfiguration.extension_denylist=jupyterlab_pygments" in argv
+    assert f"--NotebookClient.iopub_timeout={serve.IOPUB_TIMEOUT_S}" in argv
