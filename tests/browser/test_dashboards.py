@@ -257,3 +257,13 @@ def test_sales_manager_view_renders_its_tiles_and_panels(page, server, con):
     s = data.open_slice(st.to_params(st.FilterState(region="East"), data.data_as_of(con)), con)
     expected = {t.kpi: t.value for t in tiles_for(s, list(SALES_MANAGER.tiles))}
     assert_same(page_tiles(page), expected)
+
+
+def test_clicking_a_region_on_the_treemap_drills_to_its_teams(page, server):
+    open_page(page, server)
+    tile = page.locator(".crmlens-panel-regions g.slice").first
+    tile.wait_for(timeout=30_000)
+    tile.click(force=True)
+    drill = page.locator(".crmlens-panel-drill")
+    drill.locator(".crmlens-drill-level[data-level='team']").wait_for(state="attached", timeout=30_000)
+    assert drill.locator(".crmlens-crumb").count() == 2

@@ -194,7 +194,8 @@ class PlotlyLoader(anywidget.AnyWidget):
 
 
 class Chart(anywidget.AnyWidget):
-    """A plotly chart: `spec` is the figure as JSON (data, layout, config); drawn with Plotly.react."""
+    """A plotly chart: `spec` is the figure as JSON (data, layout, config); drawn with Plotly.react. A click on
+    a point (a bar, a treemap tile...) calls the `on_click` handlers with its label and id."""
 
     _esm = """
     function whenPlotly() {
@@ -224,11 +225,29 @@ class Chart(anywidget.AnyWidget):
       };
       model.on("change:spec", draw);
       await draw();
+      el.on("plotly_click", (event) => {
+        const p = (event && event.points && event.points[0]) || {};
+        model.send({ kind: "click", label: String(p.label ?? p.y ?? p.x ?? ""), id: String(p.id ?? "") });
+      });
     }
     export default { render };
     """
     spec = traitlets.Dict().tag(sync=True)
     revision = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._click_handlers: list[Callable[[str, str], None]] = []
+        self.on_msg(self._message)
+
+    def on_click(self, fn: Callable[[str, str], None]) -> None:
+        """Call fn(label, id) when the viewer clicks a point of the chart."""
+        self._click_handlers.append(fn)
+
+    def _message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("kind") == "click":
+            for fn in self._click_handlers:
+                fn(str(content.get("label", "")), str(content.get("id", "")))
 
     def show(self, figure: go.Figure | None) -> None:
         """Draw `figure` (None: clear the chart)."""
@@ -561,6 +580,8 @@ class Dashboard:
         if self.records is not None:
             self.panels["funnel"].box.children = (*self.panels["funnel"].box.children, self.records.box)
         self.drill = DrillDown(data_, lambda: self.state) if spec.drill else None
+        if self.drill is not None and "regions" in self.panels:
+            self.panels["regions"].figure.on_click(self.drill_to_place)
         self.export = ExportBar(self.excel_file, self.pdf_file)
         self.url = UrlSync()
         parts: list[w.Widget] = [self.title, self.header, self.filters.box, self.export.box, self.status,
@@ -639,6 +660,17 @@ class Dashboard:
 
     def describe(self) -> str:
         return st.describe(self.state, self.data.as_of, self.data.base.fiscal_year_start)
+
+    def drill_to_place(self, label: str, point_id: str) -> None:
+        """A click on the regions treemap: open that region's teams in the drill-down (the tile's id starts
+        with its region_id: ``East`` or ``East/China``)."""
+        if self.drill is None:
+            return
+        region = (point_id or label).split("/")[0]
+        if region not in self.data.options["regions"]:
+            return
+        self.drill.path = [("region", region, region)]
+        self.drill.render()
 
     # -- exports -------------------------------------------------------------------------------------------
 

@@ -272,3 +272,14 @@ def test_filter_bar_offers_presets_recent_quarters_and_the_sources_choices(bar, 
 def test_filter_bar_spaces_its_controls_with_margins(bar):
     # ipywidgets 8.1's Layout has no `gap`: spacing is each control's margin
     assert all(c.layout.margin == "2px 12px 2px 0" for c in bar.box.children)
+
+
+def test_a_click_on_the_regions_treemap_opens_the_region_in_the_drill_down(board_data):
+    from crmlens.dashboard.widgets import OVERVIEW, Dashboard
+
+    board = Dashboard(board_data, OVERVIEW)
+    region = board_data.options["regions"][0]
+    board.panels["regions"].figure._message(None, {"kind": "click", "label": region, "id": region}, [])
+    assert board.drill.level == "team" and board.drill.path == [("region", region, region)]
+    board.drill_to_place("Atlantis", "Atlantis")  # not a region: nothing happens
+    assert board.drill.level == "team"
