@@ -267,3 +267,15 @@ def test_clicking_a_region_on_the_treemap_drills_to_its_teams(page, server):
     drill = page.locator(".crmlens-panel-drill")
     drill.locator(".crmlens-drill-level[data-level='team']").wait_for(state="attached", timeout=30_000)
     assert drill.locator(".crmlens-crumb").count() == 2
+
+
+def test_a_custom_range_shows_the_library_numbers_for_those_days(page, server, con):
+    open_page(page, server)
+    select(page, "period", "Custom range…")  # the dates start as the current period's
+    before = render_count(page)
+    page.locator(".crmlens-filter-start input").fill("2026-08-01")
+    page.locator(".crmlens-filter-start input").dispatch_event("change")
+    wait_render(page, before)
+    state = st.FilterState(period="2026-08-01..2026-09-30")
+    assert page.get_attribute(STATUS, "data-state") == "period=2026-08-01..2026-09-30"
+    assert_same(page_tiles(page), library_tiles(con, state))
