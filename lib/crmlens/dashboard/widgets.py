@@ -65,6 +65,13 @@ class ViewSpec:
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     drill: bool = True
 
+    @property
+    def digest(self) -> str:
+        """A short hash of the whole spec: results cached for one spec are never served for another."""
+        import hashlib
+
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
 
 OVERVIEW = ViewSpec(
     "overview", "CRM Lens — executive overview",
@@ -618,7 +625,7 @@ class Dashboard:
             v = self.data.view(state)
             tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=self.spec.thresholds))
             return tiles, [PANELS[key](v) for key in self.spec.panels]
-        return self.data.memo((*self.data.view_key(state), "view", self.spec.name), run)
+        return self.data.memo((*self.data.view_key(state), "view", self.spec.name, self.spec.digest), run)
 
     @property
     def view(self) -> View:
