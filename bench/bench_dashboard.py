@@ -40,10 +40,8 @@ from urllib.parse import urlparse
 from crmlens import paths
 from crmlens.dashboard.serve import VoilaServer
 from crmlens.dashboard.widgets import VIEWS
+from crmlens.run.exports import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1366, "height": 900}
 RENDER_TIMEOUT_S = 240.0   # a cold kernel loads and warms the data first (~20–40 s alone on 2 cores)
 CHANGE_TIMEOUT_S = 120.0

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from crmlens import paths
+from crmlens.run.exports import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = paths.PROJECT_ROOT / "outputs" / "test-artifacts" / "browser"
 RENDER_TIMEOUT_MS = 180_000
 

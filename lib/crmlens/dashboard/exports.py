@@ -16,6 +16,7 @@ import io
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,13 +137,44 @@ def panel_tables(panels: Sequence[Panel]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _table_html(frame: pd.DataFrame, limit: int = 30) -> str:
-    shown = frame.head(limit)
-    more = (f"<p class='more'>… and {len(frame) - limit:,} more rows (in the Excel export)</p>"
+#: Rows of a table shown on the page or in the PDF (all rows go to the Excel export).
+TABLE_ROWS = 50
+
+
+def _fmt_cell(column: str, value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return f"{value:%Y-%m-%d}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        if column.endswith("_rate"):
+            return f"{value:.1%}"
+        if column.endswith("_days"):
+            return f"{value:,.1f}"
+        return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
+    return str(value)
+
+
+def table_html(frame: pd.DataFrame, columns: Mapping[str, str], *, css: str, limit: int = TABLE_ROWS,
+               key: str | None = None) -> str:
+    """An HTML table of `frame`'s `columns` (column → heading), values formatted by column name; at most
+    `limit` rows, then a line saying how many more (all are in the Excel export)."""
+    cols = [c for c in columns if c in frame.columns]
+    head = "".join(f"<th>{html.escape(columns[c])}</th>" for c in cols)
+    rows = []
+    for _, row in frame.head(limit).iterrows():
+        attr = f' data-key="{html.escape(str(row[key]))}"' if key and key in frame.columns else ""
+        cells = "".join(f"<td>{html.escape(_fmt_cell(c, row[c]))}</td>" for c in cols)
+        rows.append(f"<tr{attr}>{cells}</tr>")
+    more = (f'<div style="color:#555;font-size:12px">{len(frame) - limit:,} more rows in the Excel export</div>'
             if len(frame) > limit else "")
-    body = shown.to_html(index=False, na_rep="", float_format=lambda v: f"{v:,.3g}" if abs(v) < 10 else f"{v:,.0f}",
-                         border=0, classes="tbl")
-    return body + more
+    style = ("<style>.crmlens-table{border-collapse:collapse;font-size:13px}.crmlens-table th{text-align:left;"
+             "background:#e8eef5;padding:3px 8px}.crmlens-table td{padding:2px 8px;border-bottom:1px solid #eee;"
+             "text-align:right}.crmlens-table td:first-child{text-align:left}</style>")
+    return (f'{style}<table class="crmlens-table {css}" data-rows="{len(frame)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>{more}')
 
 
 def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: Sequence[Panel]) -> str:
@@ -169,7 +201,7 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
         if p.note:
             parts.append(f"<p class='note'>{html.escape(p.note)}</p>")
         if p.table is not None:
-            parts.append(_table_html(panel_tables([p])[p.title]))
+            parts.append(table_html(p.table, p.columns or {c: c for c in p.table.columns}, css="tbl", limit=30))
         parts.append("</section>")
     style = ("body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}h1{font-size:20px}"
              "h2{font-size:15px;margin-top:18px}.hdr{color:#555;margin:2px 0}.nodata{color:#757575}"

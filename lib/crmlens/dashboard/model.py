@@ -143,10 +143,7 @@ class View(data.Slice):
         missed: list[str] = []
         for t in tables:
             missed += [f for f in self.filters_not_applied.get(t, ()) if f not in missed]
-        if not missed:
-            return None
-        names = [st.SLICE_FILTERS[f] for f in missed]
-        return "not filtered by " + (names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}")
+        return st.not_filtered_note(missed)
 
     def annotate(self, tiles: Iterable[Tile]) -> list[Tile]:
         """`tiles` with a note where the view's product line / team / segment filter does not apply to a KPI's
@@ -229,6 +226,7 @@ class DashboardData:
     # -- cutting ---------------------------------------------------------------------------------------
 
     def has(self, name: str) -> bool:
+        """True when table `name` was loaded (the source has it and the dashboard asked for it)."""
         return name in self.frames
 
     def region_frame(self, name: str, region: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from crmlens.charts import funnel as funnel_charts
 from crmlens.charts import performance as performance_charts
 from crmlens.charts import regions as region_charts
 from crmlens.dashboard.model import View
+from crmlens.dashboard.tiles import missing_tables_text
 from crmlens.errors import ParameterError
 from crmlens.metrics import funnel, performance, regions
 
@@ -44,11 +45,7 @@ class Panel:
 
 
 def _missing(v: View, *tables: str) -> str | None:
-    gone = v.missing(*tables)
-    if not gone:
-        return None
-    names = " or ".join(f"`{t}`" for t in gone)
-    return f"No data: this source has no {names} table{'s' if len(gone) > 1 else ''}"
+    return missing_tables_text(v.missing(*tables))
 
 
 def _panel(key: str, title: str, v: View, tables: tuple[str, ...],

@@ -112,7 +112,7 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
             f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
             f"--MappingKernelManager.cull_interval={cull_interval}",
             # the page loads only the front-end extensions the dashboards use (plotly's lab renderer alone is
-            # 4.7 MB; the charts draw with the plotly.js `widgets.PlotlyLoader` sends once)
+            # 4.7 MB; the charts draw with the plotly.js the page template serves)
             *(f"--VoilaConfiguration.extension_denylist={name}" for name in UNUSED_EXTENSIONS),
             # a busy machine (several kernels preheating at once) must not lose a page's output
             f"--NotebookClient.iopub_timeout={IOPUB_TIMEOUT_S}"]
@@ -244,15 +244,6 @@ class VoilaServer:
         if self.token:
             params["token"] = self.token
         return base + ("?" + urlencode(params) if params else "")
-
-    def pids(self) -> list[int]:
-        """The Voila process and its kernels (children) — for memory figures."""
-        import subprocess
-
-        if self.process is None:
-            return []
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
-        return [self.process.pid] + [int(p) for p in out.stdout.split()]
 
     def stop(self) -> None:
         import signal

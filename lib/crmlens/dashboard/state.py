@@ -362,12 +362,16 @@ class FilteredFrames(dict[str, pd.DataFrame]):
 
     def note(self, table: str) -> str | None:
         """A note for a tile built from `table`, e.g. "not filtered by team or customer segment", or None."""
-        missed = self.not_applied.get(table)
-        if not missed:
-            return None
-        names = [SLICE_FILTERS[f] for f in missed]
-        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-        return f"not filtered by {listed}"
+        return not_filtered_note(self.not_applied.get(table, ()))
+
+
+def not_filtered_note(filters: Iterable[str]) -> str | None:
+    """"not filtered by team or customer segment" for slice filters (names of `SLICE_FILTERS`); None for none."""
+    names = [SLICE_FILTERS[f] for f in filters]
+    if not names:
+        return None
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"not filtered by {listed}"
 
 
 def _filter_mask(frame: pd.DataFrame, name: str, value: str,

@@ -281,12 +281,19 @@ def _alert(kpi: kpis.Kpi, value: float | None, delta_pct: float | None, comparis
 
 # --------------------------------------------------------------------------------------------- tiles
 
+def missing_tables_text(missing: Sequence[str]) -> str | None:
+    """"No data: this source has no `leads` table" for the tables a source lacks (None when none is missing)."""
+    if not missing:
+        return None
+    names = " or ".join(f"`{t}`" for t in missing)
+    return f"No data: this source has no {names} table{'s' if len(missing) > 1 else ''}"
+
+
 def _no_data(s: data.Slice, kpi: kpis.Kpi, target: float | None) -> str:
     """Why a KPI has no value: a table the source lacks, a period without target, or no data in the period."""
-    missing = s.missing(*kpi.tables)
+    missing = missing_tables_text(s.missing(*kpi.tables))
     if missing:
-        names = " or ".join(f"`{t}`" for t in missing)
-        return f"No data: this source has no {names} table{'s' if len(missing) > 1 else ''}"
+        return missing
     if kpi.target is not None and target is None:
         return "No target set for this period"
     return "No data for this period"

@@ -5,7 +5,7 @@ views in ``notebooks/dashboards/``. A view is a `ViewSpec` (which tiles, which p
 * `FilterBar` — period (presets, recent quarters, custom range), comparison, region, product line, team,
   customer segment; every change re-renders the whole view.
 * KPI tiles (`crmlens.dashboard.tiles`), chart panels (`crmlens.dashboard.panels`) drawn by plotly.js in
-  `Chart` widgets (plotly.js sent once per page by `PlotlyLoader`),
+  `Chart` widgets (plotly.js served with the page, or sent once by `plotly_loader()` in JupyterLab),
   each with its finding, its note ("not filtered by team") or a plain "No data: …" instead of an empty chart.
 * `DrillDown` — regions → a region's teams → a team's reps → a rep's opportunities, with a breadcrumb;
   `FunnelRecords` — the leads behind a funnel step.
@@ -23,6 +23,7 @@ and ``data-state`` (the deep-link query).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import os
 import time
@@ -40,6 +41,7 @@ import traitlets
 from crmlens.charts import COLORS
 from crmlens.dashboard import exports
 from crmlens.dashboard import state as st
+from crmlens.dashboard.exports import table_html
 from crmlens.dashboard.model import DashboardData, View
 from crmlens.dashboard.panels import DRILL_LEVELS, PANELS, DrillTable, Panel, drill_table, funnel_records
 from crmlens.dashboard.serve import PAGE_PLOTLY_ENV
@@ -48,8 +50,6 @@ from crmlens.errors import CrmLensError
 from crmlens.metrics.funnel import STEP_LABELS, STEPS
 
 CUSTOM = "custom"
-#: Rows of a drill-down or records table shown on the page (all rows go to the Excel export).
-TABLE_ROWS = 50
 
 
 @dataclass(frozen=True)
@@ -141,63 +141,33 @@ class Downloader(anywidget.AnyWidget):
 
 # -- small renderers -------------------------------------------------------------------------------------------
 
-def _fmt_cell(column: str, value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
-        return ""
-    if isinstance(value, pd.Timestamp):
-        return f"{value:%Y-%m-%d}"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        if column.endswith("_rate"):
-            return f"{value:.1%}"
-        if column.endswith("_days"):
-            return f"{value:,.1f}"
-        return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
-    return str(value)
-
-
-def table_html(frame: pd.DataFrame, columns: Mapping[str, str], *, css: str, limit: int = TABLE_ROWS,
-               key: str | None = None) -> str:
-    """An HTML table of `frame`'s `columns` (column → heading), values formatted by column name; at most
-    `limit` rows, then a line saying how many more (all are in the Excel export)."""
-    cols = [c for c in columns if c in frame.columns]
-    head = "".join(f"<th>{html.escape(columns[c])}</th>" for c in cols)
-    rows = []
-    for _, row in frame.head(limit).iterrows():
-        attr = f' data-key="{html.escape(str(row[key]))}"' if key and key in frame.columns else ""
-        cells = "".join(f"<td>{html.escape(_fmt_cell(c, row[c]))}</td>" for c in cols)
-        rows.append(f"<tr{attr}>{cells}</tr>")
-    more = (f'<div style="color:#555;font-size:12px">{len(frame) - limit:,} more rows in the Excel export</div>'
-            if len(frame) > limit else "")
-    style = ("<style>.crmlens-table{border-collapse:collapse;font-size:13px}.crmlens-table th{text-align:left;"
-             "background:#e8eef5;padding:3px 8px}.crmlens-table td{padding:2px 8px;border-bottom:1px solid #eee;"
-             "text-align:right}.crmlens-table td:first-child{text-align:left}</style>")
-    return (f'{style}<table class="crmlens-table {css}" data-rows="{len(frame)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>{more}')
-
-
 def _message(text: str, kind: str = "info") -> str:
     colour = {"info": "#555", "error": COLORS["bad"], "no_data": COLORS["neutral"]}[kind]
     return f'<div class="crmlens-message crmlens-{kind}" style="color:{colour};padding:6px 0">{html.escape(text)}</div>'
 
 
-def _plotly_js() -> str:
+@functools.cache
+def _plotly_loader_class() -> type[anywidget.AnyWidget]:
     from pathlib import Path
 
     import plotly
 
-    return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
+    js = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
+
+    class PlotlyLoader(anywidget.AnyWidget):
+        _esm = js + "\nexport default { render({ el }) { el.dataset.plotly = window.Plotly.version; } };\n"
+
+    return PlotlyLoader
 
 
-class PlotlyLoader(anywidget.AnyWidget):
-    """plotly.js (the copy inside the plotly package), sent to the page once over the widget channel and run
-    there (it sets ``window.Plotly``); every `Chart` of the page draws with it. Used where the page does not
-    load plotly.js itself (a dashboard shown in JupyterLab; under `crmlens dashboard` the page template loads
-    it from the server, cached by the browser). Nothing is fetched from a CDN, and plotly.js travels once per
-    page instead of once per chart (plotly's FigureWidget sends ~5 MB each)."""
-
-    _esm = _plotly_js() + "\nexport default { render({ el }) { el.dataset.plotly = window.Plotly.version; } };\n"
+def plotly_loader() -> anywidget.AnyWidget:
+    """A widget carrying plotly.js (the copy inside the plotly package), sent to the page once over the widget
+    channel and run there (it sets ``window.Plotly``); every `Chart` of the page draws with it. For pages that
+    do not load plotly.js themselves (a dashboard shown in JupyterLab; under `crmlens dashboard` the page
+    template loads it from the server, cached by the browser). Nothing is fetched from a CDN, and plotly.js
+    travels once per page instead of once per chart (plotly's FigureWidget sends ~5 MB each). The 4.6 MB file
+    is read on first use only."""
+    return _plotly_loader_class()()
 
 
 class Chart(anywidget.AnyWidget):
@@ -207,7 +177,7 @@ class Chart(anywidget.AnyWidget):
     _esm = """
     function whenPlotly() {
       // the page template preloads plotly.js (link#crmlens-plotly-js): the first chart runs it; elsewhere
-      // (JupyterLab) a PlotlyLoader widget brings it
+      // (JupyterLab) a plotly_loader() widget brings it
       const link = document.getElementById("crmlens-plotly-js");
       if (!window.Plotly && link && !document.getElementById("crmlens-plotly-script")) {
         const script = document.createElement("script");
@@ -597,7 +567,7 @@ class Dashboard:
             parts.append(self.drill.box)
         parts.append(self.url)
         if os.environ.get(PAGE_PLOTLY_ENV) != "1":  # not under `crmlens dashboard`: bring plotly.js along
-            parts.append(PlotlyLoader())
+            parts.append(plotly_loader())
         self.app = w.VBox(parts, layout=w.Layout(max_width="1280px"))
         self.app.add_class("crmlens-dashboard")
         self.set_state(self.state)

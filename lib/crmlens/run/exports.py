@@ -50,6 +50,10 @@ PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
 ANALYST_TAG = "analyst"
 #: Headless Chromium (Debian package `chromium`); kaleido finds the same binary by itself.
 CHROMIUM = "/usr/bin/chromium"
+#: Flags for headless Chromium here: no sandbox (root in containers), no GPU, nothing fetched in the background
+#: (no QUIC, updates, sync). Used to print PDFs and by the Playwright tests and benchmarks.
+CHROMIUM_ARGS: list[str] = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PDF_TIMEOUT_S = 180
 #: Slide titles are cut to about two lines at TITLE_POINTS (the full finding is in the slide notes).
 MAX_TITLE_CHARS = 150
@@ -469,9 +473,8 @@ def write_pdf(html_path: Path, target: Path, timeout_s: float = PDF_TIMEOUT_S) -
     chromium = chromium_path()
     html_path, target = Path(html_path).resolve(), Path(target)
     with tempfile.TemporaryDirectory(prefix="crmlens-chromium-") as profile, atomic.atomic_path(target) as tmp:
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-quic", "--no-pdf-header-footer", "--virtual-time-budget=10000",
+        cmd = [chromium, *CHROMIUM_ARGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
+               "--virtual-time-budget=10000",
                f"--print-to-pdf={tmp}", html_path.as_uri()]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -10,14 +10,12 @@ from urllib.parse import unquote
 import pytest
 
 from crmlens.run import index
+from crmlens.run.exports import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.run import fakes
 
 REGIONS = ("East", "West", "North", "all")  # parameters list `all` last: the page still shows it first
 FAILED = fakes.task_id("East", "2026-Q3", "02_sales_funnel")
 REUSED = fakes.task_id("West", "2026-Q3", "08_regions_teams")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 class Page(HTMLParser):
