@@ -27,7 +27,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else f"Python 3.11 is needed; {sys.executable} is {v[0]}.{v[1]}")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name crmlens --display-name "CRM Lens (.venv)" >/dev/null
 	@if [ -d .git ]; then $(BIN)/nbstripout --install 2>/dev/null || true; fi
@@ -84,6 +84,7 @@ bench: $(STAMP) run-deps $(DEMO_DIR)/opportunities.parquet ## run the benchmarks
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_run.py --exports
 	$(BIN)/python bench/bench_dashboard.py
+	$(BIN)/python bench/bench_scale.py --data default
 
 lock: ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }

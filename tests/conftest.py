@@ -110,6 +110,24 @@ def postgres_demo(postgres_server, tiny_demo) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def validated_store(tmp_path_factory):
+    """Validated sources (crmlens.store) go to a temporary folder for the session, never to outputs/; the
+    kernels and servers the tests start inherit it."""
+    import os
+
+    from crmlens.store import STORE_DIR_ENV
+
+    folder = tmp_path_factory.mktemp("store")
+    before = os.environ.get(STORE_DIR_ENV)
+    os.environ[STORE_DIR_ENV] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop(STORE_DIR_ENV, None)
+    else:
+        os.environ[STORE_DIR_ENV] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def dashboard_cache(tmp_path_factory):
     """Dashboards built by the tests (and the Voila servers they start) share results in a temporary folder,
     never in the project's outputs/."""

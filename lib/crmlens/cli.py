@@ -43,6 +43,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    import time
+
     import pandas as pd
 
     from crmlens import data
@@ -50,7 +52,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     con = data.connect(args.source, args.mapping)
     as_of = pd.Timestamp(args.as_of) if args.as_of else None
-    results, report = data.validate_source(con, as_of=as_of, tables=args.tables)
+    started = time.perf_counter()
+
+    def progress(name: str, rep) -> None:
+        print(f"  validated {name:<26} {rep.loaded:>11,} rows  {time.perf_counter() - started:6.1f} s",
+              file=sys.stderr, flush=True)
+
+    results, report = data.validate_source(con, as_of=as_of, tables=args.tables, progress=progress)
+    store = data.source_info(con).store
+    if store is not None and store.version is not None:
+        print(f"Validated store: {store.folder} (version {store.version}, validated in "
+              f"{store.meta['seconds']:.1f} s)", file=sys.stderr)
     if args.out:
         where = write_validation_outputs(Path(args.out), results, report)
         print(f"Report and rejected rows written to {where}", file=sys.stderr)
@@ -170,10 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a source and report every problem",
                        description="Validate every table of a source against the canonical model. Prints per "
                                    "table loaded/accepted/rejected counts and every problem (table, column, row "
-                                   "key, value, rule). Exit status 1 when a table cannot be used.")
+                                   "key, value, rule). Exit status 1 when a table cannot be used. A source is "
+                                   "validated once per version (its files, the mapping, the validation code) into "
+                                   "the validated store (outputs/.cache/store, or $CRMLENS_STORE_DIR) that every "
+                                   "analysis, run and dashboard reads; later calls read the stored result.")
     _add_source_args(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--tables", nargs="+", default=None, metavar="TABLE", help="validate only these tables")
+    p.add_argument("--tables", nargs="+", default=None, metavar="TABLE",
+                   help="report only these tables (the whole source is validated once per version)")
     p.add_argument("--as-of", default=None,
                    help="the 'now' for not-in-the-future checks, e.g. 2026-10-01 (default: the current time)")
     p.add_argument("--max-problems", type=int, default=50,

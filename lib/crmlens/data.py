@@ -26,14 +26,7 @@ from crmlens import paths
 from crmlens.errors import SchemaError, SourceError
 from crmlens.mapping import build_mapped_source, load_mapping
 from crmlens.schema import SCHEMA, TABLE_NAMES, Table, Vocabulary, load_order
-from crmlens.validate import (
-    SOURCE_ROW,
-    TableResult,
-    ValidationReport,
-    key_array,
-    parent_key_lookup,
-    validate_table,
-)
+from crmlens.validate import SOURCE_ROW, TableReport, ValidationReport
 
 if TYPE_CHECKING:
     from crmlens.params import Params
@@ -53,8 +46,8 @@ class SourceInfo:
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     fixes: list[dict[str, Any]] = field(default_factory=list)
     tables: tuple[str, ...] = ()
-    dimension_cache: dict[str, TableResult] = field(default_factory=dict)
     as_of_cache: pd.Timestamp | None = None
+    store: Any = None  # the validated store (`crmlens.store.Store`), once opened
 
 
 # Stored on the connection object itself: ibis backends compare equal by database identity (two in-memory
@@ -239,67 +232,62 @@ def data_as_of(con: BaseBackend) -> pd.Timestamp:
 
     Only timestamps that cannot lie in the future count (not planned due dates), and only those up to the
     current time (a stray future value does not move it). Derived from the data, so re-running on the same
-    data gives the same answer whatever day it is.
+    data gives the same answer whatever day it is. Read from the validated store (rows whose time cannot be
+    read do not count).
     """
+    from crmlens.store import ensure_validated
+
     info = source_info(con)
     if info.as_of_cache is not None:
         return info.as_of_cache
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    latest = []
-    for name in available_tables(con):
-        t = con.table(name)
-        for col in SCHEMA[name].columns:
-            if col.not_future and col.name in t.columns:
-                when = _time_expr(t, col.name)
-                latest.append(when.max(where=when <= ibis.timestamp(now)))
-    values = [v for v in (e.execute() for e in latest) if v is not None and not pd.isna(v)]
-    info.as_of_cache = (max(pd.Timestamp(v) for v in values) + pd.Timedelta(days=1)).normalize() if values \
-        else now.normalize()
+    latest = ensure_validated(con).data_as_of(now)
+    info.as_of_cache = latest if latest is not None else now.normalize()
     return info.as_of_cache
 
 
 # ------------------------------------------------------------------------------------ validation
 
-def _key_lookup(con: BaseBackend, cache: dict[tuple[str, str], Any]):
-    def keys(parent: str, parent_col: str) -> Any:
-        if parent not in available_tables(con):
-            return None
-        if (parent, parent_col) not in cache:
-            values = con.table(parent).select(parent_col).distinct().to_pandas()[parent_col]
-            cache[(parent, parent_col)] = key_array(values)
-        return cache[(parent, parent_col)]
+class StoredTableResult:
+    """A table's validation result read from the validated store: `accepted` and `rejected` frames are
+    loaded when first used (a report alone never loads the accepted rows)."""
 
-    return keys
+    def __init__(self, store: Any, name: str, report: TableReport, as_of: pd.Timestamp | None):
+        self._store, self._name, self.report, self._as_of = store, name, report, as_of
+        self._accepted: pd.DataFrame | None = None
+        self._rejected: pd.DataFrame | None = None
+
+    @property
+    def accepted(self) -> pd.DataFrame:
+        if self._accepted is None:
+            self._accepted = self._store.read(self._name, as_of=self._as_of)
+        return self._accepted
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        if self._rejected is None:
+            self._rejected = self._store.rejected(self._name, as_of=self._as_of)
+        return self._rejected
 
 
-def validate_source(con: BaseBackend, *, as_of: pd.Timestamp | None = None,
-                    tables: Iterable[str] | None = None) -> tuple[dict[str, TableResult], ValidationReport]:
-    """Validate every table of a source (or the given ones) in full.
+def validate_source(con: BaseBackend, *, as_of: pd.Timestamp | None = None, tables: Iterable[str] | None = None,
+                    progress: Any = None) -> tuple[dict[str, StoredTableResult], ValidationReport]:
+    """Validate every table of a source (or report the given ones) in full, through the validated store
+    (`crmlens.store`: validated once per source version, in the engine).
 
-    Foreign keys are checked against the parent's accepted rows when the parent is validated too, else
-    against the parent's keys in the engine. Tables the source lacks are reported as "absent".
+    Foreign keys are checked against the parent's accepted rows. Tables the source lacks are reported as
+    "absent". "Not in the future" is judged against `as_of` (default: now).
     """
+    from crmlens.store import ensure_validated
+
     info = source_info(con)
-    wanted = list(tables) if tables is not None else list(TABLE_NAMES)
+    store = ensure_validated(con, progress=progress)
     as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
-    report = ValidationReport(source=info.source + (f" with mapping {info.mapping}" if info.mapping else ""))
-    report.fixes = list(info.fixes)
-    results: dict[str, TableResult] = {}
-    parent_keys = parent_key_lookup(results, _key_lookup(con, {}))
-
-    for name in load_order():
-        if name not in wanted:
-            continue
-        if name not in info.tables:
-            from crmlens.validate import TableReport
-
-            report.tables[name] = TableReport(table=name, status="absent",
-                                              notes=["this source has no such table"])
-            continue
-        result = validate_table(name, load_table(con, name), vocab=info.vocabulary, as_of=as_of,
-                                parent_keys=parent_keys)
-        results[name] = result
-        report.tables[name] = result.report
+    wanted = list(tables) if tables is not None else list(TABLE_NAMES)
+    report = store.report(as_of=as_of, tables=wanted,
+                          source=info.source + (f" with mapping {info.mapping}" if info.mapping else ""))
+    results = {name: StoredTableResult(store, name, rep, as_of) for name, rep in report.tables.items()
+               if rep.status != "absent"}
     return results, report
 
 
@@ -327,8 +315,16 @@ class Slice:
     info: SourceInfo
     as_of: pd.Timestamp
     _check_as_of: pd.Timestamp = field(default=None, repr=False)  # the "now" of not-in-the-future checks
-    _keys: dict = field(default_factory=dict, repr=False)
     _history: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def store(self) -> Any:
+        """The validated store the slice was read from (`crmlens.store.Store`)."""
+        from crmlens.store import ensure_validated
+
+        if self.info.store is None:
+            self.info.store = ensure_validated(self.con)
+        return self.info.store
 
     @property
     def comparison(self) -> dict[str, pd.DataFrame]:
@@ -353,10 +349,7 @@ class Slice:
             first = shift_period(self.period, -(n_periods - 1))
             span = Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
                           kind="range", fiscal_year_start=self.period.fiscal_year_start)
-            raw = load_table(self.con, name, region=region, period=span)
-            result = validate_table(name, raw, vocab=self.info.vocabulary, as_of=self._check_as_of,
-                                    parent_keys=_key_lookup(self.con, self._keys))
-            self._history[key] = result.accepted
+            self._history[key] = self.store.read(name, region=region, period=span, as_of=self._check_as_of)
         return self._history[key]
 
     def has(self, *names: str) -> bool:
@@ -368,58 +361,47 @@ class Slice:
         return [n for n in names if n not in self.info.tables]
 
 
-def _validated_dimension(con: BaseBackend, name: str, as_of: pd.Timestamp, parent_keys) -> TableResult:
-    info = source_info(con)
-    if name not in info.dimension_cache:
-        info.dimension_cache[name] = validate_table(name, load_table(con, name), vocab=info.vocabulary,
-                                                    as_of=as_of, parent_keys=parent_keys)
-    return info.dimension_cache[name]
-
-
 def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
-    """Open the source named by `params`, and return the validated slice and comparison slices."""
+    """Open the source named by `params`, and return the validated slice and comparison slices.
+
+    The source is validated once per version into the validated store (`crmlens.store`); a slice is a
+    set of engine queries over it (region and period filters pushed into the scan).
+    """
     from crmlens.periods import previous_period, same_period_last_year
+    from crmlens.store import ensure_validated
 
     con = con if con is not None else connect(params.source, params.mapping_path())
     info = source_info(con)
+    store = ensure_validated(con)
     period = params.period_obj()
     periods = {"current": period, "previous": previous_period(period), "last_year": same_period_last_year(period)}
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     # "in the future" is judged against the given as-of date, else against the clock
     as_of = pd.Timestamp(params.as_of) if params.as_of else now
-    key_cache: dict = {}
-    engine_keys = _key_lookup(con, key_cache)
     report = ValidationReport(source=info.source)
     report.fixes = list(info.fixes)
     frames: dict[str, dict[str, pd.DataFrame]] = {k: {} for k in periods}
     rejected: dict[str, pd.DataFrame] = {}
-    dims: dict[str, TableResult] = {}
-    parent_keys = parent_key_lookup(dims, engine_keys)
-
     for name in load_order():
         if name not in info.tables:
             continue
         table = SCHEMA[name]
         if table.kind == "dimension":
-            result = _validated_dimension(con, name, as_of, parent_keys)
-            dims[name] = result
+            frame = store.read(name, as_of=as_of)
             for which in periods:
-                frames[which][name] = result.accepted
-            report.tables[name] = result.report
-            rejected[name] = result.rejected
+                frames[which][name] = frame
+            report.tables[name], rejected[name] = store.cut_report(name, as_of=as_of, accepted_rows=len(frame))
             continue
-        for which, p in periods.items():
-            raw = load_table(con, name, region=params.region, period=p)
-            result = validate_table(name, raw, vocab=info.vocabulary, as_of=as_of, parent_keys=parent_keys)
-            frames[which][name] = result.accepted
-            if which == "current":
-                report.tables[name] = result.report
-                rejected[name] = result.rejected
+        got = store.read_many(name, periods, region=params.region, as_of=as_of)
+        for which in periods:
+            frames[which][name] = got[which]
+        report.tables[name], rejected[name] = store.cut_report(name, region=params.region, period=period, as_of=as_of,
+                                                               accepted_rows=len(got["current"]))
     return Slice(params=params, period=period, previous_period=periods["previous"],
                  last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
                  last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info,
                  as_of=pd.Timestamp(params.as_of) if params.as_of else data_as_of(con),
-                 _check_as_of=as_of, _keys=key_cache)
+                 _check_as_of=as_of)
 
 
 #: Environment variable naming a folder where validated slices are shared between the notebooks of one run

@@ -13,12 +13,14 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from crmlens import data, kpis
-from crmlens.params import load_params
+from crmlens import kpis
+
+if TYPE_CHECKING:  # the data layer (Ibis, DuckDB, pandera) loads when a notebook opens its slice
+    from crmlens import data
 
 #: MIME type of the KPI record a notebook emits in its last cell; `crmlens run` reads it back from
 #: the executed notebook.
@@ -31,6 +33,7 @@ def setup() -> None:
 
     from crmlens import charts
 
+    charts.register_template()
     pio.renderers.default = "plotly_mimetype+notebook"
     pio.templates.default = charts.TEMPLATE_NAME
     pd.set_option("display.max_columns", 30)
@@ -46,7 +49,7 @@ def parameters_cell_source() -> str:
     params/regions.yaml, so those files stay the single place defaults are set. A test keeps every
     notebook's parameters cell equal to this text.
     """
-    from crmlens.params import Params
+    from crmlens.params import Params, load_params
 
     defaults = load_params()
     lines = []
@@ -68,7 +71,8 @@ def open_analysis(namespace: Mapping[str, Any] | None = None, **parameters: Any)
     Parameters left empty (None) take their defaults from params/defaults.yaml and params/regions.yaml.
     The region is checked against the source's regions.
     """
-    from crmlens.params import Params
+    from crmlens import data
+    from crmlens.params import Params, load_params
 
     setup()
     picked = {k: v for k, v in (namespace or {}).items() if k in Params.model_fields}

@@ -97,6 +97,8 @@ class Column:
 
 
 RuleCheck = Callable[[pd.DataFrame, Vocabulary], pd.Series]
+#: The same rule as a SQL boolean (TRUE where the row is fine) over columns prefixed by the given alias.
+RuleSql = Callable[[Vocabulary, str], str]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class RowRule:
     description: str
     columns: tuple[str, ...]
     check: RuleCheck
+    sql: RuleSql
 
 
 @dataclass(frozen=True)
@@ -159,11 +162,16 @@ def _not_before(later: str, earlier: str) -> RowRule:
         a, b = df[later], df[earlier]
         return a.isna() | b.isna() | (a >= b)
 
+    def sql(_: Vocabulary, t: str) -> str:
+        a, b = f'{t}"{later}"', f'{t}"{earlier}"'
+        return f"({a} IS NULL OR {b} IS NULL OR {a} >= {b})"
+
     return RowRule(
         name=f"{later}_not_before_{earlier}",
         description=f"`{later}` is not before `{earlier}`",
         columns=(later, earlier),
         check=check,
+        sql=sql,
     )
 
 
@@ -176,6 +184,19 @@ def _opportunity_closed_consistency(df: pd.DataFrame, vocab: Vocabulary) -> pd.S
     # open rows carry no outcome; closed rows carry a close time
     outcome_ok = ~(~closed_stage & is_won.notna())
     return (won_ok & outcome_ok & (has_closed_at == closed_stage)).astype(bool)
+
+
+def _opportunity_closed_consistency_sql(vocab: Vocabulary, t: str) -> str:
+    """`_opportunity_closed_consistency` in SQL."""
+    def q(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    stage, closed_at, is_won = f'{t}"stage"', f'{t}"closed_at"', f'{t}"is_won"'
+    closed_stage = f"coalesce({stage} IN ({q(vocab.won_stage)}, {q(vocab.lost_stage)}), FALSE)"
+    won_stage = f"coalesce({stage} = {q(vocab.won_stage)}, FALSE)"
+    won_ok = f"({is_won} IS NULL OR {is_won} = {won_stage})"
+    outcome_ok = f"NOT (NOT {closed_stage} AND {is_won} IS NOT NULL)"
+    return f"({won_ok} AND {outcome_ok} AND (({closed_at} IS NOT NULL) = {closed_stage}))"
 
 
 def _c(name: str, dtype: DType, description: str, **kw: object) -> Column:
@@ -343,6 +364,7 @@ TABLES: tuple[Table, ...] = (
                 "closed stages have `closed_at` and `is_won` agreeing with the stage; open stages have neither",
                 ("stage", "closed_at", "is_won"),
                 _opportunity_closed_consistency,
+                _opportunity_closed_consistency_sql,
             ),
         ),
     ),

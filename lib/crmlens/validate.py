@@ -303,6 +303,7 @@ class _Problems:
     def __init__(self, table: Table, raw: pd.DataFrame, keys: pd.Series):
         self.table, self.raw, self.keys = table, raw, keys
         self.rows: list[dict[str, Any]] = []
+        self.row_index: list[int] = []  # the frame index of each problem row
         self.reasons: dict[int, list[str]] = {}
         self.unreadable: set[tuple[str | None, int]] = set()  # (column, row) whose value had a wrong type
 
@@ -324,9 +325,11 @@ class _Problems:
             message = f"{where} ({at}): {body} [{rule}]"
             self.rows.append({
                 "table": self.table.name, "column": column, "row_key": key, "source_row": source_row,
-                "value": None if value is None or (np.isscalar(value) and pd.isna(value)) else str(value),
+                "value": None if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value))
+                else str(value),
                 "rule": rule, "severity": severity, "message": message,
             })
+            self.row_index.append(int(i))
             if rule == "wrong_type":
                 self.unreadable.add((column, int(i)))
             if severity == "reject":
@@ -343,7 +346,13 @@ def _pandera_failures(schema: pa.DataFrameSchema, df: pd.DataFrame) -> pd.DataFr
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
         cases = cases[cases["index"].notna()]
-        return cases.drop_duplicates(subset=["index", "check"] if "check" in cases else ["index"])
+        if "check" not in cases:
+            return cases.drop_duplicates(subset=["index"])
+        # a column check fails once per column; a row rule (DataFrameSchema) is listed once per row
+        row_level = cases["schema_context"].eq("DataFrameSchema") if "schema_context" in cases else False
+        subset_cols = cases.assign(column=cases["column"].where(~row_level, None))
+        keep = ~subset_cols.duplicated(subset=["index", "column", "check"])
+        return cases[keep.to_numpy()]
     return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
 
 

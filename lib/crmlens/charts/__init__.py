@@ -5,10 +5,12 @@ consistent theme. Every builder is called `plot_*`, takes a frame and returns a 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import plotly.graph_objects as go
-import plotly.io as pio
+
+if TYPE_CHECKING:  # plotly loads with the first figure, not with the notebook's imports
+    import plotly.graph_objects as go
 
 TEMPLATE_NAME = "crmlens"
 #: Our colours: actual, comparison (previous / last year), target, good, bad, then categorical.
@@ -24,7 +26,14 @@ CATEGORICAL = ["#1f4e79", "#e07b00", "#2e7d32", "#8e24aa", "#00838f", "#c62828",
 FIGURE_WIDTH = 900  # fixed width so that PDF/PPTX exports lay out the same as the screen
 
 
-def _register_template() -> None:
+def register_template() -> None:
+    """Register our plotly template as `TEMPLATE_NAME` (once; imports plotly). Every builder's figure uses it,
+    and the notebooks' `setup()` makes it plotly's default."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    if TEMPLATE_NAME in pio.templates:
+        return
     template = go.layout.Template(pio.templates["plotly_white"])
     template.layout.colorway = CATEGORICAL
     template.layout.font = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13, "color": "#222"}
@@ -35,16 +44,16 @@ def _register_template() -> None:
     pio.templates[TEMPLATE_NAME] = template
 
 
-_register_template()
-
-
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    register_template()
     fig.update_layout(template=TEMPLATE_NAME, title=title, width=FIGURE_WIDTH, height=height)
     return fig
 
 
 def plot_funnel(frame: pd.DataFrame, *, step: str = "step", count: str = "count", title: str = "Funnel") -> go.Figure:
     """A funnel: one bar per step with its count and the share of the first step."""
+    import plotly.graph_objects as go
+
     fig = go.Figure(go.Funnel(y=frame[step], x=frame[count], textinfo="value+percent initial+percent previous",
                               marker={"color": COLORS["actual"]}))
     return _layout(fig, title)
@@ -53,6 +62,8 @@ def plot_funnel(frame: pd.DataFrame, *, step: str = "step", count: str = "count"
 def plot_trend(frame: pd.DataFrame, *, x: str, series: dict[str, str], title: str, y_title: str = "",
                kinds: dict[str, str] | None = None) -> go.Figure:
     """Lines (or bars) over time: `series` maps column → legend name; `kinds` maps column → 'bar'|'line'|'dash'."""
+    import plotly.graph_objects as go
+
     kinds = kinds or {}
     fig = go.Figure()
     palette = [COLORS["actual"], COLORS["target"], COLORS["comparison"], *CATEGORICAL[3:]]
@@ -71,6 +82,8 @@ def plot_trend(frame: pd.DataFrame, *, x: str, series: dict[str, str], title: st
 def plot_ranking(frame: pd.DataFrame, *, label: str, value: str, title: str, highlight: Sequence[str] = (),
                  value_format: str = ",.0f") -> go.Figure:
     """Horizontal bars sorted by value; labels in `highlight` are drawn in the 'bad' colour."""
+    import plotly.graph_objects as go
+
     ordered = frame.sort_values(value)
     colors = [COLORS["bad"] if lab in set(highlight) else COLORS["actual"] for lab in ordered[label]]
     fig = go.Figure(go.Bar(x=ordered[value], y=ordered[label].astype(str), orientation="h", marker_color=colors,
@@ -81,6 +94,8 @@ def plot_ranking(frame: pd.DataFrame, *, label: str, value: str, title: str, hig
 def plot_grouped_bars(frame: pd.DataFrame, *, x: str, columns: dict[str, str], title: str, y_title: str = "",
                       percent: bool = False) -> go.Figure:
     """Bars grouped by `x`, one series per column (`columns` maps column → legend name)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for col, name in columns.items():
         fig.add_bar(x=frame[x].astype(str), y=frame[col], name=name)

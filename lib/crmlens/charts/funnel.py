@@ -3,11 +3,15 @@ here: at most a reshape or a filter of rows to draw)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
-import plotly.graph_objects as go
 
 from crmlens.charts import CATEGORICAL, COLORS, _layout, plot_ranking, plot_trend
 from crmlens.metrics.funnel import DIMENSION_WORDS, TRANSITION_LABELS, TRANSITIONS, Bottleneck
+
+if TYPE_CHECKING:  # plotly loads with the first figure, not with the notebook's imports
+    import plotly.graph_objects as go
 
 _PERIOD_COLORS = [COLORS["actual"], COLORS["comparison"], "#cfd8e3"]
 
@@ -15,6 +19,8 @@ _PERIOD_COLORS = [COLORS["actual"], COLORS["comparison"], "#cfd8e3"]
 def plot_lead_funnel(frame: pd.DataFrame, *, title: str = "Lead funnel") -> go.Figure:
     """The lead funnel of one or several periods (a `lead_funnel` or `lead_funnel_periods` frame): one funnel
     per period, side by side, with each step's count and its share of the previous step."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     periods = frame["period"].drop_duplicates().tolist() if "period" in frame.columns else [None]
     for i, period in enumerate(periods):
@@ -28,6 +34,8 @@ def plot_lead_funnel(frame: pd.DataFrame, *, title: str = "Lead funnel") -> go.F
 def plot_peer_ratios(frame: pd.DataFrame, *, title: str = "Step rate vs peers (1 = the peers' median)") -> go.Figure:
     """Heat map of a `compare_steps` frame: one row per group, one column per step, coloured by the ratio to
     the peers' median (red below 1, green above), with the group's rate written in each cell."""
+    import plotly.graph_objects as go
+
     steps = [s for s in TRANSITIONS if s in set(frame["step"])]
     ratios = frame.pivot(index="group", columns="step", values="ratio").reindex(columns=steps)
     rates = frame.pivot(index="group", columns="step", values="rate").reindex(index=ratios.index, columns=steps)
@@ -44,6 +52,8 @@ def plot_step_comparison(frame: pd.DataFrame, bottleneck: Bottleneck | None = No
                          title: str | None = None) -> go.Figure:
     """Bars of each group's rate for one step of a `compare_steps` frame (the bottleneck's step by default),
     the bottleneck's group in red, and the peers' median as a dashed line."""
+    import plotly.graph_objects as go
+
     step = step or (bottleneck.step if bottleneck is not None and bottleneck.kind == "conversion" else None) \
         or "sql_to_opportunity"
     part = frame[frame["step"] == step].sort_values("rate")
@@ -72,6 +82,8 @@ def plot_conversion_trend(frame: pd.DataFrame, *, title: str = "Conversion by le
 def plot_rate_by_group_trend(frame: pd.DataFrame, *, by: str, rate: str, title: str) -> go.Figure:
     """One line per value of `by` of a `conversion_trend(..., by=...)` or `win_rate_trend(..., by=...)`
     frame, for the column `rate`."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for i, (group, part) in enumerate(frame.groupby(by, sort=True)):
         fig.add_scatter(x=part["period"], y=part[rate], name=str(group), mode="lines+markers",
@@ -82,6 +94,8 @@ def plot_rate_by_group_trend(frame: pd.DataFrame, *, by: str, rate: str, title: 
 
 def plot_stage_days(frame: pd.DataFrame, *, title: str = "Median days in each stage") -> go.Figure:
     """Bars of a `stage_days` frame in stage order: median days, with the number of stage exits on hover."""
+    import plotly.graph_objects as go
+
     fig = go.Figure(go.Bar(x=frame["stage"], y=frame["median_days"], marker_color=COLORS["actual"],
                            customdata=frame["n_entries"], texttemplate="%{y:.0f} d", textposition="outside",
                            hovertemplate="%{x}: %{y:.1f} days (median of %{customdata} exits)<extra></extra>"))
@@ -92,6 +106,8 @@ def plot_stage_days(frame: pd.DataFrame, *, title: str = "Median days in each st
 def plot_opportunity_stages(frame: pd.DataFrame, *, title: str = "Opportunities by stage") -> go.Figure:
     """Bars of an `opportunity_funnel` frame in the source's stage order; the last two (won, lost) coloured
     good / bad; the amount on hover."""
+    import plotly.graph_objects as go
+
     n = len(frame)
     colors = [COLORS["actual"]] * max(n - 2, 0) + [COLORS["good"], COLORS["bad"]][: min(n, 2)]
     fig = go.Figure(go.Bar(x=frame["stage"], y=frame["n_opportunities"], marker_color=colors,
@@ -103,6 +119,8 @@ def plot_opportunity_stages(frame: pd.DataFrame, *, title: str = "Opportunities 
 
 def plot_stage_reach(frame: pd.DataFrame, *, title: str = "How far new opportunities got") -> go.Figure:
     """A funnel of a `stage_reach` frame: opportunities that reached each stage."""
+    import plotly.graph_objects as go
+
     fig = go.Figure(go.Funnel(y=frame["stage"], x=frame["n_reached"], textinfo="value+percent previous",
                               marker={"color": COLORS["actual"]}))
     return _layout(fig, title)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
-import plotly.graph_objects as go
 
 from crmlens.charts import CATEGORICAL, COLORS, _layout, plot_trend
+
+if TYPE_CHECKING:  # plotly loads with the first figure, not with the notebook's imports
+    import plotly.graph_objects as go
 
 
 def plot_attainment(frame: pd.DataFrame, *, title: str = "Target attainment") -> go.Figure:
     """Horizontal bars of `attainment_rate` per `name` (a `target_attainment` result): green when on track,
     red when behind, with a dashed line at the share of the period elapsed."""
+    import plotly.graph_objects as go
+
     rated = frame.dropna(subset=["attainment_rate"]).sort_values("attainment_rate")
     on_track = rated["is_on_track"].fillna(False).astype(bool)
     colors = [COLORS["good"] if ok else COLORS["bad"] for ok in on_track]
@@ -39,6 +45,8 @@ def plot_bookings_trend(frame: pd.DataFrame, *, title: str = "Bookings") -> go.F
 def plot_segment_lines(frame: pd.DataFrame, *, value: str, title: str, x: str = "period", group: str = "name",
                        y_title: str = "") -> go.Figure:
     """One line per segment over time, from a long frame (`deal_size_trend`, `sales_cycle_trend`)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for i, (name, rows) in enumerate(frame.groupby(group, sort=True)):
         fig.add_scatter(x=rows[x], y=rows[value], name=str(name), mode="lines+markers",
@@ -50,6 +58,8 @@ def plot_segment_lines(frame: pd.DataFrame, *, value: str, title: str, x: str = 
 
 def plot_cycle(frame: pd.DataFrame, *, title: str = "Sales cycle (days from creation to win)") -> go.Figure:
     """Median sales cycle per segment with its middle half (p25–p75) as an error bar (a `sales_cycle` result)."""
+    import plotly.graph_objects as go
+
     ordered = frame.sort_values("median_cycle_days")
     fig = go.Figure(go.Bar(
         x=ordered["median_cycle_days"], y=ordered["name"].astype(str), orientation="h",
@@ -66,6 +76,8 @@ def plot_cycle(frame: pd.DataFrame, *, title: str = "Sales cycle (days from crea
 def plot_collections(frame: pd.DataFrame, *, title: str = "Contracts, invoices and payments") -> go.Figure:
     """Contract, invoiced and paid amounts per bucket (bars) and the collection rate (line, right axis), from
     a `collections_trend` result."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     bars = {"contract_amount": ("signed", COLORS["actual"]), "invoiced_amount": ("invoiced", COLORS["comparison"]),
             "payments_amount": ("collected", COLORS["good"])}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from crmlens.charts import CATEGORICAL, COLORS, _layout, plot_ranking, plot_treemap
+
+if TYPE_CHECKING:  # plotly loads with the first figure, not with the notebook's imports
+    import plotly.graph_objects as go
 
 _PATH = ("region_id", "country", "province", "city")
 
@@ -16,6 +19,8 @@ def plot_geography_treemap(frame: pd.DataFrame, *, value: str = "bookings_amount
                            color: str | None = None) -> go.Figure:
     """Treemap of a `geography` frame over its path columns (region → … → its level), sized by `value`;
     places with nothing to show (value ≤ 0) are left out, as a treemap cannot draw them."""
+    import plotly.graph_objects as go
+
     path = [c for c in _PATH if c in frame.columns]
     shown = frame[frame[value] > 0]
     if shown.empty:
@@ -37,6 +42,8 @@ def plot_leaderboard(frame: pd.DataFrame, *, metric: str, title: str, top: int =
 def plot_activity_mix(frame: pd.DataFrame, *, label: str = "name", title: str = "Activities per rep, by type",
                       types: Sequence[str] | None = None) -> go.Figure:
     """Stacked bars of an `activities_per_rep` frame: one bar per group, one segment per activity type."""
+    import plotly.graph_objects as go
+
     columns = [c for c in frame.columns if c.endswith("_per_rep") and c != "activities_per_rep"]
     if types is not None:
         columns = [f"{t}_per_rep" for t in types if f"{t}_per_rep" in frame.columns]
@@ -61,6 +68,8 @@ def plot_forgotten(frame: pd.DataFrame, *, title: str = "Share of owned accounts
 
 def plot_market_share(frame: pd.DataFrame, *, title: str = "Bookings vs market size by region") -> go.Figure:
     """Bars of bookings and market size per region (a region-level `geography` frame), share as text."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     fig.add_bar(x=frame["region_id"], y=frame["market_size_amount"], name="market size",
                 marker_color=COLORS["comparison"])

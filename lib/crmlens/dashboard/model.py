@@ -9,8 +9,9 @@ filtered by product line, team and segment (`crmlens.dashboard.state.apply_filte
 tile function takes a View as it takes a slice; `tests/unit/dashboard/test_model.py` checks that a View's KPIs
 equal `open_slice`'s for the same parameters.
 
-Rows are validated exactly as `open_slice` validates them (`crmlens.validate.validate_table`, with the data's
-as-of date as "now"); rejected rows are counted per table in `DashboardData.rejected`.
+Rows come from the validated store exactly as `open_slice` reads them (`crmlens.store`: the source is validated
+once per version, in the engine, by whoever asks first), with the data's as-of date as "now"; rejected rows are
+counted per table in `DashboardData.rejected`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from crmlens.errors import ParameterError
 from crmlens.params import Params
 from crmlens.periods import Period, previous_period, same_period_last_year, shift_period
 from crmlens.schema import SCHEMA, Table, load_order
-from crmlens.validate import ValidationReport, parent_key_lookup, validate_table
+from crmlens.validate import ValidationReport
 
 #: Fact tables a dashboard loads unless told otherwise (dimension tables are always loaded).
 DEFAULT_FACT_TABLES: tuple[str, ...] = ("opportunities", "leads", "activities")
@@ -197,26 +198,23 @@ class DashboardData:
 
 
     def _validate(self, con: Any, wanted: set[str]) -> None:
-        """Load and validate every table to hold, as `open_slice` validates them (the data's as-of as "now")."""
+        """Read every table to hold from the validated store (`crmlens.store`: the source is validated once per
+        version, whoever asks first), as `open_slice` reads it, with the data's as-of as "now"."""
+        from crmlens.store import ensure_validated
+
+        store = ensure_validated(con)
         self.frames: dict[str, pd.DataFrame] = {}
         self.rejected: dict[str, int] = {}
         self.report = ValidationReport(source=self.info.source)
-        dims: dict[str, Any] = {}
-        engine_keys = data._key_lookup(con, {})
-        parent_keys = parent_key_lookup(dims, engine_keys)
         for name in load_order():
             table = SCHEMA[name]
             if name not in self.info.tables or (table.kind != "dimension" and name not in wanted):
                 continue
-            if table.kind == "dimension":
-                result = data._validated_dimension(con, name, self.as_of, parent_keys)
-                dims[name] = result
-            else:
-                result = validate_table(name, data.load_table(con, name), vocab=self.info.vocabulary,
-                                        as_of=self.as_of, parent_keys=parent_keys)
-            self.frames[name] = result.accepted
-            self.rejected[name] = len(result.rejected)
-            self.report.tables[name] = result.report
+            frame = store.read(name, as_of=self.as_of)
+            rep = store.table_report(name, as_of=self.as_of, accepted_rows=len(frame))
+            self.frames[name] = frame
+            self.rejected[name] = rep.rejected
+            self.report.tables[name] = rep
 
     @classmethod
     def load(cls, source: str = "demo", mapping: str | None = None, **kwargs: Any) -> DashboardData:

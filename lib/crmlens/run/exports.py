@@ -33,13 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nbformat
 import pandas as pd
 
 from crmlens import atomic
 from crmlens.errors import ParameterError, RunError
+
+if TYPE_CHECKING:  # nbformat imports jsonschema's format checkers (~2 s): loaded when a notebook is read
+    import nbformat
 
 #: The export formats, in the order they are written (the PDF is printed from the HTML).
 FORMATS: tuple[str, ...] = ("html", "xlsx", "pptx", "pdf")
@@ -106,6 +108,8 @@ class KeyChart:
 
 def load_analysis(path: str | Path) -> Analysis:
     """Read an executed notebook; a file that cannot be read is a RunError naming it."""
+    import nbformat
+
     path = Path(path)
     try:
         nb = nbformat.read(path, as_version=4)
@@ -370,6 +374,8 @@ def figure_html(figure: Mapping[str, Any]) -> str:
 
 def _report_outputs(outputs: list[Any]) -> list[Any]:
     """The outputs as the report shows them: figures re-drawn without plotly.js, loaders and stderr dropped."""
+    import nbformat
+
     kept = []
     for output in outputs:
         kind = output.get("output_type")
@@ -390,6 +396,8 @@ def _report_outputs(outputs: list[Any]) -> list[Any]:
 def report_notebook(analyses: list[Analysis], title: str, region: str) -> nbformat.NotebookNode:
     """One notebook holding every analysis: a title and contents cell, then per analysis a heading cell and its
     cells (outputs prepared for the report)."""
+    import nbformat
+
     merged = nbformat.v4.new_notebook()
     merged.metadata["title"] = title
     if analyses:

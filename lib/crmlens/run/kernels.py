@@ -28,7 +28,8 @@ RESET_CODE = ("get_ipython().run_line_magic('reset', '-f')\n"
               "get_ipython().execution_count = 1")
 WARM_CODE = ("import pandas, numpy, ibis, ibis.backends.duckdb, plotly.graph_objects, plotly.io, nbformat\n"
              "import plotly.io._renderers  # imports jsonschema's format checkers: 3-4 s\n"
-             "import crmlens.notebook, crmlens.charts, crmlens.metrics, crmlens.kpis, crmlens.data")
+             "import crmlens.notebook, crmlens.charts, crmlens.metrics, crmlens.kpis, crmlens.data\n"
+             "crmlens.charts.register_template()  # builds plotly's figure classes (the charts load plotly lazily)")
 
 
 def _run_sync(fn: Any) -> Any:

@@ -1,0 +1,214 @@
+"""The UCI "Online Retail" export through params/sources/uci_online_retail.yaml, checked against an
+independent pandas reading of the raw .csv.gz: rows loaded, accepted and rejected per table, every
+rejection reason (table, column, rule and the very source lines), and the accepted contracts' total amount.
+
+The expected problems are derived here, in pandas, from the rules of `crmlens.schema` (required, type,
+minimum/maximum, allowed values, not in the future, duplicate keys, foreign keys to the accepted parent
+rows), not by calling the validator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmlens import data, paths
+from crmlens.schema import SCHEMA
+
+UCI_DIR = paths.PROJECT_ROOT.parent / "shared" / "data" / "uci_online_retail"
+UCI_FILE = UCI_DIR / "online_retail.csv.gz"
+UCI_MAPPING = paths.SOURCES_DIR / "uci_online_retail.yaml"
+AS_OF = pd.Timestamp("2012-01-01")
+TABLES = ["regions", "reps", "products", "accounts", "contracts"]
+N_LINES = 541_909
+PLACEHOLDER_REP = "online_store"
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def uci_dir() -> Path:
+    if not UCI_FILE.is_file():
+        pytest.skip(f"the UCI Online Retail export is not at {UCI_FILE} (shared/data must sit beside the project)")
+    return UCI_DIR
+
+
+# ------------------------------------------------------------------------------ the pandas side
+
+def read_raw() -> pd.DataFrame:
+    """The export as text, empty fields missing (no other word means "missing"), with each row's line."""
+    raw = pd.read_csv(UCI_FILE, dtype=str, keep_default_na=False, na_values=[""])
+    raw = raw.apply(lambda s: s.str.strip()).replace("", np.nan)
+    raw["_source_row"] = np.arange(len(raw)) + 2  # line 1 is the header
+    return raw
+
+
+def canonical_frames(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """What the mapping means, written in pandas: the canonical tables, typed."""
+    country = raw["Country"]
+    regions = pd.DataFrame({"region_id": country, "name": country, "country": country}).drop_duplicates()
+    reps = pd.DataFrame({"rep_id": [PLACEHOLDER_REP], "name": ["Online store"], "region_id": ["United Kingdom"],
+                         "is_active": [True]})
+    description = raw.groupby("StockCode", sort=False)["Description"].first()  # first non-empty one
+    products = pd.DataFrame({
+        "product_id": description.index,
+        "name": description.fillna(description.index.to_series()).to_numpy(),  # none at all: the code
+        "product_line": "any",  # required and always set by the mapping; its values are not a rule
+    })
+    first_country = raw.groupby("CustomerID", dropna=False, sort=False)["Country"].first()
+    accounts = pd.DataFrame({"account_id": first_country.index, "name": first_country.index,
+                             "region_id": first_country.to_numpy(),
+                             "created_at": pd.to_datetime(
+                                 raw.groupby("CustomerID", dropna=False, sort=False)["InvoiceDate"].min()
+                                 .reindex(first_country.index).to_numpy(), format="ISO8601")})
+    quantity = pd.to_numeric(raw["Quantity"], errors="coerce")
+    contracts = pd.DataFrame({
+        "contract_id": raw["InvoiceNo"] + "-" + raw["_source_row"].astype(str),
+        "account_id": raw["CustomerID"],
+        "product_id": raw["StockCode"],
+        "owner_rep_id": PLACEHOLDER_REP,
+        "region_id": country,
+        "signed_at": pd.to_datetime(raw["InvoiceDate"], format="ISO8601", errors="coerce"),
+        "quantity": quantity,
+        "amount": quantity * pd.to_numeric(raw["UnitPrice"], errors="coerce"),
+        "_source_row": raw["_source_row"],
+        "_quantity_text": raw["Quantity"],
+        "_date_text": raw["InvoiceDate"],
+    })
+    return {"regions": regions, "reps": reps, "products": products, "accounts": accounts, "contracts": contracts}
+
+
+def expected_problems(name: str, frame: pd.DataFrame, accepted: dict[str, pd.DataFrame]) -> dict[tuple, pd.Index]:
+    """(column, rule, severity) → the frame's rows that break it, from the rules of `crmlens.schema`."""
+    table = SCHEMA[name]
+    found: dict[tuple, pd.Index] = {}
+
+    def add(column: str | None, rule: str, mask: pd.Series, severity: str = "reject") -> None:
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            found[(column, rule, severity)] = frame.index[mask.to_numpy()]
+
+    for col in table.columns:
+        if col.name not in frame:
+            continue
+        values = frame[col.name]
+        unreadable = pd.Series(False, index=frame.index)
+        if name == "contracts" and col.name == "quantity":  # text that is not a whole number
+            unreadable = frame["_quantity_text"].notna() & (values.isna() | (values % 1 != 0))
+        if name == "contracts" and col.name == "signed_at":
+            unreadable = frame["_date_text"].notna() & values.isna()
+        add(col.name, "wrong_type", unreadable)
+        if not col.nullable:
+            add(col.name, "not_null", values.isna() & ~unreadable)
+        if col.allowed is not None:
+            add(col.name, "allowed_values", values.notna() & ~values.isin(list(col.allowed)))
+        if col.min is not None:
+            add(col.name, "min", values < col.min)
+        if col.max is not None:
+            add(col.name, "max", values > col.max)
+        if col.not_future:
+            add(col.name, "not_in_future", values > AS_OF)
+        if col.references:
+            parent, parent_col = col.references.split(".")
+            if parent in accepted:  # checked against the parent's accepted rows
+                add(col.name, "foreign_key", values.notna() & ~values.isin(set(accepted[parent][parent_col])))
+        if col.warn_if_null:
+            add(col.name, "missing_value", values.isna(), severity="warn")
+    key = list(table.key)
+    add(",".join(key), "duplicate_key", frame.duplicated(subset=key) & frame[key].notna().all(axis=1))
+    return found
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, dict]:
+    """Per table: the canonical frame, its problems, the rejected rows and the accepted rows (pandas)."""
+    frames = canonical_frames(read_raw())
+    accepted_rows: dict[str, pd.DataFrame] = {}
+    out = {}
+    for name in TABLES:  # parents before children, as validation goes
+        frame = frames[name].reset_index(drop=True)
+        problems = expected_problems(name, frame, accepted_rows)
+        rejected = pd.Series(False, index=frame.index)
+        for (_, _, severity), rows in problems.items():
+            if severity == "reject":
+                rejected.loc[rows] = True
+        accepted = frame[~rejected]
+        accepted_rows[name] = accepted
+        out[name] = {"frame": frame, "problems": problems, "rejected": rejected, "accepted": accepted}
+    return out
+
+
+# ----------------------------------------------------------------------------- the project side
+
+@pytest.fixture(scope="module")
+def uci_con(uci_dir):
+    return data.connect(uci_dir, UCI_MAPPING)
+
+
+@pytest.fixture(scope="module")
+def validated(uci_con):
+    out = data.validate_source(uci_con, as_of=AS_OF, tables=TABLES)
+    results, report = out if isinstance(out, tuple) else (None, out)
+    return results, report
+
+
+def test_mapping_loads_every_line_of_the_gz_file(uci_con):
+    assert uci_con.table("contracts").count().execute() == N_LINES
+    distinct_ids = uci_con.table("contracts").contract_id.nunique().execute()
+    assert distinct_ids == N_LINES, "contract_id must be unique: invoice number + line in the file"
+
+
+def test_validation_accepts_and_rejects_what_pandas_says(uci_con, validated, expected):
+    results, report = validated
+    problems = report.problems
+    mismatches: list[str] = []
+
+    for name in TABLES:
+        exp = expected[name]
+        got = report.tables[name]
+        want = (len(exp["frame"]), int((~exp["rejected"]).sum()), int(exp["rejected"].sum()))
+        if (got.loaded, got.accepted, got.rejected) != want:
+            mismatches.append(f"{name}: loaded/accepted/rejected {(got.loaded, got.accepted, got.rejected)} "
+                              f"!= pandas {want}")
+        mine = problems[problems["table"] == name].fillna({"column": ""})
+        counts = mine.groupby(["column", "rule", "severity"]).size().to_dict()
+        want_counts = {(c or "", r, s): len(rows) for (c, r, s), rows in exp["problems"].items()}
+        for reason in sorted(set(counts) | set(want_counts)):
+            if counts.get(reason, 0) != want_counts.get(reason, 0):
+                mismatches.append(f"{name} {reason}: {counts.get(reason, 0):,} problem rows != pandas "
+                                  f"{want_counts.get(reason, 0):,}")
+        if name == "contracts":  # the very lines of the file, per reason
+            for (column, rule, severity), rows in exp["problems"].items():
+                want_lines = set(exp["frame"].loc[rows, "_source_row"].astype(int))
+                sel = mine[(mine["column"] == (column or "")) & (mine["rule"] == rule) & (mine["severity"] == severity)]
+                got_lines = set(sel["source_row"].dropna().astype(int))
+                if got_lines != want_lines:
+                    mismatches.append(f"contracts {column} [{rule}]: lines differ, e.g. only in the report "
+                                      f"{sorted(got_lines - want_lines)[:5]}, only in pandas "
+                                      f"{sorted(want_lines - got_lines)[:5]}")
+
+    contracts = expected["contracts"]
+    want_amount = float(contracts["accepted"]["amount"].sum())
+    if results is not None:
+        got_amount = float(results["contracts"].accepted["amount"].sum())
+    else:  # a report only: the accepted rows are those no rejection names
+        bad = problems[(problems["table"] == "contracts") & (problems["severity"] == "reject")]["source_row"]
+        t = uci_con.table("contracts")
+        got_amount = float(t.filter(~t["_source_row"].isin(bad.dropna().astype(int).tolist())).amount.sum().execute())
+    if got_amount != pytest.approx(want_amount, rel=1e-9):
+        mismatches.append(f"accepted contracts' amount {got_amount:,.2f} != pandas {want_amount:,.2f}")
+
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_the_known_problems_are_rejected_with_their_reason(expected):
+    """The pandas side itself finds what ../shared/data/README.md says the export holds."""
+    problems = expected["contracts"]["problems"]
+    assert len(problems[("account_id", "not_null", "reject")]) == 135_080
+    cancellations = expected["contracts"]["frame"]["contract_id"].str.startswith("C")
+    assert cancellations.sum() == 9_288
+    rejected = expected["contracts"]["rejected"]
+    assert rejected[cancellations].all(), "every cancellation line is rejected"
