@@ -29,6 +29,7 @@ KPI_MIMETYPE = "application/vnd.crmlens.kpis+json"
 
 def setup() -> None:
     """Display settings for notebooks, papermill and Voila (plotly charts survive HTML export)."""
+    skip_iri_grammar()
     import plotly.io as pio
 
     from crmlens import charts
@@ -40,6 +41,21 @@ def setup() -> None:
     pd.set_option("display.width", 160)
     pd.set_option("display.float_format", lambda v: f"{v:,.4g}" if abs(v) < 1 else f"{v:,.2f}")
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def skip_iri_grammar() -> None:
+    """Keep jsonschema from compiling its RFC 3987 (IRI) grammar in an analysis kernel.
+
+    plotly's renderers import nbformat, which imports jsonschema; jsonschema registers an "iri" format checker
+    when the optional package ``rfc3987-syntax`` is installed (Jupyter's event schemas ask for it) and builds
+    that checker's Lark grammar at import: ~2.5 s of every kernel's start, for a format no notebook checks.
+    Marking the module as absent (before jsonschema is imported) makes jsonschema skip it, as it does when the
+    package is not installed. Jupyter's own processes are unaffected.
+    """
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def parameters_cell_source() -> str:

@@ -42,7 +42,10 @@ def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / f"voila-{name}.log"
-    return VoilaServer(pool_size=pool_size, source=source, mapping=mapping, log_path=log).start()
+    # no pause before a refilling kernel's imports and no preheated views: tests open one page at a time and
+    # check what it shows (which views a kernel preheats is unit-tested); each refill is then seconds, not ~20 s
+    quick = {"CRMLENS_DASHBOARD_PREHEAT_DELAY": "0", "CRMLENS_DASHBOARD_WARM": "0"}
+    return VoilaServer(pool_size=pool_size, source=source, mapping=mapping, log_path=log, extra_env=quick).start()
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def execute(path: Path, out: Path, parameters: dict) -> nbformat.NotebookNode:
     import papermill
 
     papermill.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="crmlens",
+                               request_save_on_cell_execute=False,
                                cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False, log_output=False)
     return load(out)
 

@@ -142,7 +142,7 @@ def region_dir(tmp_path_factory, tiny_demo) -> Path:
         papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(out / PERIOD / f"{name}.ipynb"),
                                    parameters={"source": str(tiny_demo), "region": REGION, "period": PERIOD},
                                    kernel_name="crmlens", cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
-                                   log_output=False)
+                                   log_output=False, request_save_on_cell_execute=False)
 
     (out / PERIOD).mkdir(parents=True)
     with ThreadPoolExecutor(2) as pool:
