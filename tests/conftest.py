@@ -109,37 +109,33 @@ def postgres_demo(postgres_server, tiny_demo) -> str:
     return url
 
 
-@pytest.fixture(scope="session", autouse=True)
-def validated_store(tmp_path_factory):
-    """Validated sources (crmlens.store) go to a temporary folder for the session, never to outputs/; the
-    kernels and servers the tests start inherit it."""
+def _env_folder(tmp_path_factory, name: str, env: str):
+    """A temporary folder named by environment variable `env` for the session (inherited by the kernels and
+    servers the tests start), the variable restored afterwards."""
     import os
 
-    from crmlens.store import STORE_DIR_ENV
-
-    folder = tmp_path_factory.mktemp("store")
-    before = os.environ.get(STORE_DIR_ENV)
-    os.environ[STORE_DIR_ENV] = str(folder)
+    folder = tmp_path_factory.mktemp(name)
+    before = os.environ.get(env)
+    os.environ[env] = str(folder)
     yield folder
     if before is None:
-        os.environ.pop(STORE_DIR_ENV, None)
+        os.environ.pop(env, None)
     else:
-        os.environ[STORE_DIR_ENV] = before
+        os.environ[env] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def validated_store(tmp_path_factory):
+    """Validated sources (crmlens.store) go to a temporary folder for the session, never to outputs/."""
+    from crmlens.store import STORE_DIR_ENV
+
+    yield from _env_folder(tmp_path_factory, "store", STORE_DIR_ENV)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def dashboard_cache(tmp_path_factory):
     """Dashboards built by the tests (and the Voila servers they start) share results in a temporary folder,
     never in the project's outputs/."""
-    import os
-
     from crmlens.dashboard.model import CACHE_ENV
 
-    folder = tmp_path_factory.mktemp("dashboard_cache")
-    before = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(folder)
-    yield folder
-    if before is None:
-        os.environ.pop(CACHE_ENV, None)
-    else:
-        os.environ[CACHE_ENV] = before
+    yield from _env_folder(tmp_path_factory, "dashboard_cache", CACHE_ENV)

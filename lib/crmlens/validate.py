@@ -379,20 +379,9 @@ def validate_table(
     problems = _Problems(table, raw, keys)
     report = TableReport(table=name, loaded=len(raw))
 
-    extra = [c for c in raw.columns if c not in table.column_names and c != SOURCE_ROW]
-    if extra:
-        report.notes.append(f"ignored columns not in the model: {', '.join(map(str, extra))}")
-
-    missing_required = [c.name for c in table.columns if c.name not in raw and not c.nullable]
-    missing_optional = [c.name for c in table.columns if c.name not in raw and c.nullable]
-    if missing_optional:
-        report.notes.append(f"optional columns absent from the source, left empty: {', '.join(missing_optional)}")
+    missing_required = check_columns(table, list(raw.columns), report)
     if missing_required:
-        expected = ", ".join(table.column_names)
-        for col in missing_required:
-            problems.add(raw.index, col, "missing_column",
-                         f"required column {col!r} is missing (table {name} needs: {expected})",
-                         values=pd.Series(None, index=raw.index, dtype=object))
+        add_missing_column_problems(problems, table, missing_required)
         report.status = "unusable"
         return _finish(table, raw, raw.iloc[0:0], problems, report)
 
@@ -413,16 +402,9 @@ def validate_table(
     for (column, check), group in failures.groupby(["column", "check"], dropna=False, sort=False):
         idx = [int(i) for i in group["index"]]
         col = None if pd.isna(column) else str(column)
-        rule, explain = _explain_check(table, str(check), col, vocab, str(as_of))
-        if rule == "not_null":
+        if check == "not_nullable":
             idx = [i for i in idx if (col, i) not in problems.unreadable]
-        if rule.startswith("row:"):
-            cols = next(r.columns for r in table.rules if r.name == rule[4:])
-            shown = typed.loc[idx, list(cols)].astype("string").fillna("empty")
-            values = shown.apply(lambda r: ", ".join(f"{c}={v}" for c, v in r.items()), axis=1)
-            problems.add(idx, None, rule[4:], explain, values=values)
-        else:
-            problems.add(idx, col, rule, explain, values=typed.get(col, None))
+        add_check_problems(problems, table, vocab, str(check), col, idx, typed, str(as_of))
 
     # key checks
     key_blank = typed[list(table.key)].isna().any(axis=1)
@@ -457,6 +439,41 @@ def validate_table(
     if SOURCE_ROW in raw:
         accepted = accepted.assign(**{SOURCE_ROW: raw.loc[accepted.index, SOURCE_ROW].astype("Int64")})
     return _finish(table, raw, accepted.reset_index(drop=True), problems, report)
+
+
+def check_columns(table: Table, columns: list[str], report: TableReport) -> list[str]:
+    """Note the columns outside the model (ignored) and the optional ones the source lacks (left empty);
+    return the required columns it lacks (which make the table unusable)."""
+    extra = [c for c in columns if c not in table.column_names and c != SOURCE_ROW]
+    if extra:
+        report.notes.append(f"ignored columns not in the model: {', '.join(map(str, extra))}")
+    missing_optional = [c.name for c in table.columns if c.name not in columns and c.nullable]
+    if missing_optional:
+        report.notes.append(f"optional columns absent from the source, left empty: {', '.join(missing_optional)}")
+    return [c.name for c in table.columns if c.name not in columns and not c.nullable]
+
+
+def add_missing_column_problems(problems: _Problems, table: Table, missing: list[str]) -> None:
+    """Every row rejected for each missing required column (the table is unusable)."""
+    expected = ", ".join(table.column_names)
+    for col in missing:
+        problems.add(problems.raw.index, col, "missing_column",
+                     f"required column {col!r} is missing (table {table.name} needs: {expected})",
+                     values=pd.Series(None, index=problems.raw.index, dtype=object))
+
+
+def add_check_problems(problems: _Problems, table: Table, vocab: Vocabulary, check: str, column: str | None,
+                       idx: Iterable[int], typed: pd.DataFrame, as_of_text: str = "") -> None:
+    """The problem rows of one failed check (a column check, or a row rule showing its columns' values)."""
+    idx = list(idx)
+    rule, explain = _explain_check(table, check, column, vocab, as_of_text)
+    if rule.startswith("row:"):
+        cols = next(r.columns for r in table.rules if r.name == rule[4:])
+        shown = typed.loc[idx, list(cols)].astype("string").fillna("empty")
+        values = shown.apply(lambda r: ", ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+        problems.add(idx, None, rule[4:], explain, values=values)
+    else:
+        problems.add(idx, column, rule, explain, values=typed.get(column, None))
 
 
 def _first_source_rows(raw: pd.DataFrame, typed: pd.DataFrame, table: Table) -> dict[str, str]:

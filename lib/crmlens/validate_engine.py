@@ -37,9 +37,11 @@ from crmlens.validate import (
     SOURCE_ROW,
     TRUE_WORDS,
     TableReport,
-    _explain_check,
     _Problems,
     _row_keys,
+    add_check_problems,
+    add_missing_column_problems,
+    check_columns,
 )
 
 #: Meta columns of the store.
@@ -257,13 +259,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
                 if r[0] != RID]
     raw_types = dict(raw_cols)
     report = TableReport(table=name)
-    extra = [c for c, _ in raw_cols if c not in table.column_names and c != SOURCE_ROW]
-    if extra:
-        report.notes.append(f"ignored columns not in the model: {', '.join(map(str, extra))}")
-    missing_required = [c.name for c in table.columns if c.name not in raw_types and not c.nullable]
-    missing_optional = [c.name for c in table.columns if c.name not in raw_types and c.nullable]
-    if missing_optional:
-        report.notes.append(f"optional columns absent from the source, left empty: {', '.join(missing_optional)}")
+    missing_required = check_columns(table, [c for c, _ in raw_cols], report)
     accepted_path = out_dir / "accepted" / f"{name}.parquet"
     rejected_path = out_dir / "rejected" / f"{name}.parquet"
     accepted_path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,11 +405,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
     problems = _Problems(table, raw, _row_keys(raw, table))
     typed = _typed_frame(flagged, table)
     if missing_required:
-        expected = ", ".join(table.column_names)
-        for col in missing_required:
-            problems.add(raw.index, col, "missing_column",
-                         f"required column {col!r} is missing (table {name} needs: {expected})",
-                         values=pd.Series(None, index=raw.index, dtype=object))
+        add_missing_column_problems(problems, table, missing_required)
         report.status = "unusable"
     for c in checks:
         mask = flagged[c.flag].fillna(False).astype(bool).to_numpy()
@@ -423,14 +415,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
         if c.kind == "wrong_type":
             problems.add(idx, c.column, "wrong_type", f"not a valid {table.column(c.column).dtype}")
         elif c.kind in ("column", "row"):
-            rule, explain = _explain_check(table, c.check, c.column, vocab)
-            if rule.startswith("row:"):
-                cols = next(r.columns for r in table.rules if r.name == rule[4:])
-                shown = typed.loc[idx, list(cols)].astype("string").fillna("empty")
-                values = shown.apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
-                problems.add(idx, None, rule[4:], explain, values=values)
-            else:
-                problems.add(idx, c.column, rule, explain, values=typed[c.column])
+            add_check_problems(problems, table, vocab, c.check, c.column, idx, typed)
         elif c.kind == "duplicate":
             keys = problems.keys
             for i in idx:

@@ -10,6 +10,7 @@ import pytest
 from crmlens import data, store
 from crmlens.schema import SCHEMA
 from crmlens.validate import REASONS, SOURCE_ROW, validate_tables
+from tests.unit.test_validate import opportunities as opportunity_frame
 
 AS_OF = pd.Timestamp("2026-10-01")
 
@@ -22,20 +23,8 @@ PARENTS = {
 
 
 def opportunities(**changes: list) -> dict:
-    base = {
-        "opportunity_id": ["o1", "o2", "o3"],
-        "account_id": ["a1", "a1", "a2"],
-        "owner_rep_id": ["r1", "r1", "r2"],
-        "product_id": ["p1", "p1", "p1"],
-        "region_id": ["East", "East", "West"],
-        "created_at": ["2026-01-05", "2026-02-01", "2026-03-01"],
-        "stage": ["Won", "Lost", "Proposal"],
-        "amount": ["100.5", "0", "250"],
-        "closed_at": ["2026-02-01", "2026-03-01", None],
-        "is_won": ["true", "false", None],
-    }
-    base.update(changes)
-    return base
+    """The three opportunities of tests/unit/test_validate.py (o1 won, o2 lost, o3 open), as file columns."""
+    return opportunity_frame(**changes).drop(columns=[SOURCE_ROW]).to_dict("list")
 
 
 CASES = {
