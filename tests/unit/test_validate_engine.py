@@ -223,3 +223,18 @@ def test_a_parquet_source_changed_under_an_open_store_is_refused(tmp_path):
         st.read("opportunities")
     fresh = store.ensure_validated(data.connect(folder))
     assert fresh.version != st.version and fresh.meta["tables"]["opportunities"]["rejected"] == 1
+
+
+@pytest.mark.parametrize("region", ["East", "all"])
+def test_every_slice_frame_comes_in_source_order(tiny_demo, region):
+    """As the pandas path read them (ordered by source row): a region cut through a parent table is a join in
+    the engine and must not reorder rows."""
+    from crmlens.params import validate_params
+
+    s = data.open_slice(validate_params({"region": region, "period": "2026-Q2", "as_of": str(AS_OF.date()),
+                                         "source": str(tiny_demo)}), data.connect(tiny_demo))
+    for which in ("tables", "previous", "last_year"):
+        for name, frame in getattr(s, which).items():
+            assert frame[SOURCE_ROW].is_monotonic_increasing, f"{which}.{name}"
+    for name in ("tickets", "payments", "opportunity_stage_history", "activities"):
+        assert s.history(name, 4)[SOURCE_ROW].is_monotonic_increasing, name
