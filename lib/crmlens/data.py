@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ibis
 import pandas as pd
-from ibis import BaseBackend
-from ibis.expr.types import Table as IbisTable
 
 from crmlens import paths
 from crmlens.errors import SchemaError, SourceError
-from crmlens.mapping import build_mapped_source, load_mapping
 from crmlens.schema import SCHEMA, TABLE_NAMES, Table, Vocabulary, load_order
 from crmlens.validate import SOURCE_ROW, TableReport, ValidationReport
 
 if TYPE_CHECKING:
+    import ibis
+    from ibis import BaseBackend
+    from ibis.expr.types import Table as IbisTable
+
     from crmlens.params import Params
     from crmlens.periods import Period
 
@@ -74,6 +74,10 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
     """
     text = str(source)
     if mapping is not None:
+        import ibis
+
+        from crmlens.mapping import build_mapped_source, load_mapping
+
         if _is_url(text):
             raise SourceError(f"source {text}: a mapping applies to a folder of exports, not to a database URL")
         spec = load_mapping(_resolve(Path(mapping)))
@@ -81,6 +85,8 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
         con = ibis.duckdb.from_connection(raw)
         info = SourceInfo(text, "mapped", mapping=str(mapping), vocabulary=spec.vocab(), fixes=fixes)
     elif _is_url(text):
+        import ibis
+
         try:
             con = ibis.connect(text)
         except Exception as err:  # drivers raise many kinds
@@ -94,28 +100,60 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
             hint = ("generate it with `crmlens demo` (or `make demo`)" if kind == "demo"
                     else "expected a folder of <table>.parquet/.csv files, a folder plus --mapping, or a URL")
             raise SourceError(f"source {text}: folder {folder} does not exist; {hint}")
-        con = ibis.duckdb.connect()
-        found = []
+        views, found = [], []
         for name in TABLE_NAMES:
             pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
             if pq.is_file():
-                con.raw_sql(f"CREATE VIEW \"{name}\" AS SELECT * EXCLUDE (file_row_number), "
-                            f"file_row_number + 1 AS {SOURCE_ROW} FROM read_parquet('{_sql_path(pq)}', "
-                            f"file_row_number=true)")
+                views.append(f"CREATE VIEW \"{name}\" AS SELECT * EXCLUDE (file_row_number), "
+                             f"file_row_number + 1 AS {SOURCE_ROW} FROM read_parquet('{_sql_path(pq)}', "
+                             f"file_row_number=true)")
                 found.append(name)
             elif csv.is_file():
-                con.raw_sql(f"CREATE VIEW \"{name}\" AS SELECT row_number() OVER () + 1 AS {SOURCE_ROW}, * "
-                            f"FROM read_csv('{_sql_path(csv)}', all_varchar=true, header=true)")
+                views.append(f"CREATE VIEW \"{name}\" AS SELECT row_number() OVER () + 1 AS {SOURCE_ROW}, * "
+                             f"FROM read_csv('{_sql_path(csv)}', all_varchar=true, header=true)")
                 found.append(name)
         if not found:
             raise SourceError(f"source {text}: folder {folder} holds no canonical table files "
                               f"(<table>.parquet or <table>.csv for tables: {', '.join(TABLE_NAMES)}); "
                               f"for another CRM's export give a --mapping")
+        con = FolderConnection(views)
         info = SourceInfo(str(folder), kind)
+        info.tables = tuple(found)
+        setattr(con, _INFO_ATTR, info)
+        return con
     present = set(con.list_tables())
     info.tables = tuple(t for t in TABLE_NAMES if t in present)
     setattr(con, _INFO_ATTR, info)
     return con
+
+
+class FolderConnection:
+    """The Ibis DuckDB connection of a folder source, opened on first use.
+
+    Reading the validated store needs no Ibis (`crmlens.store` queries DuckDB directly), and importing Ibis's
+    DuckDB backend costs ~0.7 s of a kernel's start: the connection and its views are made when something asks
+    for them (an Ibis expression, the first validation of a version). Every attribute is the real backend's.
+    """
+
+    def __init__(self, views: list[str]) -> None:
+        self.__dict__["_views"] = views
+        self.__dict__["_backend"] = None
+
+    def backend(self) -> BaseBackend:
+        """The real Ibis backend (made now if needed)."""
+        if self.__dict__["_backend"] is None:
+            import ibis
+
+            backend = ibis.duckdb.connect()
+            for sql in self.__dict__["_views"]:
+                backend.raw_sql(sql)
+            self.__dict__["_backend"] = backend
+        return self.__dict__["_backend"]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.backend(), name)
 
 
 def _resolve(path: Path) -> Path:
@@ -164,6 +202,8 @@ def _period_rule(table: Table, columns: Iterable[str], period: Period, get: Any,
 
 
 def _period_predicate(t: IbisTable, table: Table, period: Period) -> ibis.Value | None:
+    import ibis
+
     return _period_rule(table, t.columns, period, lambda c: _time_expr(t, c), ibis.timestamp(period.start),
                         ibis.timestamp(period.end), lambda xs: ibis.coalesce(*xs) if len(xs) > 1 else xs[0],
                         lambda v: v.isnull())
@@ -477,6 +517,8 @@ def summarize(con: BaseBackend) -> pd.DataFrame:
 
 def bookings_by_region(con: BaseBackend) -> pd.DataFrame:
     """Opportunities, won deals, won amount and win rate per region, computed in the engine."""
+    import ibis
+
     t = con.table("opportunities")
     won = t.is_won.cast("string").lower().isin(["true", "1", "t"]) if t.is_won.type().is_string() else t.is_won
     amount = t.amount.try_cast("float64") if t.amount.type().is_string() else t.amount

@@ -377,6 +377,11 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     fingerprint = provenance.data_fingerprint(con)
     code = provenance.code_version(plan.notebooks)
     log(f"crmlens run {run_id}: {matrix_summary(plan.tasks)} → {paths.display_path(run_dir)}")
+    # the source is validated once, here, before any kernel starts: the tasks only read the validated store
+    from crmlens.store import ensure_validated
+
+    store = ensure_validated(con)
+    log(f"validated store: {paths.display_path(store.folder)} (validated in {store.meta['seconds']:.1f} s)")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _previous_records(run_dir) if options.resume else {}
