@@ -99,7 +99,9 @@ def test_notebook_runs_on_the_demo(path, region, tiny_demo, tmp_path):
     json.dumps(record)
 
 
-MAVEN_CASES = [(p, r, per) for p in NOTEBOOKS for r, per in (("all", "2017-Q4"), ("Central", "2017"))]
+#: One representative slice per notebook on the real export (a region and a whole year: the region cut goes through
+#: the mapping's joined sales teams; every region × period of the logic is covered on the demo above).
+MAVEN_CASES = [(p, "Central", "2017") for p in NOTEBOOKS]
 
 
 @pytest.mark.slow
