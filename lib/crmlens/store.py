@@ -364,8 +364,7 @@ def _problem_frame(problems: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=PROBLEM_COLUMNS).astype({"source_row": "Int64"})
     plain = problems[PROBLEM_COLUMNS].astype(object)
     plain = plain.where(plain.notna(), None)
-    records = plain.to_dict("records")
-    return pd.DataFrame(records, columns=PROBLEM_COLUMNS).astype({"source_row": "Int64"})
+    return pd.DataFrame({c: plain[c].tolist() for c in PROBLEM_COLUMNS}).astype({"source_row": "Int64"})
 
 
 @dataclass
