@@ -282,9 +282,9 @@ def ensure_validated(con: Any, *, progress: Any = None) -> Store:
 
     info = source_info(con)
     cached = getattr(info, "store", None)
-    if cached is not None and (cached.version is None or cached.version == source_version(info)):
-        return cached
     version = source_version(info)
+    if cached is not None and cached.version == version:  # a database's store (version None) lives as long as con
+        return cached
     if version is None:  # a database: validated once per connection
         folder = Path(tempfile.mkdtemp(prefix="crmlens-store-"))
         atexit.register(shutil.rmtree, folder, True)
@@ -339,8 +339,8 @@ def _ts(value: Any) -> _Sql:
     return _Sql(f"TIMESTAMP {literal(pd.Timestamp(value).isoformat(sep=' '))}")
 
 
-#: pandas dtypes of the store's columns when read (the reference validator's canonical dtypes).
 def _frame(arrow: Any, table: Table) -> pd.DataFrame:
+    """Arrow rows of `table` as pandas in the reference validator's canonical dtypes."""
     import pyarrow as pa
 
     mapping = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype(),
@@ -456,7 +456,6 @@ class Store:
         from crmlens.data import _period_rule
 
         table = SCHEMA[name]
-        columns = set(self.meta["tables"][name]["columns"]) | set(table.column_names)
         preds: list[str] = []
         if region and region != "all":
             pred = self._region_sql(name, region, typed_prefix)
@@ -474,7 +473,6 @@ class Store:
                 if kind and not typed_prefix:  # the same rows, said so that Parquet row-group statistics can skip
                     preds.append(f"({PERIOD_KEY} >= {_ts(period.start)} AND {PERIOD_KEY} < {_ts(period.end)})"
                                  if kind == "at" else f"({PERIOD_KEY} >= {_ts(period.start)})")
-        del columns
         return " AND ".join(preds) if preds else "TRUE"
 
     def _region_sql(self, name: str, region: str, typed_prefix: str = "") -> str | None:
@@ -493,6 +491,11 @@ class Store:
         key = SCHEMA[parent].key[0]
         return f"({ident(typed_prefix + fk)} IN (SELECT {ident(key)} FROM acc_{parent} WHERE {inner}))"
 
+    def _columns(self, name: str) -> list[str]:
+        """The accepted rows' columns as read: every canonical column, then ``_source_row`` when the source has it."""
+        cols = [ident(c.name) for c in SCHEMA[name].columns]
+        return [*cols, SOURCE_ROW] if self.meta["tables"][name]["has_source_row"] else cols
+
     def _order(self, name: str, region: str | None) -> str:
         """`` ORDER BY _rid`` where the source order would be lost: a table stored sorted by period time, or a
         region cut through a parent table (a join). A filtered scan keeps the order (DuckDB preserves insertion
@@ -510,9 +513,7 @@ class Store:
         """Accepted rows of `name` for a region/period, in canonical dtypes and source order (as
         `crmlens.validate.validate_table` returns them); rows after `as_of` are not accepted."""
         table = SCHEMA[name]
-        cols = [ident(c.name) for c in table.columns]
-        if self.meta["tables"][name]["has_source_row"]:
-            cols.append(SOURCE_ROW)
+        cols = self._columns(name)
         where = self.predicate(name, region=region, period=period)
         if self._has_future(name, as_of):
             where = f"({where}) AND {self._not_future(as_of)}"
@@ -525,9 +526,7 @@ class Store:
         if len(periods) == 1 or SCHEMA[name].period is None or self.meta["tables"][name].get("clustered"):
             return {k: self.read(name, region=region, period=p, as_of=as_of) for k, p in periods.items()}
         table = SCHEMA[name]
-        cols = [ident(c.name) for c in table.columns]
-        if self.meta["tables"][name]["has_source_row"]:
-            cols.append(SOURCE_ROW)
+        cols = self._columns(name)
         flags = {k: self.predicate(name, period=p) for k, p in periods.items()}
         where = self.predicate(name, region=region)
         if self._has_future(name, as_of):
@@ -549,7 +548,6 @@ class Store:
     def _rejected_and_rids(self, name: str, *, region: str | None, period: Period | None,
                            as_of: pd.Timestamp | None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(rejected rows for the cut, the future problems of the cut's rows)."""
-        table = SCHEMA[name]
         meta = self.meta["tables"][name]
         raw_cols = list(meta["columns"])
         if not meta["rejected"] and not self._has_future(name, as_of):  # the usual case: nothing to read
@@ -572,7 +570,6 @@ class Store:
                 got = pd.concat([got, moved], ignore_index=True).sort_values(RID, kind="stable")
         cols = [c for c in raw_cols if c in got] + [REASONS]
         out = got[cols].reset_index(drop=True) if len(got) else pd.DataFrame(columns=cols)
-        del table
         return out, future
 
     def con_df(self, sql: str) -> pd.DataFrame:
@@ -583,9 +580,7 @@ class Store:
         if not rids:
             return pd.DataFrame()
         table = SCHEMA[name]
-        cols = [ident(c.name) for c in table.columns if c.name in self.meta["tables"][name]["columns"]]
-        if self.meta["tables"][name]["has_source_row"]:
-            cols.append(SOURCE_ROW)
+        cols = self._columns(name)
         ids = ", ".join(str(int(r)) for r in rids)
         return _frame(self._query(f"SELECT {', '.join(cols)}, {RID} FROM acc_{name} WHERE {RID} IN ({ids}) "
                                   f"ORDER BY {RID}"), table)

@@ -266,8 +266,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
 
     typed_cols = []
-    typed_cols_plain = []  # the canonical values only (no "unreadable" flags)
-    typed_values = []  # the same without aliases
+    typed_values = []  # the canonical values only (no "unreadable" flags), without aliases
     readable = set()  # columns whose every value can be read (no unreadable flag)
     for col in table.columns:
         if col.name in raw_types:
@@ -277,7 +276,6 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
         sql_type = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN",
                     "timestamp": "TIMESTAMP", "date": "TIMESTAMP"}[col.dtype]
         typed_cols.append(f"CAST({value} AS {sql_type}) AS {ident(col.name)}")
-        typed_cols_plain.append(typed_cols[-1])
         typed_values.append(f"CAST({value} AS {sql_type})")
         if unreadable != "FALSE":
             typed_cols.append(f"({unreadable}) AS {ident(BAD_PREFIX + col.name)}")
@@ -335,8 +333,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
     # 4. accepted rows, in source order: written, or (view) read from the source when used
     canonical = ", ".join(ident(c.name) for c in table.columns)
     src_col = f", {SOURCE_ROW}" if has_source_row else ""
-    accepted_sql = None
-    body_now = ""
+    rejected_now = f"SELECT {RID} FROM {k_name} WHERE _reject"
     if accepted_as_view:
         plain = [c for c in table.columns if c.dtype == "string" and _is_text(raw_types.get(c.name, ""))]
         edges = [f"bool_or({_edge_space(f'r.{ident(c.name)}')})" for c in plain]
@@ -348,45 +345,35 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
                           f"FROM {source} AS r").fetchone()
         loaded, max_future = got[0], got[1]
         padded = {c.name: bool(v) for c, v in zip(plain, got[2:], strict=True)}
-        view_cols = []
-        for col, expr in zip(table.columns, typed_cols_plain, strict=True):
-            # a text column with no value to trim or blank is read as it is (filters reach the Parquet scan)
-            view_cols.append(f"r.{ident(col.name)}" if padded.get(col.name) is False else expr)
+        # a text column with no value to trim or blank is read as it is (filters reach the Parquet scan)
+        view_cols = [f"r.{ident(c.name)}" if padded.get(c.name) is False else f"{v} AS {ident(c.name)}"
+                     for c, v in zip(table.columns, typed_values, strict=True)]
+
         def view_sql(rejected_rids: str) -> str:
             where = f" WHERE r.{RID} NOT IN ({rejected_rids})" if n_reject else ""
             return (f"SELECT {canonical}{src_col}, {RID}, {future_of('')} AS {FUTURE_AT} FROM "
                     f"(SELECT {', '.join(view_cols)}{', r.' + SOURCE_ROW if has_source_row else ''}, r.{RID} "
                     f"FROM {source} AS r{where})")
 
-        accepted_sql = view_sql(f"SELECT {RID} FROM read_parquet({literal(str(rejected_path))})")
-        body_now = f"({view_sql(f'SELECT {RID} FROM {k_name} WHERE _reject')})"
+        accepted_sql: str | None = view_sql(f"SELECT {RID} FROM read_parquet({literal(str(rejected_path))})")
+        accepted_rows = f"({view_sql(rejected_now)})"
     else:
         loaded, max_future = con.execute(f"SELECT count(*), max({future_of('')}) FROM {t_name}").fetchone()
-        if not (cluster_rows is not None and table.period is not None and loaded >= cluster_rows
-                and any(c in raw_types for c in table.period.columns)):
-            keep = f" WHERE {RID} NOT IN (SELECT {RID} FROM {k_name} WHERE _reject)" if n_reject else ""
-            con.execute(f"COPY (SELECT {canonical}{src_col}, {RID}, {future_of('')} AS {FUTURE_AT} FROM {t_name}"
-                        f"{keep}) TO {literal(str(accepted_path))} (FORMAT parquet, COMPRESSION zstd)")
-    clustered = None
-    if cluster_rows is not None and table.period is not None and loaded >= cluster_rows:
-        present = [c for c in table.period.columns if c in raw_types]
-        if present:
-            clustered = table.period.kind
-            cols_q = [ident(c) for c in present]
-            key = (f"coalesce({', '.join(cols_q)})" if table.period.kind == "at" else
-                   f"coalesce({cols_q[-1]}, 'infinity'::TIMESTAMP)" if len(cols_q) > 1 else "'infinity'::TIMESTAMP")
-            rejected_rids = f" WHERE {RID} NOT IN (SELECT {RID} FROM {k_name} WHERE _reject)" if n_reject else ""
-            body = (body_now if accepted_sql else
-                    f"(SELECT {canonical}{src_col}, {RID}, {future_of('')} AS {FUTURE_AT} "
-                    f"FROM {t_name}{rejected_rids})")
-            con.execute(f"COPY (SELECT *, {key} AS {PERIOD_KEY} FROM {body} ORDER BY {PERIOD_KEY}, {RID}) "
-                        f"TO {literal(str(accepted_path))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
-            accepted_sql = None
-            accepted_as_view_written = True
-        else:
-            accepted_as_view_written = False
-    else:
-        accepted_as_view_written = False
+        accepted_sql = None
+        keep = f" WHERE {RID} NOT IN ({rejected_now})" if n_reject else ""
+        accepted_rows = f"(SELECT {canonical}{src_col}, {RID}, {future_of('')} AS {FUTURE_AT} FROM {t_name}{keep})"
+    period_cols = [ident(c) for c in (table.period.columns if table.period else ()) if c in raw_types]
+    clustered = table.period.kind if cluster_rows is not None and period_cols and loaded >= cluster_rows else None
+    if clustered:
+        key = (f"coalesce({', '.join(period_cols)})" if clustered == "at" else
+               f"coalesce({period_cols[-1]}, 'infinity'::TIMESTAMP)" if len(period_cols) > 1
+               else "'infinity'::TIMESTAMP")
+        con.execute(f"COPY (SELECT *, {key} AS {PERIOD_KEY} FROM {accepted_rows} ORDER BY {PERIOD_KEY}, {RID}) "
+                    f"TO {literal(str(accepted_path))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+        accepted_sql = None
+    elif not accepted_as_view:
+        con.execute(f"COPY (SELECT * FROM {accepted_rows}) TO {literal(str(accepted_path))} "
+                    f"(FORMAT parquet, COMPRESSION zstd)")
     step("accepted")
 
     # the rows with a problem, raw and typed, into pandas: their report rows are written as the reference does
@@ -437,22 +424,18 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
     report.rejected = len(rejected)
     report.accepted = report.loaded - report.rejected
     frame = problems.frame()
-    frame[RID] = raw.loc[[int(i) for i in _problem_rows(problems)], RID].to_numpy() if len(frame) else []
+    frame[RID] = raw.loc[problems.row_index, RID].to_numpy() if len(frame) else []
     report.problems = frame[PROBLEM_COLUMNS]
     if report.status != "unusable":
         report.status = "warnings" if len(frame) else "ok"
     if len(rejected):
         _write_rejected(con, rejected, rejected_path)
     return EngineTableResult(report=report, problems=frame,
-                             accepted_path=None if accepted_as_view and not accepted_as_view_written else accepted_path,
+                             accepted_path=None if accepted_sql else accepted_path,
                              accepted_sql=accepted_sql, clustered=clustered,
                              rejected_path=rejected_path if len(rejected) else None,
                              columns=[c for c, _ in raw_cols],
                              max_future_at=None if max_future is None else pd.Timestamp(max_future), steps=steps)
-
-
-def _problem_rows(problems: _Problems) -> list[int]:
-    return problems.row_index
 
 
 def _typed_frame(flagged: pd.DataFrame, table: Table) -> pd.DataFrame:
