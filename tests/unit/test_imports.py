@@ -24,9 +24,7 @@ HEAVY = ("plotly", "pandera", "prophet", "ibis")
 START_UP_MODULES = ("crmlens", "crmlens.notebook", "crmlens.kpis", "crmlens.params", "crmlens.periods",
                     "crmlens.metrics", "crmlens.metrics.funnel", "crmlens.metrics.performance",
                     "crmlens.metrics.regions", "crmlens.charts", "crmlens.charts.funnel",
-                    "crmlens.charts.performance", "crmlens.charts.regions",
-                    # the data path on a validated store (open_analysis): DuckDB, no Ibis, no pandera
-                    "crmlens.data", "crmlens.store", "crmlens.validate")
+                    "crmlens.charts.performance", "crmlens.charts.regions")
 
 ANALYSIS_NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
