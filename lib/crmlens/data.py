@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -333,22 +333,87 @@ def validate_source(con: BaseBackend, *, as_of: pd.Timestamp | None = None, tabl
 
 # ----------------------------------------------------------------------------------------- slices
 
+class _SliceReader:
+    """Reads a slice's tables from the validated store: fact tables cut to the region and to one of the
+    slice's periods in the engine, dimension tables whole (read once, shared by the three periods)."""
+
+    def __init__(self, store: Any, region: str, periods: dict[str, Period], as_of: pd.Timestamp) -> None:
+        self.store, self.region, self.periods, self.as_of = store, region, periods, as_of
+        self._dimensions: dict[str, pd.DataFrame] = {}
+
+    def read(self, which: str, name: str) -> pd.DataFrame:
+        if SCHEMA[name].kind == "dimension":
+            if name not in self._dimensions:
+                self._dimensions[name] = self.store.read(name, as_of=self.as_of)
+            return self._dimensions[name]
+        return self.store.read(name, region=self.region, period=self.periods[which], as_of=self.as_of)
+
+
+class SliceTables(Mapping[str, pd.DataFrame]):
+    """The validated frames of one period of a slice (``s.tables``, ``s.previous``, ``s.last_year``), read
+    from the validated store when first used and kept: a notebook pays only for the tables it reads.
+
+    It is a read-only mapping of table name → frame over the tables the source has (``"leads" in s.tables``
+    and ``s.tables.get("leads")`` work as on a dict). ``{**s.tables, ...}`` would read every table: to
+    replace some frames use `with_frames`, which reads the others lazily as well.
+    """
+
+    #: Its frames never change once read (`crmlens.metrics.common.memo_by_inputs` may key on its identity).
+    immutable_frames = True
+
+    def __init__(self, names: Iterable[str], which: str, reader: _SliceReader,
+                 frames: dict[str, pd.DataFrame] | None = None) -> None:
+        self._names = tuple(names)
+        self._which, self._reader = which, reader
+        self._frames: dict[str, pd.DataFrame] = dict(frames or {})
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._frames:
+            if name not in self._names:
+                raise KeyError(name)
+            self._frames[name] = self._reader.read(self._which, name)
+        return self._frames[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._frames or name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._names, *self._frames]))
+
+    def __len__(self) -> int:
+        return len(set(self._names) | set(self._frames))
+
+    def loaded(self) -> tuple[str, ...]:
+        """The tables read so far."""
+        return tuple(self._frames)
+
+    def with_frames(self, **frames: pd.DataFrame) -> SliceTables:
+        """These tables with some frames replaced (e.g. ``s.tables.with_frames(activities=history)``); the
+        others are read lazily as here, and shared."""
+        out = SliceTables(self._names, self._which, self._reader, {**self._frames, **frames})
+        return out
+
+    def __repr__(self) -> str:
+        return f"SliceTables({self._which}: {', '.join(self._names)}; read: {', '.join(self._frames) or 'none'})"
+
+
 @dataclass
 class Slice:
     """Validated tables for one region × period, and for its comparison periods.
 
-    `tables` holds the current period; `previous` and `last_year` the comparison periods. Dimension
-    tables (regions, teams, reps, products, accounts, contacts, campaigns, targets, market) are whole
-    and shared by all three; fact tables are cut to the region and period in the engine.
+    `tables` holds the current period; `previous` and `last_year` the comparison periods (`SliceTables`:
+    each table is read from the validated store when first used). Dimension tables (regions, teams, reps,
+    products, accounts, contacts, campaigns, targets, market) are whole and shared by all three; fact tables
+    are cut to the region and period in the engine.
     """
 
     params: Params
     period: Period
     previous_period: Period
     last_year_period: Period
-    tables: dict[str, pd.DataFrame]
-    previous: dict[str, pd.DataFrame]
-    last_year: dict[str, pd.DataFrame]
+    tables: Mapping[str, pd.DataFrame]
+    previous: Mapping[str, pd.DataFrame]
+    last_year: Mapping[str, pd.DataFrame]
     rejected: dict[str, pd.DataFrame]
     report: ValidationReport
     con: BaseBackend
@@ -367,7 +432,7 @@ class Slice:
         return self.info.store
 
     @property
-    def comparison(self) -> dict[str, pd.DataFrame]:
+    def comparison(self) -> Mapping[str, pd.DataFrame]:
         """The comparison slice chosen by the `comparison` parameter."""
         return self.last_year if self.params.comparison == "last_year" else self.previous
 
@@ -420,26 +485,20 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     as_of = pd.Timestamp(params.as_of) if params.as_of else now
     report = ValidationReport(source=info.source)
     report.fixes = list(info.fixes)
-    frames: dict[str, dict[str, pd.DataFrame]] = {k: {} for k in periods}
     rejected: dict[str, pd.DataFrame] = {}
     for name in load_order():
         if name not in info.tables:
             continue
-        table = SCHEMA[name]
-        if table.kind == "dimension":
-            frame = store.read(name, as_of=as_of)
-            for which in periods:
-                frames[which][name] = frame
-            report.tables[name], rejected[name] = store.cut_report(name, as_of=as_of, accepted_rows=len(frame))
-            continue
-        got = store.read_many(name, periods, region=params.region, as_of=as_of)
-        for which in periods:
-            frames[which][name] = got[which]
-        report.tables[name], rejected[name] = store.cut_report(name, region=params.region, period=period, as_of=as_of,
-                                                               accepted_rows=len(got["current"]))
+        cut = {} if SCHEMA[name].kind == "dimension" else {"region": params.region, "period": period}
+        report.tables[name], rejected[name] = store.cut_report(name, as_of=as_of,
+                                                               accepted_rows=store.count(name, as_of=as_of, **cut),
+                                                               **cut)
+    reader = _SliceReader(store, params.region, periods, as_of)
+    names = [n for n in load_order() if n in info.tables]
     return Slice(params=params, period=period, previous_period=periods["previous"],
-                 last_year_period=periods["last_year"], tables=frames["current"], previous=frames["previous"],
-                 last_year=frames["last_year"], rejected=rejected, report=report, con=con, info=info,
+                 last_year_period=periods["last_year"], tables=SliceTables(names, "current", reader),
+                 previous=SliceTables(names, "previous", reader), last_year=SliceTables(names, "last_year", reader),
+                 rejected=rejected, report=report, con=con, info=info,
                  as_of=pd.Timestamp(params.as_of) if params.as_of else data_as_of(con),
                  _check_as_of=as_of)
 

@@ -96,7 +96,10 @@ def open_analysis(namespace: Mapping[str, Any] | None = None, **parameters: Any)
     params = load_params(given, region=given.get("region"))
     con = data.connect(params.source, params.mapping_path())
     if "regions" in data.available_tables(con):
-        known = data.table_expr(con, "regions").select("region_id").to_pandas()["region_id"].dropna().tolist()
+        from crmlens.store import ensure_validated
+
+        # the validated store (made or found by open_slice anyway): no Ibis connection at a kernel's start
+        known = ensure_validated(con).read("regions")["region_id"].dropna().tolist()
         params = params.check_region(known)
     if os.environ.get(data.SLICE_CACHE_ENV):  # inside `crmlens run`: share the slice with the run's notebooks
         return data.open_slice_cached(params, con)

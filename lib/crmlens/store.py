@@ -520,6 +520,14 @@ class Store:
         return _frame(self._query(f"SELECT {', '.join(cols)} FROM acc_{name} WHERE {where}{self._order(name, region)}"),
                       table)
 
+    def count(self, name: str, *, region: str | None = None, period: Period | None = None,
+              as_of: pd.Timestamp | None = None) -> int:
+        """How many rows `read` would return (counted in the engine, nothing read into pandas)."""
+        where = self.predicate(name, region=region, period=period)
+        if self._has_future(name, as_of):
+            where = f"({where}) AND {self._not_future(as_of)}"
+        return int(self._query(f"SELECT count(*) AS n FROM acc_{name} WHERE {where}").column(0)[0].as_py())
+
     def read_many(self, name: str, periods: dict[str, Period], *, region: str | None = None,
                   as_of: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
         """`read` for several periods: one scan (a table stored sorted by period time: one range read each)."""

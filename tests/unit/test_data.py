@@ -76,6 +76,22 @@ def test_open_slice_returns_validated_current_and_comparison_slices(demo_con, ti
     assert s.report.tables["opportunities"].loaded == s.report.tables["opportunities"].accepted
 
 
+def test_slice_tables_are_read_when_first_used_and_reported_up_front(demo_con, tiny_demo):
+    s = data.open_slice(slice_params(tiny_demo), demo_con)
+    assert s.tables.loaded() == () and s.previous.loaded() == ()  # opening reads no table
+    assert "leads" in s.tables and s.tables.loaded() == ()  # nor does asking whether it is there
+    assert s.tables.get("no_such_table") is None
+    leads = s.tables["leads"]
+    assert s.tables["leads"] is leads and s.tables.loaded() == ("leads",)  # read once, kept
+    assert s.tables["reps"] is s.previous["reps"]  # dimension tables: one frame for the three periods
+    for name in s.tables:  # the report, computed at open with engine counts, matches what is read
+        assert s.report.tables[name].accepted == len(s.tables[name]), name
+    assert list(s.tables) == [n for n in data.load_order() if n in s.info.tables]
+    replaced = s.tables.with_frames(activities=leads.iloc[:0])
+    assert len(replaced["activities"]) == 0 and replaced["leads"] is leads and len(s.tables["activities"]) > 0
+    assert "activities" not in s.previous.loaded()
+
+
 def test_open_slice_all_regions_is_the_sum_of_regions(demo_con, tiny_demo):
     total = len(data.open_slice(slice_params(tiny_demo, region="all"), demo_con).tables["contracts"])
     regions = pd.read_parquet(tiny_demo / "regions.parquet")["region_id"]

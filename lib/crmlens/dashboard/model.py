@@ -32,6 +32,7 @@ from crmlens import atomic, data, kpis, notebook, paths
 from crmlens.dashboard import state as st
 from crmlens.dashboard.tiles import Tile
 from crmlens.errors import ParameterError
+from crmlens.metrics.common import isin
 from crmlens.params import Params
 from crmlens.periods import Period, previous_period, same_period_last_year, shift_period
 from crmlens.schema import SCHEMA, Table, load_order
@@ -102,7 +103,7 @@ def region_mask(frame: pd.DataFrame, table: Table, region: str,
     if inner is None:
         return None
     keys = parent.loc[inner.to_numpy(), parent_table.key[0]].dropna().unique()
-    return frame[fk].isin(keys).fillna(False).astype(bool)
+    return isin(frame[fk], keys)
 
 
 def _cut(frame: pd.DataFrame, mask: pd.Series | None) -> pd.DataFrame:

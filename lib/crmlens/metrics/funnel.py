@@ -35,6 +35,9 @@ from crmlens.metrics.common import (
     check_choice,
     closed_in_period,
     in_period,
+    isin,
+    map_keys,
+    memo_by_inputs,
     ratio,
     ratio_series,
     won_mask,
@@ -104,6 +107,7 @@ def _money(value: float | None) -> str:
 
 # ------------------------------------------------------------------------------------- lead funnel
 
+@memo_by_inputs
 def lead_progress(leads: pd.DataFrame, opportunities: pd.DataFrame | None = None,
                   ctx: KpiContext | None = None) -> pd.DataFrame:
     """One row per lead of the cohort (created in `ctx`'s period; all rows when `ctx` is None) with a
@@ -123,9 +127,8 @@ def lead_progress(leads: pd.DataFrame, opportunities: pd.DataFrame | None = None
     if opportunities is not None:
         _require(opportunities, "opportunities", "opportunity_id", "is_won", "amount")
         opps = opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")
-        won = opp_ids.isin(opps.index[won_mask(opps).to_numpy()]).fillna(False).astype(bool)
-        amounts = opps["amount"].astype("float64").to_dict()
-        out["opportunity_amount"] = opp_ids.astype(object).map(amounts).astype("float64")
+        won = isin(opp_ids, opps.index[won_mask(opps).to_numpy()])
+        out["opportunity_amount"] = map_keys(opp_ids, opps["amount"].astype("float64")).astype("float64")
     else:
         won = pd.Series(False, index=cohort.index)
         out["opportunity_amount"] = np.nan
@@ -334,10 +337,12 @@ def _peer_medians(frame: pd.DataFrame, value: str, min_n: int, count: str = "n_e
     result = pd.Series(np.nan, index=frame.index, dtype="float64")
     for _, rows in frame.groupby("step", sort=False):
         eligible = rows[(rows[count] >= min_n) & rows[value].notna() & (rows["group"] != NONE_LABEL)]
-        for idx, group in rows["group"].items():
-            others = eligible.loc[eligible["group"] != group, value]
+        values = eligible[value].to_numpy(dtype="float64")
+        groups = eligible["group"].astype(object).to_numpy()
+        for idx, group in zip(rows.index, rows["group"].astype(object).to_numpy(), strict=True):
+            others = values[groups != group]
             if len(others):
-                result.loc[idx] = float(others.median())
+                result.loc[idx] = float(np.median(others))
     return result
 
 
@@ -356,7 +361,7 @@ def compare_stage_days(stage_history: pd.DataFrame, opportunities: pd.DataFrame,
     entries = _left_entries(stage_history, vocabulary, ctx)
     groups = opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")[by]
     entries = entries.assign(group=_labels(entries["opportunity_id"].map(groups)))
-    entries = entries[entries["opportunity_id"].isin(groups.index)]
+    entries = entries[isin(entries["opportunity_id"], groups.index)]
     out = (entries.groupby(["group", "stage"], observed=True)
            .agg(n_entered=("days", "size"), median_days=("days", "median")).reset_index())
     out = out.rename(columns={"stage": "step"})
@@ -527,7 +532,8 @@ def opportunity_funnel(opportunities: pd.DataFrame, vocabulary: Vocabulary) -> p
     some CRMs) and `share_rate` (of the count). Pass the slice's
     opportunities — the ones active in the period, at their stage as of the data."""
     _require(opportunities, "opportunities", "stage", "amount")
-    stages = list(vocabulary.stages) + sorted(set(opportunities["stage"].dropna().astype(str)) - set(vocabulary.stages))
+    seen = set(opportunities["stage"].dropna().astype(str).unique())
+    stages = list(vocabulary.stages) + sorted(seen - set(vocabulary.stages))
     grouped = opportunities.groupby(opportunities["stage"].astype("string"), observed=True)["amount"]
     out = pd.DataFrame({"stage": stages})
     out["n_opportunities"] = out["stage"].map(grouped.size()).fillna(0).astype(int)
@@ -545,7 +551,7 @@ def stage_reach(stage_history: pd.DataFrame, opportunities: pd.DataFrame, vocabu
     _require(opportunities, "opportunities", "opportunity_id", "created_at", "amount")
     cohort = opportunities[in_period(opportunities["created_at"], ctx)] if ctx is not None else opportunities
     amounts = cohort.drop_duplicates("opportunity_id").set_index("opportunity_id")["amount"]
-    hist = stage_history[stage_history["opportunity_id"].isin(amounts.index)]
+    hist = stage_history[isin(stage_history["opportunity_id"], amounts.index)]
     stages = [*vocabulary.open_stages, vocabulary.won_stage]
     rows = []
     for stage in stages:
@@ -803,7 +809,7 @@ def kpi_median_stage_days(frames: Mapping[str, pd.DataFrame], ctx: KpiContext) -
     start = closed.set_index("opportunity_id")["created_at"]
     hist = frames.get("opportunity_stage_history")
     if hist is not None and len(hist):
-        first = hist[hist["opportunity_id"].isin(start.index)].groupby("opportunity_id")["entered_at"].min()
+        first = hist[isin(hist["opportunity_id"], start.index)].groupby("opportunity_id")["entered_at"].min()
         start = pd.concat([start, first.reindex(start.index)], axis=1).min(axis=1)
     days = _days(closed.set_index("opportunity_id")["closed_at"] - start)
     return _median(days)

@@ -34,6 +34,7 @@ from crmlens.metrics.common import (
     check_choice,
     has,
     in_period,
+    isin,
     ratio,
     ratio_series,
     target_periods,
@@ -556,7 +557,7 @@ def receivable_balance(frames: Frames, ctx: KpiContext) -> float | None:
     if signed.empty:
         return None
     payments = frames["payments"]
-    paid = payments.loc[payments["contract_id"].isin(signed["contract_id"])
+    paid = payments.loc[isin(payments["contract_id"], signed["contract_id"])
                         & (payments["received_at"] < ctx.period_end).fillna(False).astype(bool), "amount"]
     return float(signed["amount"].sum() - paid.sum())
 
@@ -702,7 +703,7 @@ def _brief_values(frames: Frames, ctx: KpiContext) -> dict[str, float | None]:
         keep = None
         if regional and "accounts" in frames:
             mine = frames["accounts"].loc[(frames["accounts"]["region_id"] == ctx.region).fillna(False), "account_id"]
-            keep = contacts["account_id"].isin(mine)
+            keep = isin(contacts["account_id"], mine)
         values["new_contacts"] = _count_created(contacts, ctx, keep)
     for table, item in (("leads", "new_leads"), ("opportunities", "new_opportunities")):
         if table in frames:

@@ -29,6 +29,9 @@ from crmlens.metrics.common import (
     check_choice,
     closed_in_period,
     in_period,
+    isin,
+    map_keys,
+    memo_by_inputs,
     ratio,
     ratio_series,
     target_periods,
@@ -140,7 +143,7 @@ def _group_of(frames: Frames, rep_ids: pd.Series, by: str) -> pd.Series:
     if by == "rep":
         return rep_ids
     reps = _reps_frame(frames).drop_duplicates("rep_id").set_index("rep_id")[_GROUP_KEYS[by]]
-    return rep_ids.map(reps).fillna(UNKNOWN).astype("string")
+    return map_keys(rep_ids, reps).fillna(UNKNOWN).astype("string")
 
 
 def rank_with_change(values: pd.Series, previous: pd.Series, *, ascending: bool = False) -> pd.DataFrame:
@@ -165,6 +168,7 @@ def deal_types_known(opportunities: pd.DataFrame) -> bool:
     return bool((deal_type.notna() & deal_type.ne("new").fillna(False).astype(bool)).any())
 
 
+@memo_by_inputs
 def first_won_deals(opportunities: pd.DataFrame, ctx: KpiContext,
                     history: pd.DataFrame | None = None) -> pd.DataFrame:
     """The won deals that made an account a customer in the period: per account, its first won deal when
@@ -204,7 +208,7 @@ def _with_geo(rows: pd.DataFrame, geo: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"region_id": rows["region_id"].astype("string").fillna(UNKNOWN).to_numpy(),
                         "account_id": rows["account_id"].astype("string").to_numpy()}, index=rows.index)
     for c in ("country", "province", "city"):
-        out[c] = out["account_id"].map(geo[c]).astype("string").fillna(UNKNOWN)
+        out[c] = map_keys(out["account_id"], geo[c]).astype("string").fillna(UNKNOWN)
     return out
 
 
@@ -344,6 +348,7 @@ def _sum_by(keys: pd.Series, values: pd.Series, name: str) -> pd.Series:
     return frame.dropna(subset=["k"]).groupby("k")["v"].sum().rename(name)
 
 
+@memo_by_inputs
 def rep_components(frames: Frames, ctx: KpiContext, history: Frames | None = None) -> pd.DataFrame:
     """Per rep (index rep_id), the period's additive components of the leaderboard metrics, for the tables
     present: bookings_amount, n_won, n_closed, n_new_opportunities, n_new_customers (opportunities);
@@ -553,6 +558,7 @@ def _finish(stats: pd.DataFrame, frames: Frames, ctx: KpiContext, by: str, *, ke
     return out
 
 
+@memo_by_inputs
 def activities_per_rep(frames: Frames, ctx: KpiContext, *, by: str = "team") -> pd.DataFrame:
     """Activities done (``occurred_at`` in the period) per rep, by activity type, for each rep/team/region.
 
@@ -566,7 +572,7 @@ def activities_per_rep(frames: Frames, ctx: KpiContext, *, by: str = "team") -> 
     done = acts[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx)]
     reps = _in_region(_reps_frame(frames), ctx)
     headcount = set(reps.loc[reps["is_active"].fillna(False).astype(bool), "rep_id"]) | set(
-        done["rep_id"].dropna().astype("string"))
+        done["rep_id"].dropna().astype("string").unique())
     rep_index = pd.Series(sorted(headcount), dtype="string")
     n_reps = rep_index.groupby(_group_of(frames, rep_index, by).to_numpy()).size().rename("n_reps")
     group = _group_of(frames, done["rep_id"], by)
@@ -597,6 +603,7 @@ def describe_activities_per_rep(result: pd.DataFrame) -> str:
             f"{low['name']} logs the fewest ({low['activities_per_rep']:.1f} per rep).")
 
 
+@memo_by_inputs
 def activity_completion(frames: Frames, ctx: KpiContext, *, by: str = "team") -> pd.DataFrame:
     """Completion of the activities due in the period (``due_at`` in the period), by rep/team/region.
 
@@ -691,6 +698,7 @@ def _owned_accounts(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
     return accounts[_col(accounts, "owner_rep_id").notna() & ~pool]
 
 
+@memo_by_inputs
 def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int = 60) -> pd.DataFrame:
     """Every owned account (a rep's, not in the public pool, created before the reference time) of the region
     with its follow-up state at the
@@ -699,7 +707,7 @@ def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int = 60) -> pd.
     before the reference time), n_open_opportunities and open_opportunity_amount (open deals of the slice).
 
     `frames["activities"]` must cover the `days` days before the reference time: pass a history, e.g.
-    ``{**s.tables, "activities": s.history("activities", history_periods_for(s.period, s.as_of, days))}``.
+    ``s.tables.with_frames(activities=s.history("activities", history_periods_for(s.period, s.as_of, days)))``.
     Needs accounts and activities.
     """
     if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
@@ -746,7 +754,7 @@ def forgotten_by_rep(frames: Frames, ctx: KpiContext, *, days: int = 60) -> pd.D
     reps = _reps_frame(frames)
     if len(reps):
         active = reps[reps["is_active"].fillna(True).astype(bool)]
-        out = out[out["rep_id"].isin(active["rep_id"])]
+        out = out[isin(out["rep_id"], active["rep_id"])]
     info = reps.drop_duplicates("rep_id").set_index("rep_id")
     out["name"] = out["rep_id"].map(info["rep_name"]).fillna(out["rep_id"]).astype("string")
     out["team_id"] = out["rep_id"].map(info["team_id"]).astype("string")
@@ -837,7 +845,7 @@ def followups_by_rep(frames: Frames, ctx: KpiContext) -> pd.DataFrame:
     if "accounts" in frames:
         owned = _owned_accounts(frames["accounts"], ctx)
         owner = owned["owner_rep_id"].astype("string")
-        followed = owned["account_id"].isin(done["account_id"].dropna()).astype("int64")
+        followed = isin(owned["account_id"], done["account_id"].dropna()).astype("int64")
         stats = stats.join(pd.DataFrame({"n_owned_accounts": owner.value_counts(),
                                          "n_owned_followed": followed.groupby(owner).sum()}), how="outer")
     else:
@@ -928,10 +936,10 @@ def describe_public_pool(result: pd.DataFrame) -> str:
               "the period.")
 def kpi_active_reps(frames: Frames, ctx: KpiContext) -> float | None:
     opps = _in_region(frames["opportunities"], ctx)
-    reps = set(won_in_period(opps, ctx)["owner_rep_id"].dropna())
+    reps = set(won_in_period(opps, ctx)["owner_rep_id"].dropna().unique())
     if "activities" in frames:
         acts = _in_region(frames["activities"], ctx)
-        reps |= set(acts.loc[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx), "rep_id"].dropna())
+        reps |= set(acts.loc[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx), "rep_id"].dropna().unique())
     return float(len(reps)) if reps else None
 
 

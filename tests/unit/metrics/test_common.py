@@ -10,7 +10,11 @@ from crmlens.kpis import KpiContext
 from crmlens.metrics.common import (
     bucket,
     check_choice,
+    clear_memo,
     closed_in_period,
+    isin,
+    map_keys,
+    memo_by_inputs,
     ratio,
     target_periods,
     won_in_period,
@@ -66,3 +70,72 @@ def test_bucket_labels():
     assert bucket(times, "week").tolist() == ["2026-W38", "2026-W01"]
     with pytest.raises(ParameterError, match="freq"):
         bucket(times, "fortnight")
+
+
+# ------------------------------------------------------------------------------- isin / map_keys / memo
+
+@pytest.mark.parametrize("candidates", [["A0", 5, None], [], pd.Index(["A1"]), ["A0"], [float("nan")],
+                                        pd.Series(["A2", None], dtype="string"), {"A0", "A2"}, ("A1", "A2")])
+def test_isin_answers_as_pandas(candidates):
+    values = pd.Series(["A0", "A1", None, "A2"], dtype="string", index=[3, 4, 5, 6])
+    expected = values.isin(list(candidates) if isinstance(candidates, set) else candidates)
+    got = isin(values, candidates)
+    assert got.tolist() == expected.fillna(False).astype(bool).tolist()
+    assert got.dtype == bool and got.index.tolist() == [3, 4, 5, 6]
+
+
+def test_isin_on_numbers_falls_back_to_pandas():
+    assert isin(pd.Series([1, 2, 3]), [2]).tolist() == [False, True, False]
+
+
+def test_map_keys_answers_as_series_map():
+    keys = pd.Series(["a", "b", None, "a", "z"], dtype="string", index=[5, 6, 7, 8, 9])
+    lookup = pd.Series({"a": "T1", "b": "T2"}, dtype="string")
+    got = map_keys(keys, lookup)
+    assert got.tolist() == keys.map(lookup).tolist() and got.index.tolist() == keys.index.tolist()
+    assert map_keys(pd.Series([], dtype="string"), lookup).tolist() == []
+    assert map_keys(pd.Series(["a", "b"], dtype="string"), {"a": 1}).tolist()[0] == 1
+
+
+def test_memo_by_inputs_reuses_results_for_the_same_frames_only():
+    calls = []
+
+    @memo_by_inputs
+    def total(frames, factor=1):
+        calls.append(1)
+        return frames["x"]["v"] * factor
+
+    clear_memo()
+    a = {"x": pd.DataFrame({"v": [1, 2]})}
+    first = total(a, factor=2)
+    again = total(a, factor=2)
+    assert again.tolist() == [2, 4] and len(calls) == 1
+    again.iloc[0] = 99  # a caller changing its result does not change what the next caller gets
+    assert total(a, factor=2).tolist() == [2, 4] and len(calls) == 1
+    total(a, factor=3)  # other arguments: computed
+    total({"x": pd.DataFrame({"v": [1, 2]})}, factor=2)  # an equal but other frame: computed
+    b = dict(a)
+    b["x"] = pd.DataFrame({"v": [5]})  # a dict whose frame was replaced: computed
+    assert total(b, factor=2).tolist() == [10]
+    assert len(calls) == 4
+    assert first.tolist() == [2, 4]
+
+
+def test_memo_by_inputs_does_not_key_lazy_mappings():
+    from collections.abc import Mapping
+
+    class Lazy(Mapping):
+        def __getitem__(self, k):
+            raise AssertionError("memo read a table to key it")
+
+        def __iter__(self):
+            return iter(["x"])
+
+        def __len__(self):
+            return 1
+
+    @memo_by_inputs
+    def size(frames):
+        return len(frames)
+
+    assert size(Lazy()) == 1

@@ -456,7 +456,7 @@ def _ctx(s, which: str = "current") -> KpiContext:
 def test_planted_forgotten_customers_come_first(demo_slice) -> None:
     s = demo_slice
     n = rg.history_periods_for(s.period, s.as_of, s.params.forgotten_days)
-    frames = {**s.tables, "activities": s.history("activities", n)}
+    frames = s.tables.with_frames(activities=s.history("activities", n))
     ranking = rg.forgotten_by_rep(frames, _ctx(s), days=s.params.forgotten_days)
     assert set(ranking["rep_id"].head(2)) == set(FORGOTTEN_CUSTOMERS.rep_ids), ranking.head()
     assert (ranking["forgotten_rate"].head(2) > 0.5).all()
