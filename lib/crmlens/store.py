@@ -358,10 +358,13 @@ def _frame(arrow: Any, table: Table) -> pd.DataFrame:
 _NO_FUTURE = pd.DataFrame(columns=[*PROBLEM_COLUMNS, RID, "_reason"])
 
 
+_NO_PROBLEMS = pd.DataFrame(columns=PROBLEM_COLUMNS).astype({"source_row": "Int64"})
+
+
 def _problem_frame(problems: pd.DataFrame) -> pd.DataFrame:
     """Problem rows in the form the reference validator gives them (plain objects, None for missing)."""
     if problems.empty:
-        return pd.DataFrame(columns=PROBLEM_COLUMNS).astype({"source_row": "Int64"})
+        return _NO_PROBLEMS.copy()
     plain = problems[PROBLEM_COLUMNS].astype(object)
     plain = plain.where(plain.notna(), None)
     return pd.DataFrame({c: plain[c].tolist() for c in PROBLEM_COLUMNS}).astype({"source_row": "Int64"})
@@ -523,10 +526,22 @@ class Store:
     def count(self, name: str, *, region: str | None = None, period: Period | None = None,
               as_of: pd.Timestamp | None = None) -> int:
         """How many rows `read` would return (counted in the engine, nothing read into pandas)."""
-        where = self.predicate(name, region=region, period=period)
-        if self._has_future(name, as_of):
-            where = f"({where}) AND {self._not_future(as_of)}"
-        return int(self._query(f"SELECT count(*) AS n FROM acc_{name} WHERE {where}").column(0)[0].as_py())
+        return self.counts({name: (region, period)}, as_of=as_of)[name]
+
+    def counts(self, cuts: dict[str, tuple[str | None, Period | None]], *,
+               as_of: pd.Timestamp | None = None) -> dict[str, int]:
+        """`count` of several tables, each with its (region, period) cut, in one query."""
+        parts = []
+        for i, (name, (region, period)) in enumerate(cuts.items()):
+            where = self.predicate(name, region=region, period=period)
+            if self._has_future(name, as_of):
+                where = f"({where}) AND {self._not_future(as_of)}"
+            parts.append(f"SELECT {i} AS i, count(*) AS n FROM acc_{name} WHERE {where}")
+        if not parts:
+            return {}
+        got = self._query(" UNION ALL ".join(parts)).to_pydict()
+        names = list(cuts)
+        return {names[i]: int(n) for i, n in zip(got["i"], got["n"], strict=True)}
 
     def read_many(self, name: str, periods: dict[str, Period], *, region: str | None = None,
                   as_of: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
