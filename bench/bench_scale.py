@@ -18,7 +18,7 @@ Rows (--data default / large):
   filter to the region and to the period, previous period and same period last year (the rule of
   ``crmlens.data.period_mask``), as a slice holds.
 * 02/03/08 notebook — papermill's Python API, kernel "crmlens", cwd notebooks/, parameters region "all" and
-  the source folder, store warm. Project only.
+  the source folder, store warm, without a save after every cell (as `crmlens run` executes). Project only.
 * dashboard cold start (default, or --kernel alone after warming the store) — a fresh Python process that
   imports ``crmlens.notebook``, opens the slice for "all" at the default period and computes the overview tiles
   (``crmlens.dashboard.tiles.tiles_for``), store warm: the process's whole wall time.
@@ -193,9 +193,11 @@ def case_notebook(opts: argparse.Namespace) -> dict:
         parameters["period"] = opts.period
     with tempfile.TemporaryDirectory(prefix="crmlens-bench-nb-") as tmp:
         t0 = _now()
+        # as `crmlens run` executes a notebook: no save of the output notebook after every cell (papermill's
+        # default; with 57 cells of charts that rewrites a 6 MB file 57 times: 03 at `large` 16 s → 29 s)
         papermill.execute_notebook(str(path), str(Path(tmp) / path.name), parameters=parameters,
                                    kernel_name="crmlens", cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
-                                   log_output=False)
+                                   log_output=False, request_save_on_cell_execute=False)
         seconds = _now() - t0
     return {"seconds": seconds}
 

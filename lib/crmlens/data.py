@@ -444,18 +444,30 @@ class Slice:
         """Validated rows of table `name` over the `n_periods` periods (of the slice's kind) ending with the
         current one — for trends — for the slice's region, or for `region` ("all" to compare a region with
         its peers). Dimension tables come whole. Cached per slice."""
-        from crmlens.periods import Period, shift_period
-
         region = region or self.params.region
         key = (name, n_periods, region)
         if key not in self._history:
             if SCHEMA[name].kind == "dimension":
                 return self.tables[name]
-            first = shift_period(self.period, -(n_periods - 1))
-            span = Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
-                          kind="range", fiscal_year_start=self.period.fiscal_year_start)
-            self._history[key] = self.store.read(name, region=region, period=span, as_of=self._check_as_of)
+            self._history[key] = self.store.read(name, region=region, period=self.history_span(n_periods),
+                                                 as_of=self._check_as_of)
         return self._history[key]
+
+    def history_span(self, n_periods: int) -> Period:
+        """The `n_periods` periods (of the slice's kind) ending with the current one, as one range."""
+        from crmlens.periods import Period, shift_period
+
+        first = shift_period(self.period, -(n_periods - 1))
+        return Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
+                      kind="range", fiscal_year_start=self.period.fiscal_year_start)
+
+    def latest(self, name: str, column: str, by: str, before: pd.Timestamp, n_periods: int = 8,
+               region: str | None = None) -> pd.DataFrame:
+        """Per value of `by`, the latest `column` before `before` among the rows ``history(name, n_periods,
+        region)`` holds — computed in the engine, without reading the history (e.g. each account's last activity
+        over five quarters of a 10M-activity source). Columns `by` and `column`, one row per non-empty `by`."""
+        return self.store.latest(name, column, by, before=before, region=region or self.params.region,
+                                 period=self.history_span(n_periods), as_of=self._check_as_of)
 
     def has(self, *names: str) -> bool:
         """True when the source has every table named."""

@@ -523,6 +523,18 @@ class Store:
         return _frame(self._query(f"SELECT {', '.join(cols)} FROM acc_{name} WHERE {where}{self._order(name, region)}"),
                       table)
 
+    def latest(self, name: str, column: str, by: str, *, before: pd.Timestamp, region: str | None = None,
+               period: Period | None = None, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Per value of `by`, the latest `column` before `before`, among the rows `read` would return — a group-by
+        in the engine: columns `by`, `column`, one row per non-empty `by` (sorted by it)."""
+        where = self.predicate(name, region=region, period=period)
+        if self._has_future(name, as_of):
+            where = f"({where}) AND {self._not_future(as_of)}"
+        col, key = ident(column), ident(by)
+        sql = (f"SELECT {key}, max({col}) AS {col} FROM acc_{name} WHERE ({where}) AND {col} < {_ts(before)} "
+               f"AND {key} IS NOT NULL GROUP BY {key} ORDER BY {key}")
+        return _frame(self._query(sql), SCHEMA[name])
+
     def count(self, name: str, *, region: str | None = None, period: Period | None = None,
               as_of: pd.Timestamp | None = None) -> int:
         """How many rows `read` would return (counted in the engine, nothing read into pandas)."""

@@ -128,6 +128,14 @@ class View(data.Slice):
                       kind="range", fiscal_year_start=self.period.fiscal_year_start)
         return self.source.frame(name, region or self.params.region, span, self.state)
 
+    def latest(self, name: str, column: str, by: str, before: pd.Timestamp, n_periods: int = 8,
+               region: str | None = None) -> pd.DataFrame:
+        """`crmlens.data.Slice.latest` from memory: per value of `by`, the latest `column` before `before` among
+        the rows of ``history(name, n_periods, region)``."""
+        frame = self.history(name, n_periods, region)
+        rows = frame[(frame[column] < before).fillna(False).astype(bool).to_numpy() & frame[by].notna().to_numpy()]
+        return rows.groupby(by, sort=True)[column].max().reset_index()
+
     def has(self, *names: str) -> bool:
         """True when every named table was loaded for the dashboard (the source has it and the view uses it)."""
         return all(n in self.tables for n in names)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,18 @@ def history_periods_for(period: Period, as_of: pd.Timestamp | None, days: int) -
     length = max((period.end - period.start).days, 1)
     behind = (period.start - since).days
     return 1 + max(0, math.ceil(behind / length))
+
+
+def last_activities(s: Any, days: int) -> pd.DataFrame:
+    """Each account's latest activity before the slice's reference time (as-of, capped at the period end),
+    among the activities of the periods covering `days` days back (`history_periods_for`): the ``activities``
+    frame that `account_follow_up`, `forgotten_by_rep` and `call_next` need — columns account_id and
+    occurred_at, one row per account — computed in the engine by `Slice.latest` instead of reading the history
+    (on the 10M-activity demo, five quarters are 4.6M rows). Same results as passing the history itself:
+    ``s.tables.with_frames(activities=last_activities(s, days))``."""
+    ref = reference_time(KpiContext(period_start=s.period.start, period_end=s.period.end, as_of=s.as_of))
+    return s.latest("activities", "occurred_at", "account_id", before=ref,
+                    n_periods=history_periods_for(s.period, s.as_of, days))
 
 
 def _reps_frame(frames: Frames) -> pd.DataFrame:
@@ -180,10 +193,18 @@ def first_won_deals(opportunities: pd.DataFrame, ctx: KpiContext,
     "new" or unknown — upsell, cross-sell and renewal deals are sold to existing customers).
     Returns the deals (one per account) with their columns.
     """
-    opps = opportunities
-    if history is not None and not history.empty:
-        opps = pd.concat([history, opportunities], ignore_index=True).drop_duplicates("opportunity_id")
-    won = opps[won_mask(opps) & opps["closed_at"].notna() & opps["account_id"].notna()]
+    parts = [opportunities] if history is None or history.empty else [history, opportunities]
+    # the first row of each opportunity (history first), as concat + drop_duplicates would keep it — decided on
+    # the ids alone, so that only the won deals' rows are copied (8 quarters of history are a million rows)
+    ids = pd.concat([f["opportunity_id"] for f in parts], ignore_index=True)
+    first_row = ~ids.duplicated().to_numpy()
+    won_parts, start = [], 0
+    for f in parts:
+        keep = first_row[start:start + len(f)] & (won_mask(f) & f["closed_at"].notna() & f["account_id"].notna()
+                                                  ).to_numpy(dtype=bool)
+        won_parts.append(f[keep])
+        start += len(f)
+    won = pd.concat(won_parts, ignore_index=True) if len(won_parts) > 1 else won_parts[0].reset_index(drop=True)
     won = won.sort_values(["closed_at", "opportunity_id"], kind="mergesort")
     first = won.drop_duplicates("account_id")
     first = first[in_period(first["closed_at"], ctx)]
@@ -707,7 +728,8 @@ def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int = 60) -> pd.
     before the reference time), n_open_opportunities and open_opportunity_amount (open deals of the slice).
 
     `frames["activities"]` must cover the `days` days before the reference time: pass a history, e.g.
-    ``s.tables.with_frames(activities=s.history("activities", history_periods_for(s.period, s.as_of, days)))``.
+    ``s.tables.with_frames(activities=s.history("activities", history_periods_for(s.period, s.as_of, days)))``,
+    or, cheaper, each account's latest activity: ``s.tables.with_frames(activities=last_activities(s, days))``.
     Needs accounts and activities.
     """
     if isinstance(days, bool) or not isinstance(days, int) or days <= 0:

@@ -448,3 +448,15 @@ def test_no_disk_cache_when_switched_off_or_for_a_database(tiny_demo, monkeypatc
     assert DashboardData(data.connect(str(tiny_demo))).cache_dir is None
     info = dataclasses.replace(data.source_info(data.connect(str(tiny_demo))), kind="url", source="postgresql://x")
     assert model.source_identity(info, Params()) is None
+
+
+@pytest.mark.parametrize("state", [st.FilterState(), st.FilterState(region="East")],
+                         ids=lambda s: st.to_query(s) or "default")
+def test_view_latest_equals_the_engine_group_by(board, con, state):
+    """`View.latest` (pandas over the kernel's history) equals `Slice.latest` (a group-by in the engine)."""
+    v, s = board.view(state), engine_slice(con, state)
+    before = min(s.as_of, s.period.end)
+    mine = v.latest("activities", "occurred_at", "account_id", before, 3)
+    theirs = s.latest("activities", "occurred_at", "account_id", before, 3)
+    assert len(theirs) > 0
+    pd.testing.assert_frame_equal(mine.reset_index(drop=True), theirs, check_dtype=False)

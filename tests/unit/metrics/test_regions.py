@@ -463,6 +463,25 @@ def test_planted_forgotten_customers_come_first(demo_slice) -> None:
     assert ranking["forgotten_rate"].iloc[2] < ranking["forgotten_rate"].iloc[1]
 
 
+@pytest.mark.parametrize("region", ["all", "East"])
+def test_last_activities_from_the_engine_equal_the_history_path(tiny_demo, region) -> None:
+    """`last_activities` (a group-by in the engine) gives the follow-up states that the activity history gives."""
+    params = validate_params({"source": str(tiny_demo), "region": region, "period": "2026-Q3",
+                              "as_of": "2026-09-15", "forgotten_days": 45})
+    s = data.open_slice(params, data.connect(tiny_demo))
+    days = max(s.params.forgotten_days, rg.STALENESS_CAP_DAYS)
+    history = s.history("activities", rg.history_periods_for(s.period, s.as_of, days))
+    latest = rg.last_activities(s, days)
+    assert len(latest) == latest["account_id"].nunique() > 0 and len(latest) < len(history)
+    by_history = s.tables.with_frames(activities=history)
+    by_engine = s.tables.with_frames(activities=latest)
+    ctx = _ctx(s)
+    for fn in (rg.account_follow_up, rg.forgotten_by_rep, rg.call_next):
+        pd.testing.assert_frame_equal(fn(by_engine, ctx, days=45), fn(by_history, ctx, days=45), obj=fn.__name__)
+    ref = rg.reference_time(ctx)
+    pd.testing.assert_series_equal(rg.last_activity(latest, ref), rg.last_activity(history, ref))
+
+
 def test_planted_team_below_target_is_last_on_attainment(demo_slice) -> None:
     s = demo_slice
     board = rg.leaderboard(s.tables, s.comparison, _ctx(s), _ctx(s, "comparison"), metric="attainment_rate",
