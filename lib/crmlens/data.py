@@ -348,6 +348,10 @@ class _SliceReader:
             return self._dimensions[name]
         return self.store.read(name, region=self.region, period=self.periods[which], as_of=self.as_of)
 
+    def latest(self, which: str, name: str, column: str, by: str, before: pd.Timestamp) -> pd.DataFrame:
+        cut = {} if SCHEMA[name].kind == "dimension" else {"region": self.region, "period": self.periods[which]}
+        return self.store.latest(name, column, by, before=before, as_of=self.as_of, **cut)
+
 
 class SliceTables(Mapping[str, pd.DataFrame]):
     """The validated frames of one period of a slice (``s.tables``, ``s.previous``, ``s.last_year``), read
@@ -366,6 +370,7 @@ class SliceTables(Mapping[str, pd.DataFrame]):
         self._names = tuple(names)
         self._which, self._reader = which, reader
         self._frames: dict[str, pd.DataFrame] = dict(frames or {})
+        self._given = set(frames or {})  # frames handed in (`with_frames`), not read from the store
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._frames:
@@ -391,10 +396,27 @@ class SliceTables(Mapping[str, pd.DataFrame]):
         """These tables with some frames replaced (e.g. ``s.tables.with_frames(activities=history)``); the
         others are read lazily as here, and shared."""
         out = SliceTables(self._names, self._which, self._reader, {**self._frames, **frames})
+        out._given = self._given | set(frames)
         return out
+
+    def latest(self, name: str, column: str, by: str, before: pd.Timestamp) -> pd.DataFrame:
+        """Per value of `by`, the latest `column` before `before` among this table's rows: a group-by in the
+        engine over the same cut (a frame handed in with `with_frames`: in pandas). Columns `by` and `column`,
+        one row per non-empty `by`, sorted by it."""
+        if name in self._given:
+            return latest_in_frame(self._frames[name], column, by, before)
+        if name not in self._names:
+            raise KeyError(name)
+        return self._reader.latest(self._which, name, column, by, before)
 
     def __repr__(self) -> str:
         return f"SliceTables({self._which}: {', '.join(self._names)}; read: {', '.join(self._frames) or 'none'})"
+
+
+def latest_in_frame(frame: pd.DataFrame, column: str, by: str, before: pd.Timestamp) -> pd.DataFrame:
+    """`SliceTables.latest` of a frame in memory."""
+    rows = frame[(frame[column] < before).fillna(False).astype(bool).to_numpy() & frame[by].notna().to_numpy()]
+    return rows.groupby(by, sort=True)[column].max().reset_index()
 
 
 @dataclass

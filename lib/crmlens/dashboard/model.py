@@ -132,9 +132,7 @@ class View(data.Slice):
                region: str | None = None) -> pd.DataFrame:
         """`crmlens.data.Slice.latest` from memory: per value of `by`, the latest `column` before `before` among
         the rows of ``history(name, n_periods, region)``."""
-        frame = self.history(name, n_periods, region)
-        rows = frame[(frame[column] < before).fillna(False).astype(bool).to_numpy() & frame[by].notna().to_numpy()]
-        return rows.groupby(by, sort=True)[column].max().reset_index()
+        return data.latest_in_frame(self.history(name, n_periods, region), column, by, before)
 
     def has(self, *names: str) -> bool:
         """True when every named table was loaded for the dashboard (the source has it and the view uses it)."""

@@ -110,6 +110,12 @@ def last_activities(s: Any, days: int) -> pd.DataFrame:
                     n_periods=history_periods_for(s.period, s.as_of, days))
 
 
+def _rows(frame: pd.DataFrame, mask: pd.Series, *columns: str) -> pd.DataFrame:
+    """The rows of `mask`, with only the named columns the frame has: filtering a million activities copies
+    every text column, and a reduction needs two or three of them."""
+    return frame.loc[mask.to_numpy(), [c for c in columns if c in frame.columns]]
+
+
 def _reps_frame(frames: Frames) -> pd.DataFrame:
     """rep_id, rep name, team_id, team name, region_id, is_active (from reps/teams when present)."""
     cols = ["rep_id", "rep_name", "team_id", "team_name", "region_id", "is_active"]
@@ -409,7 +415,7 @@ def rep_components(frames: Frames, ctx: KpiContext, history: Frames | None = Non
                                  "payments_amount"))
     if "activities" in frames:
         acts = _in_region(frames["activities"], ctx)
-        done = acts[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx)]
+        done = _rows(acts, in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx), "rep_id")
         parts.append(_count_by(done["rep_id"], "n_activities"))
     out = pd.concat(parts, axis=1) if parts else pd.DataFrame()
     out.index = pd.Index(out.index.astype("string"), name="rep_id")
@@ -590,7 +596,7 @@ def activities_per_rep(frames: Frames, ctx: KpiContext, *, by: str = "team") -> 
     check_choice("by", by, GROUP_LEVELS)
     _need(frames, "activities")
     acts = _in_region(frames["activities"], ctx)
-    done = acts[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx)]
+    done = _rows(acts, in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx), "rep_id", "activity_type")
     reps = _in_region(_reps_frame(frames), ctx)
     headcount = set(reps.loc[reps["is_active"].fillna(False).astype(bool), "rep_id"]) | set(
         done["rep_id"].dropna().astype("string").unique())
@@ -634,7 +640,7 @@ def activity_completion(frames: Frames, ctx: KpiContext, *, by: str = "team") ->
     check_choice("by", by, GROUP_LEVELS)
     _need(frames, "activities")
     acts = _in_region(frames["activities"], ctx)
-    due = acts[in_period(_col(acts, "due_at", "datetime64[us]"), ctx)]
+    due = _rows(acts, in_period(_col(acts, "due_at", "datetime64[us]"), ctx), "rep_id", "due_at", "completed_at")
     done = _col(due, "completed_at", "datetime64[us]").notna()
     overdue = ~done & (due["due_at"] < reference_time(ctx)).fillna(False).astype(bool)
     group = _group_of(frames, due["rep_id"], by).to_numpy()
@@ -738,7 +744,9 @@ def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int = 60) -> pd.
     ref = reference_time(ctx)
     owned = _owned_accounts(frames["accounts"], ctx)
     owned = owned[~(_col(owned, "created_at", "datetime64[us]") >= ref).fillna(False).astype(bool)]
-    last = last_activity(frames["activities"], ref)
+    latest = getattr(frames, "latest", None)  # a slice's tables: each account's latest activity from the engine
+    last = last_activity(latest("activities", "occurred_at", "account_id", ref) if callable(latest)
+                         else frames["activities"], ref)
     out = pd.DataFrame({"account_id": owned["account_id"].astype("string").to_numpy(),
                         "name": _col(owned, "name").astype("string").to_numpy(),
                         "owner_rep_id": owned["owner_rep_id"].astype("string").to_numpy(),
@@ -860,7 +868,7 @@ def followups_by_rep(frames: Frames, ctx: KpiContext) -> pd.DataFrame:
     One row per active rep of the region (from reps) or rep seen in the activities. Needs activities."""
     _need(frames, "activities")
     acts = _in_region(frames["activities"], ctx)
-    done = acts[in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx)]
+    done = _rows(acts, in_period(_col(acts, "occurred_at", "datetime64[us]"), ctx), "rep_id", "account_id")
     rep = done["rep_id"].astype("string")
     stats = pd.DataFrame({"n_followups": rep.value_counts(),
                           "n_accounts_followed": done["account_id"].groupby(rep).nunique()})

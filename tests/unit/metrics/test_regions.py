@@ -482,6 +482,24 @@ def test_last_activities_from_the_engine_equal_the_history_path(tiny_demo, regio
     pd.testing.assert_series_equal(rg.last_activity(latest, ref), rg.last_activity(history, ref))
 
 
+@pytest.mark.parametrize("region", ["all", "West"])
+def test_follow_up_on_slice_tables_uses_the_engine_and_equals_pandas(tiny_demo, region) -> None:
+    """On a slice's tables each account's latest activity comes from the engine (`SliceTables.latest`); the
+    states equal those computed in pandas from the same frames, and with the KPI for both periods."""
+    params = validate_params({"source": str(tiny_demo), "region": region, "period": "2026-Q3",
+                              "as_of": "2026-09-20", "forgotten_days": 30})
+    s = data.open_slice(params, data.connect(tiny_demo))
+    for frames, which in ((s.tables, "current"), (s.comparison, "comparison")):
+        ctx = _ctx(s, which)
+        engine = rg.account_follow_up(frames, ctx, days=30)
+        assert "activities" not in frames.loaded()  # the activities were not read into pandas
+        plain = {n: frames[n] for n in ("accounts", "activities", "opportunities", "reps", "teams")}
+        pd.testing.assert_frame_equal(engine, rg.account_follow_up(plain, ctx, days=30))
+        assert rg.kpi_forgotten_accounts(frames, ctx) == rg.kpi_forgotten_accounts(plain, ctx)
+    given = s.tables.with_frames(activities=s.tables["activities"].iloc[:0])  # a frame handed in wins
+    assert given.latest("activities", "occurred_at", "account_id", s.period.end).empty
+
+
 def test_planted_team_below_target_is_last_on_attainment(demo_slice) -> None:
     s = demo_slice
     board = rg.leaderboard(s.tables, s.comparison, _ctx(s), _ctx(s, "comparison"), metric="attainment_rate",
