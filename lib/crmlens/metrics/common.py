@@ -39,13 +39,18 @@ def bucket(times: pd.Series, freq: str) -> pd.Series:
     """Label each timestamp with its period ('2026-09', '2026-Q3', '2026-W37', '2026', '2026-09-14')."""
     if freq not in FREQS:
         raise ParameterError(f"freq: {freq!r} is not a time grain; use one of {', '.join(FREQS)}")
-    periods = times.dt.to_period(FREQS[freq])
     if freq == "week":
         iso = times.dt.isocalendar()
         return (iso["year"].astype("string") + "-W" + iso["week"].astype("string").str.zfill(2)).where(times.notna())
+    # each distinct period is formatted once (formatting a million periods one by one costs ~0.5 s)
+    codes, uniques = pd.factorize(times.dt.to_period(FREQS[freq]), use_na_sentinel=True)
+    labels = pd.Series(uniques).astype("string")
     if freq == "quarter":
-        return periods.astype("string").str.replace("Q", "-Q", regex=False)
-    return periods.astype("string")
+        labels = labels.str.replace("Q", "-Q", regex=False)
+    out = labels.take(np.maximum(codes, 0)).where(codes >= 0) if len(labels) else pd.Series(
+        pd.NA, index=range(len(times)), dtype="string")
+    out.index = times.index
+    return out.astype("string")
 
 
 def in_period(times: pd.Series, ctx: KpiContext) -> pd.Series:
