@@ -535,14 +535,10 @@ class Store:
                f"AND {key} IS NOT NULL GROUP BY {key} ORDER BY {key}")
         return _frame(self._query(sql), SCHEMA[name])
 
-    def count(self, name: str, *, region: str | None = None, period: Period | None = None,
-              as_of: pd.Timestamp | None = None) -> int:
-        """How many rows `read` would return (counted in the engine, nothing read into pandas)."""
-        return self.counts({name: (region, period)}, as_of=as_of)[name]
-
     def counts(self, cuts: dict[str, tuple[str | None, Period | None]], *,
                as_of: pd.Timestamp | None = None) -> dict[str, int]:
-        """`count` of several tables, each with its (region, period) cut, in one query."""
+        """How many rows `read` would return for several tables, each with its (region, period) cut — counted
+        in the engine, in one query, nothing read into pandas."""
         parts = []
         for i, (name, (region, period)) in enumerate(cuts.items()):
             where = self.predicate(name, region=region, period=period)
@@ -554,24 +550,6 @@ class Store:
         got = self._query(" UNION ALL ".join(parts)).to_pydict()
         names = list(cuts)
         return {names[i]: int(n) for i, n in zip(got["i"], got["n"], strict=True)}
-
-    def read_many(self, name: str, periods: dict[str, Period], *, region: str | None = None,
-                  as_of: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
-        """`read` for several periods: one scan (a table stored sorted by period time: one range read each)."""
-        if len(periods) == 1 or SCHEMA[name].period is None or self.meta["tables"][name].get("clustered"):
-            return {k: self.read(name, region=region, period=p, as_of=as_of) for k, p in periods.items()}
-        table = SCHEMA[name]
-        cols = self._columns(name)
-        flags = {k: self.predicate(name, period=p) for k, p in periods.items()}
-        where = self.predicate(name, region=region)
-        if self._has_future(name, as_of):
-            where = f"({where}) AND {self._not_future(as_of)}"
-        sel = ", ".join(f"coalesce({sql}, FALSE) AS _in_{i}" for i, sql in enumerate(flags.values()))
-        any_in = " OR ".join(f"({sql})" for sql in flags.values())
-        got = self._query(f"SELECT {', '.join(cols)}, {sel} FROM acc_{name} WHERE ({where}) AND ({any_in})"
-                          f"{self._order(name, region)}")
-        names = [c.strip('"') for c in cols]
-        return {k: _frame(got.filter(got[f"_in_{i}"]).select(names), table) for i, k in enumerate(flags)}
 
     def rejected(self, name: str, *, region: str | None = None, period: Period | None = None,
                  as_of: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from crmlens.dashboard.tiles import Tile
 from crmlens.errors import ParameterError
 from crmlens.metrics.common import isin
 from crmlens.params import Params
-from crmlens.periods import Period, previous_period, same_period_last_year, shift_period
+from crmlens.periods import Period, previous_period, same_period_last_year
 from crmlens.schema import SCHEMA, Table, load_order
 from crmlens.validate import ValidationReport
 
@@ -123,10 +123,7 @@ class View(data.Slice):
     def history(self, name: str, n_periods: int = 8, region: str | None = None) -> pd.DataFrame:
         if SCHEMA[name].kind == "dimension":
             return self.tables[name]
-        first = shift_period(self.period, -(n_periods - 1))
-        span = Period(label=f"{first.label}..{self.period.label}", start=first.start, end=self.period.end,
-                      kind="range", fiscal_year_start=self.period.fiscal_year_start)
-        return self.source.frame(name, region or self.params.region, span, self.state)
+        return self.source.frame(name, region or self.params.region, self.history_span(n_periods), self.state)
 
     def latest(self, name: str, column: str, by: str, before: pd.Timestamp, n_periods: int = 8,
                region: str | None = None) -> pd.DataFrame:

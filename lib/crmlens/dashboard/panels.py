@@ -148,9 +148,7 @@ def follow_ups_panel(v: View, top: int = 12) -> Panel:
     """Reps by the share of their customers left without activity for `forgotten_days` days."""
     def build() -> tuple[go.Figure, pd.DataFrame, str]:
         days = v.params.forgotten_days
-        look_back = max(days, regions.STALENESS_CAP_DAYS)
-        table = regions.forgotten_by_rep({**v.tables, "activities": regions.last_activities(v, look_back)}, v.ctx(),
-                                         days=days)
+        table = regions.forgotten_by_rep({**v.tables, "activities": regions.last_activities(v)}, v.ctx(), days=days)
         figure = region_charts.plot_forgotten(table, title="", top=top)
         figure.update_layout(height=max(300, 28 * min(top, len(table)) + 80))
         return figure, table, regions.describe_forgotten_by_rep(table)

@@ -98,13 +98,15 @@ def history_periods_for(period: Period, as_of: pd.Timestamp | None, days: int) -
     return 1 + max(0, math.ceil(behind / length))
 
 
-def last_activities(s: Any, days: int) -> pd.DataFrame:
+def last_activities(s: Any, days: int | None = None) -> pd.DataFrame:
     """Each account's latest activity before the slice's reference time (as-of, capped at the period end),
-    among the activities of the periods covering `days` days back (`history_periods_for`): the ``activities``
+    among the activities of the periods covering `days` days back (`history_periods_for`; default: the
+    slice's `forgotten_days`, at least `STALENESS_CAP_DAYS` so that call-next scores see a year): the ``activities``
     frame that `account_follow_up`, `forgotten_by_rep` and `call_next` need — columns account_id and
     occurred_at, one row per account — computed in the engine by `Slice.latest` instead of reading the history
     (on the 10M-activity demo, five quarters are 4.6M rows). Same results as passing the history itself:
     ``s.tables.with_frames(activities=last_activities(s, days))``."""
+    days = days if days is not None else max(s.params.forgotten_days, STALENESS_CAP_DAYS)
     ref = reference_time(KpiContext(period_start=s.period.start, period_end=s.period.end, as_of=s.as_of))
     return s.latest("activities", "occurred_at", "account_id", before=ref,
                     n_periods=history_periods_for(s.period, s.as_of, days))
