@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 DEMO_SCALE ?= default
 DEMO_SEED ?= 7
 DEMO_DIR := data/demo
+TEST_DEMO_DIR := outputs/.test-demo
 APT_PACKAGES := postgresql chromium
 APT_RUN_PACKAGES := chromium
 RUN_ARGS ?=
@@ -58,14 +59,18 @@ system-deps: ## install the Debian packages the tests need (PostgreSQL, Chromium
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) system-deps $(DEMO_DIR)/opportunities.parquet ## install everything the tests need, lint, and run the test suite
+$(TEST_DEMO_DIR)/opportunities.parquet: | $(STAMP)
+	$(BIN)/crmlens demo --scale tiny --seed 7 --out $(TEST_DEMO_DIR)
+
+test: $(STAMP) system-deps $(TEST_DEMO_DIR)/opportunities.parquet ## install everything the tests need, lint, and run the test suite
 	$(BIN)/ruff check lib tests bench
 	$(BIN)/crmlens docs --check
-	@# the committed notebooks, as they are, on the demo data (nbval: they run without error), in the background
-	@# while the suite runs (one kernel at a time, its own data and store: it fills the suite's idle tail)
-	@mkdir -p outputs; $(BIN)/python -m pytest --nbval-lax -q -p no:cacheprovider notebooks/ > outputs/.nbval.log 2>&1 & \
+	@# the committed notebooks, as they are (default parameters), on the tiny demo (nbval: they run without error),
+	@# in the background while the suite runs (one kernel at a time, its own data and store)
+	@mkdir -p outputs; CRMLENS_DEMO_DIR=$(abspath $(TEST_DEMO_DIR)) \
+	$(BIN)/python -m pytest --nbval-lax -q -p no:cacheprovider notebooks/ > outputs/.nbval.log 2>&1 & \
 	nbval=$$!; $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS); rc=$$?; \
-	wait $$nbval; nrc=$$?; echo "--- nbval (the committed notebooks on the demo data)"; cat outputs/.nbval.log; \
+	wait $$nbval; nrc=$$?; echo "--- nbval (the committed notebooks on the tiny demo)"; cat outputs/.nbval.log; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$nrc
 
 dashboard: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## serve the Voila dashboards on 127.0.0.1:8866 (DASHBOARD_ARGS="--host 0.0.0.0" to share, with a token)

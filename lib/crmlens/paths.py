@@ -21,6 +21,9 @@ from crmlens.errors import ParameterError
 
 #: Environment variable that, when set, names the project root.
 HOME_ENV = "CRMLENS_HOME"
+#: Environment variable that, when set, names the folder the source ``demo`` reads and `crmlens demo` writes
+#: (default ``data/demo``): e.g. the tiny demo for a quick check (`make test` runs the notebooks on it).
+DEMO_ENV = "CRMLENS_DEMO_DIR"
 PROJECT_NAME = "crmlens"
 
 
@@ -69,7 +72,8 @@ PROJECT_ROOT: Path = find_project_root()
 PARAMS_DIR: Path = PROJECT_ROOT / "params"
 SOURCES_DIR: Path = PARAMS_DIR / "sources"
 DATA_DIR: Path = PROJECT_ROOT / "data"
-DEMO_DIR: Path = DATA_DIR / "demo"
+DEMO_DIR: Path = (Path(os.environ[DEMO_ENV].strip()).expanduser().resolve() if os.environ.get(DEMO_ENV, "").strip()
+                  else DATA_DIR / "demo")
 OUTPUTS_DIR: Path = PROJECT_ROOT / "outputs"
 DOCS_DIR: Path = PROJECT_ROOT / "docs"
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
@@ -77,6 +81,7 @@ NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 __all__ = [
     "DATA_DIR",
     "DEMO_DIR",
+    "DEMO_ENV",
     "DOCS_DIR",
     "HOME_ENV",
     "NOTEBOOKS_DIR",

@@ -83,7 +83,7 @@ def test_failures_are_isolated_retried_and_reported(tiny_demo, tmp_path, test_no
     marker = tmp_path / "killed.txt"
     opts = _opts(tiny_demo, tmp_path, regions="East,West,North", notebooks="01_*,02_*,03_*,04_*",
                  notebooks_dir=test_notebooks, overrides={"options": {"test": {"marker": str(marker)}}},
-                 timeout=20, retries=2, run_id="failing")
+                 timeout=10, retries=2, run_id="failing")
     result = runner.run(opts)
     tasks = {t["id"]: t for t in result.manifest["tasks"]}
     assert len(tasks) == 3 * 4  # East, West, North × 4 notebooks: every task ran
@@ -101,7 +101,7 @@ def test_failures_are_isolated_retried_and_reported(tiny_demo, tmp_path, test_no
     # the timeout stops one notebook without retrying it
     slow = tasks["North/2026-Q3/04_sleeps"]
     assert slow["status"] == "failed" and slow["error"]["kind"] == "timeout" and slow["attempts"] == 1
-    assert slow["duration_s"] < 45
+    assert slow["duration_s"] < 30
     # nothing else is lost: every other task is ok and recorded its KPI
     failed = {"West/2026-Q3/02_raises", "North/2026-Q3/04_sleeps"}
     for tid, t in tasks.items():
@@ -122,7 +122,7 @@ def test_failures_are_isolated_retried_and_reported(tiny_demo, tmp_path, test_no
     # resume re-runs only the failed ones (still failing), reuses the rest
     again = runner.run(_opts(tiny_demo, tmp_path, regions="East,West,North", notebooks="01_*,02_*,03_*,04_*",
                              notebooks_dir=test_notebooks, overrides={"options": {"test": {"marker": str(marker)}}},
-                             timeout=20, run_id="failing", resume=True))
+                             timeout=10, run_id="failing", resume=True))
     s = again.manifest["summary"]
     assert (s["reused"], s["failed"], s["ok"]) == (10, 2, 0)
 
@@ -223,7 +223,7 @@ def dask_cluster():
 
 def test_dask_cluster_runs_the_same_matrix_with_identical_kpis(tiny_demo, tmp_path, dask_cluster):
     assert dask_cluster.startswith("tcp://127.0.0.1:")
-    opts = dict(regions="all,East,West", notebooks="02_*,08_*")
+    opts = dict(regions="all,East,West", notebooks="08_*")
     local = runner.run(_opts(tiny_demo, tmp_path, run_id="local", **opts))
     on_dask = runner.run(_opts(tiny_demo, tmp_path, run_id="dask", cluster=dask_cluster, **opts))
     assert local.exit_code == on_dask.exit_code == 0
