@@ -90,8 +90,22 @@ def shown(page, name: str) -> str:
     return text.replace("\xa0", " ")
 
 
-def test_overview_renders_every_tile_and_panel_without_error(page, server, con):
+def test_overview_page_loads_renders_drills_and_exports(page, server, con, tmp_path):
+    """One page of the default overview, used the way a stakeholder would in one visit (each page load costs
+    a dashboard kernel: the checks that need no other filter state share it)."""
+    # a loading state shows before the dashboard
+    page.add_init_script("""
+        window.__seen = {};
+        new MutationObserver(() => {
+          const now = performance.now();
+          if (!window.__seen.loading && document.getElementById('loading')) window.__seen.loading = now;
+          if (!window.__seen.status && document.querySelector('.crmlens-status-line')) window.__seen.status = now;
+        }).observe(document, { childList: true, subtree: true });
+    """)
     open_page(page, server)
+    seen = page.evaluate("window.__seen")
+    assert "loading" in seen and seen["loading"] < seen["status"]
+    # every tile and panel renders without error, with the library's numbers
     assert list(page_tiles(page)) == list(OVERVIEW.tiles)
     for key in OVERVIEW.panels:
         panel = page.locator(f".crmlens-panel-{key}")
@@ -103,9 +117,41 @@ def test_overview_renders_every_tile_and_panel_without_error(page, server, con):
         assert bad not in text
     assert page.outside == []
     assert_same(page_tiles(page), library_tiles(con, st.FilterState()))
+    # a funnel step lists the leads behind it
+    page.locator(".crmlens-funnel-steps button", has_text="SQL").click()
+    count = page.locator(".crmlens-records-count")
+    count.wait_for(timeout=30_000)
+    s = data.open_slice(st.to_params(st.FilterState(), data.data_as_of(con)), con)
+    from crmlens import notebook
+
+    table = funnel.lead_funnel(s.tables["leads"], s.tables["opportunities"], notebook.context(s))
+    assert int(count.get_attribute("data-count")) == int(table.loc[table["step_id"] == "sql", "n_leads"].iloc[0])
+    # the drill-down reaches a rep's opportunities and back
+    drill = page.locator(".crmlens-panel-drill")
+    for level in ("team", "rep", "opportunity"):
+        drill.locator(".crmlens-drill-item").first.click()
+        drill.locator(f".crmlens-drill-level[data-level='{level}']").wait_for(state="attached", timeout=30_000)
+    rows = int(drill.locator(".crmlens-drill-opportunity").get_attribute("data-rows"))
+    assert rows > 0
+    assert drill.locator(".crmlens-crumb").count() == 4
+    drill.locator(".crmlens-crumb", has_text="All regions").click()
+    drill.locator(".crmlens-drill-level[data-level='region']").wait_for(state="attached", timeout=30_000)
+    assert drill.locator(".crmlens-crumb").count() == 1
+    # clicking a region on the treemap drills to its teams
+    tile = page.locator(".crmlens-panel-regions g.slice").first
+    tile.wait_for(timeout=30_000)
+    tile.click(force=True)
+    drill.locator(".crmlens-drill-level[data-level='team']").wait_for(state="attached", timeout=30_000)
+    assert drill.locator(".crmlens-crumb").count() == 2
+    # the PDF export downloads a PDF of the view
+    with page.expect_download(timeout=120_000) as info:
+        page.locator(".crmlens-export-pdf").click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.name.endswith("_overview.pdf") and path.read_bytes()[:5] == b"%PDF-"
 
 
-def test_region_and_period_changes_show_the_library_numbers(page, server, con):
+def test_filter_changes_show_the_library_numbers_and_the_excel_file_holds_them(page, server, con, tmp_path):
     open_page(page, server)
     first = page_tiles(page)
     select(page, "region", "East")
@@ -117,8 +163,27 @@ def test_region_and_period_changes_show_the_library_numbers(page, server, con):
     assert_same(page_tiles(page), library_tiles(con, st.FilterState(region="East", period="this_month")))
     assert "period=this_month" in page.url
     select(page, "comparison", "Same period last year")
-    expected = library_tiles(con, st.FilterState(region="East", period="this_month", comparison="last_year"))
-    assert_same(page_tiles(page), expected)
+    state = st.FilterState(region="East", period="this_month", comparison="last_year")
+    assert_same(page_tiles(page), library_tiles(con, state))
+    # the Excel export downloads the tiles' numbers of this state
+    with page.expect_download(timeout=60_000) as info:
+        page.locator(".crmlens-export-excel").click()
+    download = info.value
+    assert download.suggested_filename == f"{st.file_stem(state, data.data_as_of(con))}_overview.xlsx"
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    assert path.stat().st_size > 5000
+    import openpyxl
+
+    ws = openpyxl.load_workbook(path, read_only=True)["View"]
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[1][0].startswith("East · ")
+    header = next(i for i, r in enumerate(rows) if r and r[0] == "KPI")
+    in_file = {r[0]: r[2] for r in rows[header + 1:] if r and r[0]}
+    shown = page_tiles(page)
+    assert list(in_file) == list(shown)
+    for kpi, value in shown.items():
+        assert in_file[kpi] == (pytest.approx(value, rel=1e-12) if value is not None else None), kpi
 
 
 def test_deep_link_restores_the_state(page, server, con):
@@ -136,65 +201,6 @@ def test_bad_deep_link_names_the_parameter_and_opens_the_default(page, server):
     message = page.inner_text(".crmlens-error")
     assert "region" in message and "Atlantis" in message
     assert shown(page, "region") == "All"
-
-
-def test_drill_down_reaches_a_reps_opportunities_and_back(page, server):
-    open_page(page, server)
-    drill = page.locator(".crmlens-panel-drill")
-    for level in ("team", "rep", "opportunity"):
-        drill.locator(".crmlens-drill-item").first.click()
-        drill.locator(f".crmlens-drill-level[data-level='{level}']").wait_for(state="attached", timeout=30_000)
-    rows = int(drill.locator(".crmlens-drill-opportunity").get_attribute("data-rows"))
-    assert rows > 0
-    assert drill.locator(".crmlens-crumb").count() == 4
-    drill.locator(".crmlens-crumb", has_text="All regions").click()
-    drill.locator(".crmlens-drill-level[data-level='region']").wait_for(state="attached", timeout=30_000)
-    assert drill.locator(".crmlens-crumb").count() == 1
-
-
-def test_funnel_step_lists_the_leads_behind_it(page, server, con):
-    open_page(page, server)
-    page.locator(".crmlens-funnel-steps button", has_text="SQL").click()
-    count = page.locator(".crmlens-records-count")
-    count.wait_for(timeout=30_000)
-    s = data.open_slice(st.to_params(st.FilterState(), data.data_as_of(con)), con)
-    from crmlens import notebook
-
-    table = funnel.lead_funnel(s.tables["leads"], s.tables["opportunities"], notebook.context(s))
-    assert int(count.get_attribute("data-count")) == int(table.loc[table["step_id"] == "sql", "n_leads"].iloc[0])
-
-
-def test_excel_export_downloads_the_tiles_numbers(page, server, con, tmp_path):
-    open_page(page, server)
-    select(page, "region", "North")
-    with page.expect_download(timeout=60_000) as info:
-        page.locator(".crmlens-export-excel").click()
-    download = info.value
-    expected_name = f"{st.file_stem(st.FilterState(region='North'), data.data_as_of(con))}_overview.xlsx"
-    assert download.suggested_filename == expected_name
-    path = tmp_path / download.suggested_filename
-    download.save_as(path)
-    assert path.stat().st_size > 5000
-    import openpyxl
-
-    ws = openpyxl.load_workbook(path, read_only=True)["View"]
-    rows = list(ws.iter_rows(values_only=True))
-    assert rows[1][0].startswith("North · ")
-    header = next(i for i, r in enumerate(rows) if r and r[0] == "KPI")
-    in_file = {r[0]: r[2] for r in rows[header + 1:] if r and r[0]}
-    shown = page_tiles(page)
-    assert list(in_file) == list(shown)
-    for kpi, value in shown.items():
-        assert in_file[kpi] == (pytest.approx(value, rel=1e-12) if value is not None else None), kpi
-
-
-def test_pdf_export_downloads_a_pdf_of_the_view(page, server, tmp_path):
-    open_page(page, server)
-    with page.expect_download(timeout=120_000) as info:
-        page.locator(".crmlens-export-pdf").click()
-    path = tmp_path / info.value.suggested_filename
-    info.value.save_as(path)
-    assert path.name.endswith("_overview.pdf") and path.read_bytes()[:5] == b"%PDF-"
 
 
 def test_a_token_protects_the_dashboards(tiny_demo):
@@ -231,20 +237,6 @@ def test_maven_tiles_say_plainly_what_the_source_lacks(page, maven_dir):
         s.stop()
 
 
-def test_the_page_shows_a_loading_state_before_the_dashboard(page, server):
-    page.add_init_script("""
-        window.__seen = {};
-        new MutationObserver(() => {
-          const now = performance.now();
-          if (!window.__seen.loading && document.getElementById('loading')) window.__seen.loading = now;
-          if (!window.__seen.status && document.querySelector('.crmlens-status-line')) window.__seen.status = now;
-        }).observe(document, { childList: true, subtree: true });
-    """)
-    open_page(page, server)
-    seen = page.evaluate("window.__seen")
-    assert "loading" in seen and seen["loading"] < seen["status"]
-
-
 def test_sales_manager_view_renders_its_tiles_and_panels(page, server, con):
     from crmlens.dashboard.widgets import SALES_MANAGER
 
@@ -257,16 +249,6 @@ def test_sales_manager_view_renders_its_tiles_and_panels(page, server, con):
     s = data.open_slice(st.to_params(st.FilterState(region="East"), data.data_as_of(con)), con)
     expected = {t.kpi: t.value for t in tiles_for(s, list(SALES_MANAGER.tiles))}
     assert_same(page_tiles(page), expected)
-
-
-def test_clicking_a_region_on_the_treemap_drills_to_its_teams(page, server):
-    open_page(page, server)
-    tile = page.locator(".crmlens-panel-regions g.slice").first
-    tile.wait_for(timeout=30_000)
-    tile.click(force=True)
-    drill = page.locator(".crmlens-panel-drill")
-    drill.locator(".crmlens-drill-level[data-level='team']").wait_for(state="attached", timeout=30_000)
-    assert drill.locator(".crmlens-crumb").count() == 2
 
 
 def test_a_custom_range_shows_the_library_numbers_for_those_days(page, server, con):

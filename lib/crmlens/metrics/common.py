@@ -147,7 +147,10 @@ def isin(values: pd.Series, candidates: Iterable[object]) -> pd.Series:
 
 #: How many results `memo_by_inputs` keeps (least recently used dropped first).
 MEMO_SIZE = 64
+#: How many results `memo_small` keeps: lookups derived from the small dimension tables.
+SMALL_MEMO_SIZE = 256
 _MEMO: OrderedDict[tuple, tuple[list[weakref.ref], Any]] = OrderedDict()
+_SMALL_MEMO: OrderedDict[tuple, tuple[list[weakref.ref], Any]] = OrderedDict()
 _MEMO_LOCK = threading.Lock()
 
 
@@ -177,6 +180,32 @@ def _memo_part(value: Any, refs: list[weakref.ref]) -> Any:
     return value
 
 
+def _memoize(fn: Callable[..., T], store: OrderedDict[tuple, tuple[list[weakref.ref], Any]],
+             size: Callable[[], int]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        refs: list[weakref.ref] = []
+        try:
+            key = (fn.__module__, fn.__qualname__, _memo_part(args, refs),
+                   _memo_part(tuple(sorted(kwargs.items())), refs))
+        except _Unkeyable:
+            return fn(*args, **kwargs)
+        with _MEMO_LOCK:
+            hit = store.get(key)
+            if hit is not None and all(r() is not None for r in hit[0]):
+                store.move_to_end(key)
+                result = hit[1]
+                return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
+        result = fn(*args, **kwargs)
+        with _MEMO_LOCK:
+            store[key] = (refs, result)
+            while len(store) > size():
+                store.popitem(last=False)
+        return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
+
+    return wrapper
+
+
 def memo_by_inputs(fn: Callable[..., T]) -> Callable[..., T]:
     """Remember `fn`'s result for the same inputs — the same frame objects (by identity) and equal other
     arguments — so that a notebook or dashboard asking for the same per-rep components, first wins or
@@ -187,34 +216,21 @@ def memo_by_inputs(fn: Callable[..., T]) -> Callable[..., T]:
     by convention (change a copy). An entry whose frames were freed is never reused. Frame results are returned
     as copies, so a caller changing a result cannot change what others get.
     """
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        refs: list[weakref.ref] = []
-        try:
-            key = (fn.__module__, fn.__qualname__, _memo_part(args, refs),
-                   _memo_part(tuple(sorted(kwargs.items())), refs))
-        except _Unkeyable:
-            return fn(*args, **kwargs)
-        with _MEMO_LOCK:
-            hit = _MEMO.get(key)
-            if hit is not None and all(r() is not None for r in hit[0]):
-                _MEMO.move_to_end(key)
-                result = hit[1]
-                return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
-        result = fn(*args, **kwargs)
-        with _MEMO_LOCK:
-            _MEMO[key] = (refs, result)
-            while len(_MEMO) > MEMO_SIZE:
-                _MEMO.popitem(last=False)
-        return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
+    return _memoize(fn, _MEMO, lambda: MEMO_SIZE)
 
-    return wrapper
+
+def memo_small(fn: Callable[..., T]) -> Callable[..., T]:
+    """`memo_by_inputs` for small results derived from dimension tables (a rep → team lookup, the reps of a
+    region): kept apart, so the many cheap entries a leaderboard asks for (tens per notebook) never push the
+    expensive results out."""
+    return _memoize(fn, _SMALL_MEMO, lambda: SMALL_MEMO_SIZE)
 
 
 def clear_memo() -> None:
-    """Forget every result `memo_by_inputs` remembers."""
+    """Forget every result `memo_by_inputs` and `memo_small` remember."""
     with _MEMO_LOCK:
         _MEMO.clear()
+        _SMALL_MEMO.clear()
 
 
 def map_keys(keys: pd.Series, lookup: pd.Series | Mapping[Any, Any]) -> pd.Series:

@@ -33,6 +33,7 @@ from crmlens.metrics.common import (
     isin,
     map_keys,
     memo_by_inputs,
+    memo_small,
     ratio,
     ratio_series,
     target_periods,
@@ -118,6 +119,7 @@ def _rows(frame: pd.DataFrame, mask: pd.Series, *columns: str) -> pd.DataFrame:
     return frame.loc[mask.to_numpy(), [c for c in columns if c in frame.columns]]
 
 
+@memo_small
 def _reps_frame(frames: Frames) -> pd.DataFrame:
     """rep_id, rep name, team_id, team name, region_id, is_active (from reps/teams when present)."""
     cols = ["rep_id", "rep_name", "team_id", "team_name", "region_id", "is_active"]
@@ -137,6 +139,7 @@ def _reps_frame(frames: Frames) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
+@memo_small
 def _names(frames: Frames, by: str) -> pd.Series:
     """Display names of reps, teams or regions keyed by id (empty when the dimension is absent)."""
     table = {"rep": "reps", "team": "teams", "region": "regions"}[by]
@@ -146,6 +149,7 @@ def _names(frames: Frames, by: str) -> pd.Series:
     return pd.Series(dim["name"].astype("string").to_numpy(), index=dim[_GROUP_KEYS[by]].astype("string"))
 
 
+@memo_small
 def _entities(frames: Frames, ctx: KpiContext, by: str) -> pd.Index:
     """The reps (active ones), teams or regions of the context's region, from their dimension table (empty if
     absent)."""
@@ -163,8 +167,13 @@ def _group_of(frames: Frames, rep_ids: pd.Series, by: str) -> pd.Series:
     rep_ids = rep_ids.astype("string")
     if by == "rep":
         return rep_ids
-    reps = _reps_frame(frames).drop_duplicates("rep_id").set_index("rep_id")[_GROUP_KEYS[by]]
-    return map_keys(rep_ids, reps).fillna(UNKNOWN).astype("string")
+    return map_keys(rep_ids, _rep_lookup(frames, by)).fillna(UNKNOWN).astype("string")
+
+
+@memo_small
+def _rep_lookup(frames: Frames, by: str) -> pd.Series:
+    """The team or region of each rep id."""
+    return _reps_frame(frames).drop_duplicates("rep_id").set_index("rep_id")[_GROUP_KEYS[by]]
 
 
 def rank_with_change(values: pd.Series, previous: pd.Series, *, ascending: bool = False) -> pd.DataFrame:
