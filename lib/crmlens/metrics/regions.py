@@ -723,10 +723,17 @@ def describe_lead_first_response(result: pd.DataFrame) -> str:
 
 def last_activity(activities: pd.DataFrame, before: pd.Timestamp) -> pd.Series:
     """Per account (index account_id), the time of its latest activity that occurred before `before`."""
-    occurred = _col(activities, "occurred_at", "datetime64[us]")
-    rows = activities[(occurred < before).fillna(False).astype(bool) & _col(activities, "account_id").notna()]
-    last = rows["occurred_at"].groupby(rows["account_id"].astype("string")).max()
-    return last.astype("datetime64[us]").rename("last_activity_at")
+    from crmlens.data import latest_in_frame  # the same group-by `SliceTables.latest` does for a frame in memory
+
+    frame = pd.DataFrame({"account_id": _col(activities, "account_id").astype("string"),
+                          "occurred_at": _col(activities, "occurred_at", "datetime64[us]")})
+    return _last_activity_series(latest_in_frame(frame, "occurred_at", "account_id", before))
+
+
+def _last_activity_series(latest: pd.DataFrame) -> pd.Series:
+    """`last_activity`'s Series from a per-account latest frame (columns account_id, occurred_at)."""
+    return pd.Series(latest["occurred_at"].astype("datetime64[us]").to_numpy(), name="last_activity_at",
+                     index=pd.Index(latest["account_id"].astype("string"), name="account_id"))
 
 
 def _owned_accounts(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
@@ -756,8 +763,8 @@ def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int = 60) -> pd.
     owned = _owned_accounts(frames["accounts"], ctx)
     owned = owned[~(_col(owned, "created_at", "datetime64[us]") >= ref).fillna(False).astype(bool)]
     latest = getattr(frames, "latest", None)  # a slice's tables: each account's latest activity from the engine
-    last = last_activity(latest("activities", "occurred_at", "account_id", ref) if callable(latest)
-                         else frames["activities"], ref)
+    last = (_last_activity_series(latest("activities", "occurred_at", "account_id", ref)) if callable(latest)
+            else last_activity(frames["activities"], ref))
     out = pd.DataFrame({"account_id": owned["account_id"].astype("string").to_numpy(),
                         "name": _col(owned, "name").astype("string").to_numpy(),
                         "owner_rep_id": owned["owner_rep_id"].astype("string").to_numpy(),
