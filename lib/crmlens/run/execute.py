@@ -106,26 +106,6 @@ def _mark_failure(nb: Any, text: str) -> None:
     nb.cells.insert(0, banner)
 
 
-_local = threading.local()
-
-
-def _html_exporter() -> Any:
-    """One nbconvert HTML exporter per thread (building one loads templates: reuse it)."""
-    exporter = getattr(_local, "exporter", None)
-    if exporter is None:
-        from nbconvert import HTMLExporter
-
-        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-        _local.exporter = exporter
-    return exporter
-
-
-def write_html(nb: Any, target: Path, title: str) -> Path:
-    """The notebook's report: no code, outputs only (plotly.js travels inside the outputs: no CDN)."""
-    body, _ = _html_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return atomic.write_text(target, body)
-
-
 def _error_info(err: BaseException, kind: str, timeout: float | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"kind": kind, "cell": None, "execution_count": None, "source": None,
                             "ename": type(err).__name__, "evalue": str(err).strip()[:2000]}
@@ -224,7 +204,11 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
     os.replace(tmp, target)
     html = None
     if spec.html:
-        write_html(nb, spec.html_path, f"{spec.notebook} — {spec.region}, {spec.period}")
+        # drawn like the region's report: no code, plotly.js embedded once, nothing fetched from the network
+        from crmlens.run import exports
+
+        exports.write_html(spec.html_path, [exports.analysis_of(nb, target)],
+                           f"{spec.notebook} — {spec.region}, {spec.period}", spec.region)
         html = str(spec.html_path.relative_to(spec.run_dir))
     duration = time.perf_counter() - t0
     compute = compute_seconds(nb)

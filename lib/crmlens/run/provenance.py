@@ -16,7 +16,7 @@ from crmlens import __version__, data, paths
 #: Packages whose versions the manifest records (the ones that can change a number or a report).
 PACKAGES = ("crmlens", "pandas", "numpy", "pyarrow", "duckdb", "ibis-framework", "pandera", "pydantic", "plotly",
             "prophet", "papermill", "nbclient", "nbconvert", "ipykernel", "jupyter-client", "dask", "distributed",
-            "kaleido", "xlsxwriter", "python-pptx")
+            "playwright", "xlsxwriter", "python-pptx")
 
 
 def _table_hash_sql(backend: str, relation: str) -> str | None:

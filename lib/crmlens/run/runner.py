@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ import pandas as pd
 from crmlens import atomic, paths
 from crmlens.data import SLICE_CACHE_ENV
 from crmlens.errors import ParameterError, RunError
+from crmlens.notebook import RENDERER_ENV, RUN_RENDERER
 from crmlens.run import provenance
 from crmlens.run.execute import TaskSpec, run_task
 from crmlens.run.kernels import KERNEL_NAME, KernelPool, close_worker_pool
@@ -185,12 +188,15 @@ def _record_path(run_dir: Path, task: Task) -> Path:
     return run_dir / TASKS_DIR / f"{task.slug}.json"
 
 
-def execution_order(plan: Plan) -> list[Task]:
-    """Tasks in the order they start: each notebook across every region × period first, so that tasks running
-    at the same time open different slices and later notebooks find their slice validated in the cache."""
+def execution_order(plan: Plan, workers: int = 2) -> list[Task]:
+    """Tasks in the order they start: the regions in groups of `workers`, and in a group each notebook across
+    its regions × periods first. Tasks running at the same time open different slices (later notebooks find
+    their slice in the cache), and the regions finish group by group, so their exports run while the next
+    group's notebooks do."""
     first = {nb.stem: i for i, nb in enumerate(plan.notebooks)}
-    return sorted(plan.tasks, key=lambda t: (first[t.notebook], plan.regions.index(t.region),
-                                             plan.periods.index(t.period)))
+    size = max(1, workers)
+    return sorted(plan.tasks, key=lambda t: (plan.regions.index(t.region) // size, first[t.notebook],
+                                             plan.regions.index(t.region), plan.periods.index(t.period)))
 
 
 # -- KPI tables ------------------------------------------------------------------------------------------------
@@ -224,7 +230,7 @@ def write_kpis(frame: pd.DataFrame, target: Path) -> Path:
 # -- executors -------------------------------------------------------------------------------------------------
 
 def _run_threads(specs: list[TaskSpec], workers: int, kernel_name: str, on_done: Callable[[dict], None]) -> None:
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     pool = KernelPool(size=workers, kernel_name=kernel_name, env=specs[0].env if specs else None,
                       cwd=str(Path(specs[0].path).parent) if specs else None)
@@ -300,36 +306,103 @@ def _lost_record(spec: TaskSpec, err: BaseException) -> dict[str, Any]:
 
 # -- exports ---------------------------------------------------------------------------------------------------
 
-def _export_all(run_dir: Path, plan: Plan, records: list[dict[str, Any]], formats: Sequence[str],
-                log: Callable[[str], None]) -> dict[str, Any]:
-    """kpis.parquet for every region, then the exports asked for (one image server for the whole batch)."""
-    out: dict[str, Any] = {}
-    frames = {}
-    for region in plan.regions:
-        frames[region] = kpi_frame(records, plan, region)
-        write_kpis(frames[region], run_dir / region / "kpis.parquet")
-        out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None}
-    formats = [f for f in formats if f in EXPORT_FORMATS]
-    if not formats:
-        return out
-    from crmlens.run import exports
+class RegionExports:
+    """The exports of a run's regions, each started as soon as the region's last task is done (while other
+    regions' notebooks still run): kpis.parquet, then the formats asked for. `workers` threads export one
+    region at a time each, with a headless Chromium per thread for the PDF and the deck."""
 
-    by_id = {r["id"]: r for r in records}
-    with exports.image_batch():
-        for region in plan.regions:
-            t0 = time.perf_counter()
-            notebooks = [run_dir / by_id[t.id]["outputs"]["ipynb"] for t in sorted(
-                (t for t in plan.tasks if t.region == region), key=lambda t: (plan.periods.index(t.period),
-                                                                              t.notebook))
-                if by_id.get(t.id, {}).get("outputs", {}).get("ipynb")]
-            title = f"CRM Lens — {'all regions' if region == 'all' else region}, {', '.join(plan.periods)}"
-            try:
-                written = exports.export_region(run_dir / region, notebooks, frames[region], title, formats=formats)
-                out[region]["files"].update({k: str(Path(v).relative_to(run_dir)) for k, v in written.items()})
-            except Exception as err:  # one region's export failing does not stop the others
-                out[region].update(status="failed", error=f"{type(err).__name__}: {err}")
-            log(f"exports {region}: {out[region]['status']} in {time.perf_counter() - t0:.1f} s")
-    return out
+    def __init__(self, run_dir: Path, plan: Plan, formats: Sequence[str], log: Callable[[str], None],
+                 workers: int = 2) -> None:
+        self.run_dir, self.plan, self.log = run_dir, plan, log
+        self.formats = [f for f in formats if f in EXPORT_FORMATS]
+        self.out: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, dict[str, Any]] = {}
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._threads = max(1, min(workers, len(plan.regions)))
+        self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="crmlens-export")
+        self._workers = [self._pool.submit(self._work) for _ in range(self._threads)]
+        self._started: set[str] = set()
+
+    def task_done(self, rec: dict[str, Any]) -> None:
+        """Note a finished (or reused) task; export its region once every task of the region is done."""
+        self._records[rec["id"]] = rec
+        region = rec["region"]
+        if region in self._started or any(t.id not in self._records for t in self.plan.tasks if t.region == region):
+            return
+        self._started.add(region)
+        records = [self._records[t.id] for t in self.plan.tasks if t.region == region]
+        frame = kpi_frame(records, self.plan, region)
+        write_kpis(frame, self.run_dir / region / "kpis.parquet")
+        self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None,
+                            "_frame": frame, "_records": records}
+        self._queue.put(region)
+
+    def finish(self, records: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Export the regions not started yet (e.g. some of their tasks did not run), wait for every export and
+        return ``{region: {status, files, error}}`` in plan order."""
+        for rec in records:
+            self._records.setdefault(rec["id"], rec)
+        for region in self.plan.regions:
+            if region not in self._started:
+                self._started.add(region)
+                done = [self._records[t.id] for t in self.plan.tasks if t.region == region and t.id in self._records]
+                frame = kpi_frame(done, self.plan, region)
+                write_kpis(frame, self.run_dir / region / "kpis.parquet")
+                self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None,
+                                    "_frame": frame, "_records": done}
+                self._queue.put(region)
+        self.close()
+        return {region: {k: v for k, v in self.out[region].items() if not k.startswith("_")}
+                for region in self.plan.regions if region in self.out}
+
+    def close(self) -> None:
+        """Stop the export threads after the regions queued so far."""
+        for _ in range(self._threads):
+            self._queue.put(None)
+        for done in self._workers:
+            done.result()
+        self._pool.shutdown(wait=True)
+
+    def _work(self) -> None:
+        """One browser per thread, for the regions it takes in turn; a fresh one after a region that failed."""
+        from crmlens.run import exports
+
+        browser: exports.Chromium | None = None
+        try:
+            while (region := self._queue.get()) is not None:
+                if browser is None and {"pdf", "pptx"} & set(self.formats):
+                    try:
+                        browser = exports.Chromium()
+                    except Exception:  # export_region tries a browser of its own and reports the error
+                        browser = None
+                self._export(region, browser)
+                if self.out[region]["status"] != "ok" and browser is not None:
+                    browser.close()
+                    browser = None
+        finally:
+            if browser is not None:
+                browser.close()
+
+    def _export(self, region: str, browser: Any) -> None:
+        from crmlens.run import exports
+
+        if not self.formats:
+            return
+        t0 = time.perf_counter()
+        entry = self.out[region]
+        by_id = {r["id"]: r for r in entry["_records"]}
+        notebooks = [self.run_dir / by_id[t.id]["outputs"]["ipynb"] for t in sorted(
+            (t for t in self.plan.tasks if t.region == region),
+            key=lambda t: (self.plan.periods.index(t.period), t.notebook))
+            if (by_id.get(t.id, {}).get("outputs") or {}).get("ipynb")]
+        title = f"CRM Lens — {'all regions' if region == 'all' else region}, {', '.join(self.plan.periods)}"
+        try:
+            written = exports.export_region(self.run_dir / region, notebooks, entry["_frame"], title,
+                                            formats=self.formats, browser=browser)
+            entry["files"].update({k: str(Path(v).relative_to(self.run_dir)) for k, v in written.items()})
+        except Exception as err:  # one region's export failing does not stop the others
+            entry.update(status="failed", error=f"{type(err).__name__}: {err}")
+        self.log(f"exports {region}: {entry['status']} in {time.perf_counter() - t0:.1f} s")
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -391,8 +464,8 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     specs = []
     # the notebooks of one region × period share its validated slice through this folder (removed at the end)
     cache_dir = run_dir / CACHE_DIR / stable_hash([fingerprint, code["library_hash"]])[:16]
-    env = {SLICE_CACHE_ENV: str(cache_dir)}
-    for task in execution_order(plan):
+    env = {SLICE_CACHE_ENV: str(cache_dir), RENDERER_ENV: RUN_RENDERER}
+    for task in execution_order(plan, options.workers):
         key = stable_hash({"notebook": code["notebooks"][task.notebook], "parameters": task.parameters,
                            "data": fingerprint, "library": code["library_hash"], "version": code["crmlens_version"],
                            "kernel": options.kernel_name})
@@ -411,11 +484,17 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     for rec in records.values():
         progress.update(rec)
 
+    # each region's exports start when its last task is done, while the other regions' notebooks run
+    exporter = RegionExports(run_dir, plan, options.exports, log, options.workers)
+    for rec in records.values():
+        exporter.task_done(rec)
+
     def on_done(rec: dict[str, Any]) -> None:
         records[rec["id"]] = rec
         task = next(t for t in plan.tasks if t.id == rec["id"])
         atomic.write_text(_record_path(run_dir, task), json.dumps(rec, indent=1, default=str))
         progress.update(rec)
+        exporter.task_done(rec)
 
     executor: dict[str, Any] = {"kind": "threads", "workers": options.workers, "cluster": None}
     status = "ok"
@@ -445,18 +524,22 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
             _run_threads(specs, options.workers, options.kernel_name, on_done)
     except KeyboardInterrupt:
         progress.close()
+        exporter.close()
         status = "interrupted"
         manifest = build_manifest({})
         atomic.write_text(run_dir / "manifest.json", json.dumps(manifest, indent=1, default=str))
         log(f"\ninterrupted: {len(records)} of {len(plan.tasks)} tasks finished and kept; complete the run with "
             f"`crmlens run --run-id {run_id} --resume` (same options)")
         return RunResult(run_dir, manifest)
+    except BaseException:
+        exporter.close()
+        raise
     progress.close()
     shutil.rmtree(run_dir / CACHE_DIR, ignore_errors=True)
 
     all_records = [records[t.id] for t in plan.tasks if t.id in records]
     status = "failed" if any(r["status"] == "failed" for r in all_records) else "ok"
-    exports_info = _export_all(run_dir, plan, all_records, options.exports, log)
+    exports_info = exporter.finish(all_records)
     if any(e["status"] != "ok" for e in exports_info.values()):
         status = "failed"
     manifest = build_manifest(exports_info)

@@ -165,8 +165,8 @@ def kpis(notebooks) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def exported(region_dir, notebooks, kpis) -> dict[str, Path]:
-    with exports.image_batch():  # as the run does: one kaleido server for every region
-        return exports.export_region(region_dir, notebooks, kpis, TITLE)
+    with exports.chromium() as browser:  # as the run does: one browser for the regions of an export thread
+        return exports.export_region(region_dir, notebooks, kpis, TITLE, browser=browser)
 
 
 # ------------------------------------------------------------------------------------- fast: the pieces
@@ -245,25 +245,42 @@ def test_missing_chromium_names_the_package_and_other_formats_are_still_written(
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
 
 
-def test_a_stuck_kaleido_times_out_and_later_charts_fail_fast(monkeypatch):
-    import time
+@pytest.mark.slow
+def test_a_chart_never_drawn_fails_the_pdf_and_deck_within_the_limit_and_the_rest_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(exports, "_CHARTS_DRAWN", "() => false")  # as if plotly.js never finished drawing
+    notebook = failed_notebook(tmp_path / PERIOD / f"{FAILED}.ipynb")
+    with exports.chromium(timeout_s=2) as browser, pytest.raises(exports.ExportError) as caught:
+        exports.export_region(tmp_path, [notebook], pd.DataFrame(columns=KPI_COLUMNS), TITLE, browser=browser)
+    errors = caught.value.errors
+    assert set(errors) == {"pptx", "pdf"}
+    assert all("headless Chromium failed on" in e and "report.html" in e and "2000ms" in e for e in errors.values())
+    assert set(caught.value.files) == {"html", "xlsx"}
+    assert not (tmp_path / "report.pdf").exists() and not (tmp_path / "deck.pptx").exists()
 
-    import kaleido
-    import plotly.io as pio
 
-    calls = []
-    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kw: calls.append("start"))
-    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **kw: calls.append("stop"))
-    monkeypatch.setattr(pio, "to_image", lambda *a, **kw: time.sleep(1.0))
-    monkeypatch.setattr(exports, "_kaleido_stuck", False)
-    figure = figure_output("Stuck chart")["data"][PLOTLY]
-    with pytest.raises(RunError, match=r"did not render the chart 'Stuck chart' within 0 s.*`chromium`"):
-        exports.figure_png(figure, timeout_s=0.2)
-    started = time.monotonic()
-    with pytest.raises(RunError, match="stopped responding"):
-        exports.figure_png(figure)
-    assert time.monotonic() - started < 0.5
-    assert calls == ["start", "start"], "a stuck server is not stopped (that would wait forever)"
+@pytest.mark.slow
+def test_deck_images_come_from_the_drawn_report_and_a_missing_chart_is_named(tmp_path):
+    notebook = failed_notebook(tmp_path / PERIOD / f"{FAILED}.ipynb")
+    analyses = [exports.load_analysis(notebook)]
+    charts = exports.key_charts(analyses)
+    assert [c.div_id for c in charts] == ["crmlens-chart-1-2-0"]  # section 1, cell 2, first output
+    page = exports.write_html(tmp_path / "report.html", analyses, TITLE, REGION)
+    assert page.read_text(encoding="utf-8").count('id="crmlens-chart-1-2-0"') == 1
+    gone = exports.KeyChart(notebook=FAILED, period=PERIOD, figure={}, finding="", chart_title="Gone", cell=9)
+    with exports.report_page(page) as opened:
+        png = opened.chart_pngs(charts)[0]
+        with pytest.raises(RunError, match=r"does not draw the chart\(s\) 'Gone'"):
+            opened.chart_pngs([gone])
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as img:
+        assert img.size == (FIGURE_WIDTH * 2, 400 * 2)
+        colours = {c for _, c in img.convert("RGB").getcolors(1 << 20)}
+    assert _rgb(COLORS["actual"]) in colours, "the bars are drawn in the chart's colour"
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
 
 
 # --------------------------------------------------------------------------- slow: one real region export

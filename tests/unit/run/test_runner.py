@@ -3,6 +3,7 @@ resume, interrupted runs, determinism of kpis.parquet, and the same matrix on a 
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -83,9 +84,14 @@ def test_failures_are_isolated_retried_and_reported(tiny_demo, tmp_path, test_no
     marker = tmp_path / "killed.txt"
     opts = _opts(tiny_demo, tmp_path, regions="East,West,North", notebooks="01_*,02_*,03_*,04_*",
                  notebooks_dir=test_notebooks, overrides={"options": {"test": {"marker": str(marker)}}},
-                 timeout=10, retries=2, run_id="failing")
-    result = runner.run(opts)
+                 timeout=10, retries=2, run_id="failing", exports=("xlsx",))
+    log = io.StringIO()
+    result = runner.run(opts, stream=log)
     tasks = {t["id"]: t for t in result.manifest["tasks"]}
+    # regions go in groups of two (the workers): East's exports start while North's notebooks still run
+    text = log.getvalue()
+    assert text.index("exports East: ok") < text.index("North/2026-Q3/04_sleeps"), text
+    assert result.manifest["exports"]["West"]["status"] == "ok"  # a failed task's region is still exported
     assert len(tasks) == 3 * 4  # East, West, North × 4 notebooks: every task ran
     assert result.exit_code == 1 and result.manifest["status"] == "failed"
     # the kernel killed mid-run was retried and then succeeded
@@ -166,7 +172,12 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
         assert all((a.run_dir / f).is_file() for f in files.values())
     kpis = pd.read_parquet(a.run_dir / "East" / "kpis.parquet")
     assert set(kpis["notebook"]) == {"02_sales_funnel"} and "win_rate" in set(kpis["kpi"])
-    _check_in_chromium(a.run_dir, ["all", "East"])
+    # the executed notebook holds its figures as plotly JSON, not a 4.8 MB copy of plotly.js (the run's
+    # renderer); its HTML page embeds plotly.js once and draws them
+    task = next(t for t in a.manifest["tasks"] if t["region"] == "East")
+    executed = (a.run_dir / task["outputs"]["ipynb"]).read_text(encoding="utf-8")
+    assert "application/vnd.plotly.v1+json" in executed and "plotly.js v" not in executed
+    _check_in_chromium(a.run_dir, ["all", "East"], task["outputs"]["html"])
     assert a.manifest["data"]["fingerprint"] == b.manifest["data"]["fingerprint"]
     assert diff_runs(a.run_dir, b.run_dir).to_dict()["kpis_changed"] == []
     # one parameter changed → the manifest and the diff name it, and KPIs move
@@ -182,9 +193,9 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
     assert (tmp_path / "outputs" / "latest").resolve() == a.run_dir.resolve()  # the last run, after c
 
 
-def _check_in_chromium(run_dir: Path, regions: list[str]) -> None:
-    """The index and a region report open offline in headless Chromium: no failed or outside requests, every
-    region shown, the report's charts drawn (plotly renders SVG)."""
+def _check_in_chromium(run_dir: Path, regions: list[str], task_page: str) -> None:
+    """The index, a region report and a task's page open offline in headless Chromium: no failed or outside
+    requests, every region shown, the charts drawn (plotly renders SVG)."""
     import re
 
     from playwright.sync_api import sync_playwright
@@ -203,9 +214,10 @@ def _check_in_chromium(run_dir: Path, regions: list[str]) -> None:
             for region in regions:
                 assert page.locator(f'section[data-region="{region}"]').is_visible(), region
             assert page.locator('tr[data-status="ok"][data-task]').count() >= len(regions)
-            page.goto((run_dir / regions[-1] / "report.html").resolve().as_uri(), wait_until="load")
-            page.wait_for_selector(".plot-container svg.main-svg", timeout=30_000)
-            assert page.locator(".plot-container").count() >= 5
+            for report in (run_dir / regions[-1] / "report.html", run_dir / task_page):
+                page.goto(report.resolve().as_uri(), wait_until="load")
+                page.wait_for_selector(".plot-container svg.main-svg", timeout=30_000)
+                assert page.locator(".plot-container").count() >= 5, report
         finally:
             browser.close()
     assert failed == [] and external == []

@@ -52,9 +52,13 @@ def _plan() -> Plan:
 
 
 def test_tasks_start_notebook_by_notebook_so_parallel_tasks_open_different_slices():
-    order = [t.id for t in runner.execution_order(_plan())]
+    order = [t.id for t in runner.execution_order(_plan(), workers=2)]
     assert order[:4] == ["all/2026-Q2/02_a", "all/2026-Q3/02_a", "East/2026-Q2/02_a", "East/2026-Q3/02_a"]
     assert all(t.endswith("03_b") for t in order[4:])
+    # regions go in groups of `workers`: with one worker, region `all` finishes first (its exports start)
+    order = [t.id for t in runner.execution_order(_plan(), workers=1)]
+    assert order == ["all/2026-Q2/02_a", "all/2026-Q3/02_a", "all/2026-Q2/03_b", "all/2026-Q3/03_b",
+                     "East/2026-Q2/02_a", "East/2026-Q3/02_a", "East/2026-Q2/03_b", "East/2026-Q3/03_b"]
 
 
 def test_kpi_table_is_in_plan_order_with_stable_types():
