@@ -186,7 +186,9 @@ def case_notebook(opts: argparse.Namespace) -> dict:
     import papermill
 
     from crmlens import paths
+    from crmlens.notebook import RENDERER_ENV, RUN_RENDERER
 
+    os.environ[RENDERER_ENV] = RUN_RENDERER  # the kernel draws charts as `crmlens run`'s kernels do
     path = paths.NOTEBOOKS_DIR / f"{opts.notebook}.ipynb"
     parameters = {"region": "all", "source": str(opts.folder)}
     if opts.period:
