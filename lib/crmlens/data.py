@@ -414,9 +414,16 @@ class SliceTables(Mapping[str, pd.DataFrame]):
 
 
 def latest_in_frame(frame: pd.DataFrame, column: str, by: str, before: pd.Timestamp) -> pd.DataFrame:
-    """`SliceTables.latest` of a frame in memory."""
-    rows = frame[(frame[column] < before).fillna(False).astype(bool).to_numpy() & frame[by].notna().to_numpy()]
-    return rows.groupby(by, sort=True)[column].max().reset_index()
+    """`SliceTables.latest` of a frame in memory. A frame that is itself the store's `latest` of the same
+    `column` and `by` before a time ≤ `before` (flagged in its attrs: one row per `by`, sorted) is its own
+    answer — the group-by would give it back unchanged (4 s for the 2 M accounts of `large`)."""
+    from crmlens.store import LATEST_ATTR
+
+    keep = (frame[column] < before).fillna(False).astype(bool).to_numpy() & frame[by].notna().to_numpy()
+    flag = frame.attrs.get(LATEST_ATTR)
+    if flag is not None and flag[:2] == (column, by) and flag[2] <= before:
+        return frame.loc[keep, [by, column]].reset_index(drop=True)
+    return frame[keep].groupby(by, sort=True)[column].max().reset_index()
 
 
 @dataclass

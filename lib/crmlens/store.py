@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 STORE_FORMAT = 1
 #: Environment variable naming the store root (default ``outputs/.cache/store``).
 STORE_DIR_ENV = "CRMLENS_STORE_DIR"
+#: attrs key on a `Store.latest` result: (column, by, before) — one row per `by` (`crmlens.data.latest_in_frame`).
+LATEST_ATTR = "crmlens.latest"
 #: Versions kept per source (older ones are removed when a new one is written).
 KEEP_VERSIONS = 3
 #: Fact tables with at least this many rows are stored sorted by period time, if set (``CRMLENS_STORE_CLUSTER_ROWS``):
@@ -533,7 +535,9 @@ class Store:
         col, key = ident(column), ident(by)
         sql = (f"SELECT {key}, max({col}) AS {col} FROM acc_{name} WHERE ({where}) AND {col} < {_ts(before)} "
                f"AND {key} IS NOT NULL GROUP BY {key} ORDER BY {key}")
-        return _frame(self._query(sql), SCHEMA[name])
+        out = _frame(self._query(sql), SCHEMA[name])
+        out.attrs[LATEST_ATTR] = (column, by, pd.Timestamp(before))  # one row per `by` (see latest_in_frame)
+        return out
 
     def counts(self, cuts: dict[str, tuple[str | None, Period | None]], *,
                as_of: pd.Timestamp | None = None) -> dict[str, int]:

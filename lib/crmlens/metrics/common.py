@@ -233,6 +233,28 @@ def clear_memo() -> None:
         _SMALL_MEMO.clear()
 
 
+def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
+    """``keys.map(table)`` for a `table` indexed by unique keys (e.g. amount by opportunity id), fast when
+    both are text: the positions come from Arrow's hash ``index_in`` (pandas 3 indexes pyarrow-backed text
+    through Python objects — seconds for a million ids). A missing key, or one not in `table`, gives a missing
+    value, as with ``map``; the result has `keys`' index and `table`'s dtype."""
+    dtype, index = keys.dtype, table.index
+    arrow_text = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    if not (arrow_text and isinstance(index.dtype, pd.StringDtype) and len(table) and index.is_unique):
+        return keys.map(table)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    left = pa.array(keys.array)
+    right = pa.array(pd.array(index, dtype=dtype))
+    right = right.combine_chunks() if isinstance(right, pa.ChunkedArray) else right
+    positions = pc.fill_null(pc.index_in(left, value_set=right.cast(left.type), skip_nulls=True), -1)
+    found = positions.to_numpy(zero_copy_only=False).astype(np.int64)
+    out = table.iloc[np.where(found < 0, 0, found)].reset_index(drop=True)
+    out.index = keys.index
+    return out.mask(found < 0).rename(keys.name)
+
+
 def map_keys(keys: pd.Series, lookup: pd.Series | Mapping[Any, Any]) -> pd.Series:
     """``keys.map(lookup)``, computed once per distinct key: a million activity rows carry a few hundred rep
     ids, and mapping text keys row by row costs seconds in pandas 3."""

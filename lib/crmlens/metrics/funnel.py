@@ -36,7 +36,7 @@ from crmlens.metrics.common import (
     closed_in_period,
     in_period,
     isin,
-    map_keys,
+    lookup,
     memo_by_inputs,
     ratio,
     ratio_series,
@@ -128,7 +128,7 @@ def lead_progress(leads: pd.DataFrame, opportunities: pd.DataFrame | None = None
         _require(opportunities, "opportunities", "opportunity_id", "is_won", "amount")
         opps = opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")
         won = isin(opp_ids, opps.index[won_mask(opps).to_numpy()])
-        out["opportunity_amount"] = map_keys(opp_ids, opps["amount"].astype("float64")).astype("float64")
+        out["opportunity_amount"] = lookup(opp_ids, opps["amount"].astype("float64")).astype("float64")
     else:
         won = pd.Series(False, index=cohort.index)
         out["opportunity_amount"] = np.nan
@@ -360,7 +360,7 @@ def compare_stage_days(stage_history: pd.DataFrame, opportunities: pd.DataFrame,
         raise ParameterError(f"by: opportunities have no grouping column {by!r}; use e.g. region_id or owner_rep_id")
     entries = _left_entries(stage_history, vocabulary, ctx)
     groups = opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")[by]
-    entries = entries.assign(group=_labels(entries["opportunity_id"].map(groups)))
+    entries = entries.assign(group=_labels(lookup(entries["opportunity_id"], groups)))
     entries = entries[isin(entries["opportunity_id"], groups.index)]
     out = (entries.groupby(["group", "stage"], observed=True)
            .agg(n_entered=("days", "size"), median_days=("days", "median")).reset_index())

@@ -31,6 +31,7 @@ from crmlens.metrics.common import (
     closed_in_period,
     in_period,
     isin,
+    lookup,
     map_keys,
     memo_by_inputs,
     memo_small,
@@ -422,7 +423,7 @@ def rep_components(frames: Frames, ctx: KpiContext, history: Frames | None = Non
             owner = owner.set_index(owner["contract_id"].astype("string"))["owner_rep_id"]
             pays = frames["payments"]
             pays = pays[in_period(pays["received_at"], ctx)]
-            parts.append(_sum_by(pays["contract_id"].astype("string").map(owner), pays["amount"],
+            parts.append(_sum_by(lookup(pays["contract_id"].astype("string"), owner), pays["amount"],
                                  "payments_amount"))
     if "activities" in frames:
         acts = _in_region(frames["activities"], ctx)

@@ -581,6 +581,10 @@ def summary_text(result: RunResult) -> str:
     for region, e in failed_exports.items():
         lines.append(f"  exports of {region} failed: {e['error']}")
     run_dir = paths.display_path(result.run_dir)
+    from crmlens.run.exports import FILENAMES
+
+    asked = m.get("parameters", {}).get("exports", EXPORT_FORMATS)
+    files = ["kpis.parquet", *(FILENAMES[f] for f in EXPORT_FORMATS if f in asked)]
     lines += ["", f"Results: {run_dir}/index.html  (open in a browser)",
-              f"         {run_dir}/manifest.json, {run_dir}/<region>/kpis.parquet, report.xlsx, deck.pptx, report.pdf"]
+              f"         {run_dir}/manifest.json, {run_dir}/<region>/{', '.join(files)}"]
     return "\n".join(lines)

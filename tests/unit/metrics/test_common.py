@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,6 +14,7 @@ from crmlens.metrics.common import (
     clear_memo,
     closed_in_period,
     isin,
+    lookup,
     map_keys,
     memo_by_inputs,
     ratio,
@@ -95,6 +97,26 @@ def test_map_keys_answers_as_series_map():
     assert got.tolist() == keys.map(lookup).tolist() and got.index.tolist() == keys.index.tolist()
     assert map_keys(pd.Series([], dtype="string"), lookup).tolist() == []
     assert map_keys(pd.Series(["a", "b"], dtype="string"), {"a": 1}).tolist()[0] == 1
+
+
+@pytest.mark.parametrize("table", [
+    pd.Series([1.5, 2.5], index=pd.Index(["b", "a"], dtype="string")),                 # numbers by text key
+    pd.Series(["T1", "T2"], index=pd.Index(["a", "b"], dtype="string"), dtype="string"),  # text by text key
+    pd.Series([1.5, 2.5], index=pd.Index(["a", "b"], dtype="object")),                  # object keys: pandas
+    pd.Series([], index=pd.Index([], dtype="string"), dtype="float64"),                 # nothing to find
+])
+def test_lookup_answers_as_series_map(table):
+    keys = pd.Series(["a", "b", None, "a", "z"], dtype="string", index=[5, 6, 7, 8, 9], name="k")
+    got, expected = lookup(keys, table), keys.map(table)
+    assert got.isna().tolist() == expected.isna().tolist()
+    assert got.dropna().tolist() == expected.dropna().tolist()
+    assert got.index.tolist() == [5, 6, 7, 8, 9]
+    many = pd.Series([f"O{i}" for i in range(2000)], dtype="string")
+    big = pd.Series(np.arange(1000, dtype="float64"), index=pd.Index([f"O{i}" for i in range(999, -1, -1)],
+                                                                      dtype="string"))
+    fast = lookup(many, big)
+    assert fast.dtype == "float64"  # the table's dtype (pandas' map turns it into double[pyarrow])
+    assert fast.fillna(-1).tolist() == many.map(big).astype("float64").fillna(-1).tolist()
 
 
 def test_memo_by_inputs_reuses_results_for_the_same_frames_only():

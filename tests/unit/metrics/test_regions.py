@@ -13,6 +13,7 @@ from crmlens.kpis import KpiContext
 from crmlens.metrics import regions as rg
 from crmlens.params import validate_params
 from crmlens.periods import parse_period
+from crmlens.store import LATEST_ATTR
 from crmlens.truths import COMPETITOR_STRONGHOLD, FORGOTTEN_CUSTOMERS, TEAM_BELOW_TARGET
 
 T = pd.Timestamp
@@ -480,6 +481,13 @@ def test_last_activities_from_the_engine_equal_the_history_path(tiny_demo, regio
         pd.testing.assert_frame_equal(fn(by_engine, ctx, days=45), fn(by_history, ctx, days=45), obj=fn.__name__)
     ref = rg.reference_time(ctx)
     pd.testing.assert_series_equal(rg.last_activity(latest, ref), rg.last_activity(history, ref))
+    # the store flags its result as one row per account: asked again (same or later time) it is not regrouped
+    assert latest.attrs[LATEST_ATTR] == ("occurred_at", "account_id", ref)
+    regrouped = latest.copy()
+    regrouped.attrs = {}
+    for before in (ref, ref + pd.Timedelta(days=1)):
+        pd.testing.assert_frame_equal(data.latest_in_frame(latest, "occurred_at", "account_id", before),
+                                      data.latest_in_frame(regrouped, "occurred_at", "account_id", before))
 
 
 @pytest.mark.parametrize("region", ["all", "West"])
