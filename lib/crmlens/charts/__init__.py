@@ -48,10 +48,9 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     import plotly.io as pio
 
     register_template()
-    if pio.templates.default == TEMPLATE_NAME:  # the figure has it from its creation (~30 ms less per figure)
-        fig.update_layout(title=title, width=FIGURE_WIDTH, height=height)
-    else:
-        fig.update_layout(template=TEMPLATE_NAME, title=title, width=FIGURE_WIDTH, height=height)
+    # a figure made while our template is plotly's default has it already (applying it again: ~30 ms a figure)
+    theme = {} if pio.templates.default == TEMPLATE_NAME else {"template": TEMPLATE_NAME}
+    fig.update_layout(title=title, width=FIGURE_WIDTH, height=height, **theme)
     return fig
 
 

@@ -126,21 +126,32 @@ def isin(values: pd.Series, candidates: Iterable[object]) -> pd.Series:
     measured for a million ids against 670 k): a string Series is matched here with Arrow's ``is_in`` over the
     candidates as one array (0.4 s). As in pandas, a missing value matches when the candidates hold one.
     """
-    dtype = values.dtype
-    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+    if not _is_arrow_text(values.dtype):
         return values.isin(candidates).fillna(False).astype(bool)
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     cand = candidates if isinstance(candidates, pd.Series | pd.Index) else pd.Series(list(candidates), dtype="object")
     if not isinstance(cand.dtype, pd.StringDtype):  # only text (or missing) candidates can equal a text value
         cand = cand[[isinstance(v, str) or v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
-                     for v in cand]].astype(dtype)
-    left = pa.array(values.array)
-    keys = pa.array(pd.array(cand, dtype=dtype))
-    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    hit = pc.is_in(left, value_set=keys.cast(left.type), skip_nulls=False)
+                     for v in cand]].astype(values.dtype)
+    left, keys = _arrow_text(values, cand)
+    hit = pc.is_in(left, value_set=keys, skip_nulls=False)
     return pd.Series(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
+
+
+def _is_arrow_text(dtype: Any) -> bool:
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def _arrow_text(values: pd.Series, keys: Iterable[object]) -> tuple[Any, Any]:
+    """`values` (pyarrow-backed text) and `keys` as two Arrow arrays of the same type, for Arrow's hash
+    look-ups (``is_in``, ``index_in``)."""
+    import pyarrow as pa
+
+    left = pa.array(values.array)
+    right = pa.array(pd.array(keys, dtype=values.dtype))
+    right = right.combine_chunks() if isinstance(right, pa.ChunkedArray) else right
+    return left, right.cast(left.type)
 
 
 # ------------------------------------------------------------------------------------------ memo
@@ -238,17 +249,13 @@ def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
     both are text: the positions come from Arrow's hash ``index_in`` (pandas 3 indexes pyarrow-backed text
     through Python objects — seconds for a million ids). A missing key, or one not in `table`, gives a missing
     value, as with ``map``; the result has `keys`' index and `table`'s dtype."""
-    dtype, index = keys.dtype, table.index
-    arrow_text = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
-    if not (arrow_text and isinstance(index.dtype, pd.StringDtype) and len(table) and index.is_unique):
+    index = table.index
+    if not (_is_arrow_text(keys.dtype) and isinstance(index.dtype, pd.StringDtype) and len(table) and index.is_unique):
         return keys.map(table)
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    left = pa.array(keys.array)
-    right = pa.array(pd.array(index, dtype=dtype))
-    right = right.combine_chunks() if isinstance(right, pa.ChunkedArray) else right
-    positions = pc.fill_null(pc.index_in(left, value_set=right.cast(left.type), skip_nulls=True), -1)
+    left, right = _arrow_text(keys, index)
+    positions = pc.fill_null(pc.index_in(left, value_set=right, skip_nulls=True), -1)
     found = positions.to_numpy(zero_copy_only=False).astype(np.int64)
     out = table.iloc[np.where(found < 0, 0, found)].reset_index(drop=True)
     out.index = keys.index

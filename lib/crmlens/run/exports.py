@@ -25,7 +25,6 @@ import html
 import math
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -54,7 +53,6 @@ CHROMIUM = "/usr/bin/chromium"
 #: (no QUIC, updates, sync). Used to print PDFs and by the Playwright tests and benchmarks.
 CHROMIUM_ARGS: list[str] = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PDF_TIMEOUT_S = 180
 #: Slide titles are cut to about two lines at TITLE_POINTS (the full finding is in the slide notes).
 MAX_TITLE_CHARS = 150
 TITLE_POINTS = 22
@@ -515,25 +513,18 @@ def chromium_path() -> str:
     return found
 
 
-def write_pdf(html_path: Path, target: Path, timeout_s: float = PDF_TIMEOUT_S) -> Path:
-    """Print `html_path` to the PDF `target` with headless Chromium (charts drawn by the embedded plotly.js)."""
-    chromium = chromium_path()
-    html_path, target = Path(html_path).resolve(), Path(target)
-    with tempfile.TemporaryDirectory(prefix="crmlens-chromium-") as profile, atomic.atomic_path(target) as tmp:
-        cmd = [chromium, *CHROMIUM_ARGS, f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               "--virtual-time-budget=10000",
-               f"--print-to-pdf={tmp}", html_path.as_uri()]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired as e:
-            raise RunError(f"export: Chromium did not print {html_path} to {target} within {timeout_s:.0f} s") from e
-        with open(tmp, "rb") as f:
-            head = f.read(5)
-        if done.returncode != 0 or head != b"%PDF-":
-            tail = "\n".join((done.stderr or "").strip().splitlines()[-5:])
-            raise RunError(f"export: Chromium failed to print {html_path} to {target} (exit {done.returncode}): "
-                           f"{tail or 'no PDF written'}")
-    return target
+def write_pdf(html_path: Path, target: Path, timeout_s: float = BROWSER_TIMEOUT_S) -> Path:
+    """Print `html_path` to the PDF `target` with headless Chromium (charts drawn by the embedded plotly.js), as
+    the region exports do (`ReportPage.pdf`). The browser runs in a helper thread, so this works from any thread,
+    also one running an asyncio loop (a dashboard's kernel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def printed() -> Path:
+        with chromium(timeout_s) as browser, report_page(html_path, browser) as page:
+            return page.pdf(target)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmlens-pdf") as pool:
+        return pool.submit(printed).result()
 
 
 # ------------------------------------------------------------------------------------------------------- XLSX
@@ -868,16 +859,10 @@ def report_page(html_path: Path, browser: Chromium | None = None) -> Iterator[Re
             raise _browser_error(e, str(html_path)) from e
 
 
-def write_pptx(target: Path, analyses: list[Analysis], title: str, region: str,
-               page: ReportPage | None = None) -> Path:
+def write_pptx(target: Path, analyses: list[Analysis], title: str, region: str, page: ReportPage) -> Path:
     """Write `deck.pptx`: a title slide, then one slide per key chart, titled by its finding. The chart images
-    come from `page` (the region's report open in Chromium); without it the report is built in a temporary
-    folder and opened for the purpose."""
+    come from `page`: the analyses' report open in Chromium (`report_page`)."""
     charts = key_charts(analyses)
-    if page is None:
-        with tempfile.TemporaryDirectory(prefix="crmlens-html-") as tmp, \
-                report_page(write_html(Path(tmp) / FILENAMES["html"], analyses, title, region)) as opened:
-            return write_pptx(target, analyses, title, region, opened)
     try:
         images = page.chart_pngs(charts)
     except RunError:

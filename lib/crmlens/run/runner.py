@@ -322,20 +322,14 @@ class RegionExports:
         self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="crmlens-export")
         self._workers = [self._pool.submit(self._work) for _ in range(self._threads)]
         self._started: set[str] = set()
+        self._inputs: dict[str, tuple[pd.DataFrame, list[dict[str, Any]]]] = {}  # region → (KPIs, its tasks)
 
     def task_done(self, rec: dict[str, Any]) -> None:
         """Note a finished (or reused) task; export its region once every task of the region is done."""
         self._records[rec["id"]] = rec
         region = rec["region"]
-        if region in self._started or any(t.id not in self._records for t in self.plan.tasks if t.region == region):
-            return
-        self._started.add(region)
-        records = [self._records[t.id] for t in self.plan.tasks if t.region == region]
-        frame = kpi_frame(records, self.plan, region)
-        write_kpis(frame, self.run_dir / region / "kpis.parquet")
-        self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None,
-                            "_frame": frame, "_records": records}
-        self._queue.put(region)
+        if region not in self._started and all(t.id in self._records for t in self.plan.tasks if t.region == region):
+            self._start(region)
 
     def finish(self, records: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
         """Export the regions not started yet (e.g. some of their tasks did not run), wait for every export and
@@ -344,16 +338,19 @@ class RegionExports:
             self._records.setdefault(rec["id"], rec)
         for region in self.plan.regions:
             if region not in self._started:
-                self._started.add(region)
-                done = [self._records[t.id] for t in self.plan.tasks if t.region == region and t.id in self._records]
-                frame = kpi_frame(done, self.plan, region)
-                write_kpis(frame, self.run_dir / region / "kpis.parquet")
-                self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None,
-                                    "_frame": frame, "_records": done}
-                self._queue.put(region)
+                self._start(region)
         self.close()
-        return {region: {k: v for k, v in self.out[region].items() if not k.startswith("_")}
-                for region in self.plan.regions if region in self.out}
+        return {region: self.out[region] for region in self.plan.regions if region in self.out}
+
+    def _start(self, region: str) -> None:
+        """Write the region's kpis.parquet from its finished tasks and queue its exports."""
+        self._started.add(region)
+        records = [self._records[t.id] for t in self.plan.tasks if t.region == region and t.id in self._records]
+        frame = kpi_frame(records, self.plan, region)
+        write_kpis(frame, self.run_dir / region / "kpis.parquet")
+        self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None}
+        self._inputs[region] = (frame, records)
+        self._queue.put(region)
 
     def close(self) -> None:
         """Stop the export threads after the regions queued so far."""
@@ -389,15 +386,15 @@ class RegionExports:
         if not self.formats:
             return
         t0 = time.perf_counter()
-        entry = self.out[region]
-        by_id = {r["id"]: r for r in entry["_records"]}
+        entry, (frame, records) = self.out[region], self._inputs[region]
+        by_id = {r["id"]: r for r in records}
         notebooks = [self.run_dir / by_id[t.id]["outputs"]["ipynb"] for t in sorted(
             (t for t in self.plan.tasks if t.region == region),
             key=lambda t: (self.plan.periods.index(t.period), t.notebook))
             if (by_id.get(t.id, {}).get("outputs") or {}).get("ipynb")]
         title = f"CRM Lens — {'all regions' if region == 'all' else region}, {', '.join(self.plan.periods)}"
         try:
-            written = exports.export_region(self.run_dir / region, notebooks, entry["_frame"], title,
+            written = exports.export_region(self.run_dir / region, notebooks, frame, title,
                                             formats=self.formats, browser=browser)
             entry["files"].update({k: str(Path(v).relative_to(self.run_dir)) for k, v in written.items()})
         except Exception as err:  # one region's export failing does not stop the others
