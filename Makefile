@@ -13,8 +13,8 @@ DEMO_SCALE ?= default
 DEMO_SEED ?= 7
 DEMO_DIR := data/demo
 TEST_DEMO_DIR := outputs/.test-demo
-APT_PACKAGES := postgresql chromium
-APT_RUN_PACKAGES := chromium
+APT_PACKAGES := postgresql chromium fonts-noto-cjk
+APT_RUN_PACKAGES := chromium fonts-noto-cjk
 RUN_ARGS ?=
 DASHBOARD_ARGS ?=
 PYTEST_ARGS ?=
@@ -50,7 +50,7 @@ run: $(STAMP) run-deps $(DEMO_DIR)/opportunities.parquet ## set up, generate dem
 validate: $(STAMP) $(DEMO_DIR)/opportunities.parquet ## validate the demo data (or SOURCE=... MAPPING=...)
 	$(BIN)/crmlens validate --source $(or $(SOURCE),$(DEMO_DIR)) $(if $(MAPPING),--mapping $(MAPPING))
 
-run-deps: ## install the Debian package the run's exports need (Chromium: PDF, chart images) if missing
+run-deps: ## install the Debian packages the run's exports need (Chromium: PDF, chart images; a CJK font for 中文) if missing
 	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(APT_RUN_PACKAGES)"
 
 system-deps: ## install the Debian packages the tests need (PostgreSQL, Chromium) if missing

@@ -5,6 +5,7 @@
     crmlens summary   print a short summary of a source's data (rows, date ranges, regions)
     crmlens docs      regenerate docs/data_model.md from the model in code
     crmlens params    describe every parameter (name, type, default, allowed values)
+    crmlens i18n      list the user-visible strings that lack a translation (中文 catalogue)
     crmlens run       run every analysis notebook for every region × period: reports, exports, manifest
     crmlens diff      compare two runs: which KPIs moved, and which inputs changed
     crmlens dashboard serve the Voila dashboards (127.0.0.1 by default; a token when shared)
@@ -107,6 +108,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from crmlens.run import plan, runner
 
     overrides = plan.parse_overrides_file(args.params) if args.params else {}
+    if args.language:
+        overrides["language"] = args.language
     exports = [] if args.exports.strip().lower() == "none" else plan.split_list(args.exports)
     options = runner.RunOptions(
         regions=args.regions, periods=args.periods, notebooks=args.notebooks, source=args.source,
@@ -118,6 +121,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = runner.run(options)
     print(runner.summary_text(result))
     return result.exit_code
+
+
+def _cmd_i18n(args: argparse.Namespace) -> int:
+    from crmlens import i18n
+
+    language = i18n.check_language(args.language)
+    missing = i18n.untranslated(language)
+    if args.po:
+        print(i18n.po_entries(missing), end="")
+        return EXIT_OK
+    for msgid, where in missing.items():
+        print(f"{where}: {msgid[:100]!r}")
+    print(f"{len(missing)} user-visible string(s) without a {language} translation "
+          f"(catalogues: {i18n.LOCALE_DIR / language}/*.po)", file=sys.stderr)
+    return 1 if missing and args.check else EXIT_OK
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -209,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only check they are up to date (exit 1 if not)")
     p.set_defaults(func=_cmd_docs)
 
+    p = sub.add_parser("i18n", help="list the user-visible strings that lack a translation",
+                       description="Extract every user-visible string (marked with _()/N_()/n_() in lib/crmlens, "
+                                   "notebook markdown cells, KPI and column labels) and list those without a "
+                                   "translation in the catalogue lib/crmlens/locale/<language>/*.po.")
+    p.add_argument("--language", default="zh", help="language to check (default zh)")
+    p.add_argument("--check", action="store_true", help="exit 1 when a string lacks its translation")
+    p.add_argument("--po", action="store_true", help="print the missing strings as .po entries to fill in")
+    p.set_defaults(func=_cmd_i18n)
+
     p = sub.add_parser("params", help="describe every parameter",
                        description="Name, type, default, allowed values and help of every parameter "
                                    "(params/defaults.yaml, CLI options, notebook parameters).")
@@ -243,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", default=None, help="mapping file for a folder of another CRM's exports")
     p.add_argument("--params", default=None, metavar="FILE",
                    help="YAML file of parameter overrides for every task (e.g. comparison: last_year)")
+    p.add_argument("--language", default=None, choices=["en", "zh"],
+                   help="language of the reports, findings, tables and charts: en or zh (简体中文) "
+                        "(default: params/defaults.yaml, en)")
     p.add_argument("--workers", type=int, default=2, help="notebooks run at the same time (default 2)")
     p.add_argument("--cluster", default=None, metavar="tcp://HOST:PORT",
                    help="submit the tasks to this Dask distributed scheduler instead of local workers")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from crmlens.errors import ParameterError
+from crmlens.i18n import N_
 from crmlens.schema import SCHEMA, Vocabulary
 
 Unit = Literal["count", "amount", "rate", "days", "score", "ratio"]
@@ -61,18 +62,17 @@ class Kpi:
     target: str | None = None  # name of the target it is measured against (targets.level), if any
 
     def format(self, value: float | None, currency: str = "USD") -> str:
-        """The value as people read it: 1,234,567 USD, 35.2%, 12.5 days; '—' for no data."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "—"
-        if self.unit == "amount":
-            return f"{value:,.0f} {currency}"
-        if self.unit == "rate":
-            return f"{value:.1%}"
-        if self.unit == "days":
-            return f"{value:,.1f} days"
-        if self.unit == "count":
-            return f"{value:,.0f}"
-        return f"{value:,.2f}"
+        """The value as people read it, in the language in use: 1,234,567 USD, 35.2%, 12.5 days (天); '–' for
+        no data (`crmlens.i18n.format_number`)."""
+        from crmlens.i18n import format_number
+
+        return format_number(value, self.unit, currency)
+
+    def title(self) -> str:
+        """The label in the language in use."""
+        from crmlens.i18n import _
+
+        return _(self.label)
 
 
 KPIS: dict[str, Kpi] = {}
@@ -151,7 +151,40 @@ def kpi_table(names: Iterable[str], current: Mapping[str, pd.DataFrame], current
         rows.append({"kpi": name, "label": kpi.label, "unit": kpi.unit, "direction": kpi.direction,
                      "value": value, "comparison_value": before, **change(kpi, value, before),
                      "display": kpi.format(value, currency),
-                     "status": "ok" if value is not None else "no data"})
+                     "status": "ok" if value is not None else (
+                         "not in source" if any(t not in current for t in kpi.tables) else "no data")})
     columns = ["kpi", "label", "unit", "direction", "value", "comparison_value", "delta", "delta_pct", "trend",
                "display", "status"]
     return pd.DataFrame(rows, columns=columns)
+
+
+#: What a reader sees for the trend and status of a KPI (msgids).
+TREND_LABELS = {"better": N_("better"), "worse": N_("worse"), "flat": N_("flat"), "neutral": N_("changed"),
+                "n/a": N_("–")}
+STATUS_LABELS = {"ok": N_("ok"), "no data": N_("no data in the period"), "not in source": N_("not in this source")}
+
+
+def readers_table(table: pd.DataFrame, currency: str = "USD", period: str = "", comparison_period: str = "") -> Any:
+    """A `kpi_table` as a reader's table (`crmlens.present.Table`): KPI label, value, comparison value, change
+    and trend, all formatted and in the language in use."""
+    from crmlens import present
+    from crmlens.i18n import MISSING_VALUE, _, format_number
+
+    rows = []
+    for row in table.itertuples(index=False):
+        kpi = get_kpi(row.kpi)
+        rows.append({
+            "kpi_label": kpi.title(),
+            "value_text": kpi.format(row.value, currency),
+            "comparison_text": kpi.format(row.comparison_value, currency),
+            "change_text": format_number(row.delta_pct, "rate", signed=True) if row.delta_pct is not None
+            and not (isinstance(row.delta_pct, float) and math.isnan(row.delta_pct)) else MISSING_VALUE,
+            "trend_text": _(TREND_LABELS.get(str(row.trend), str(row.trend))),
+            "status_text": _(STATUS_LABELS.get(str(row.status), str(row.status))),
+        })
+    labels = {"kpi_label": _("KPI"), "value_text": period or _("Value"),
+              "comparison_text": comparison_period or _("Comparison"), "change_text": _("Change"),
+              "trend_text": _("Trend"), "status_text": _("Status")}
+    units = {"value_text": "number", "comparison_text": "number", "change_text": "number"}
+    frame = pd.DataFrame(rows, columns=list(labels))
+    return present.Table(frame=frame, labels=labels, units=units, title=N_("Headline KPIs"))

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from crmlens import kpis
+from crmlens import i18n, kpis
+from crmlens.findings import FINDING_MIMETYPE, Finding, as_finding
+from crmlens.i18n import _
 
 if TYPE_CHECKING:  # the data layer (Ibis, DuckDB, pandera) loads when a notebook opens its slice
     from crmlens import data
@@ -34,6 +36,9 @@ RENDERER_ENV = "CRMLENS_PLOTLY_RENDERER"
 #: JupyterLab and Voila draw the plotly MIME type; "notebook" adds plotly.js for `jupyter nbconvert --to html`.
 DEFAULT_RENDERER = "plotly_mimetype+notebook"
 RUN_RENDERER = "plotly_mimetype"
+#: Set to 1 (as `crmlens run` does) to show every pandas frame a cell leaves as a reader's table
+#: (`crmlens.present`): the reports never carry raw frames. JupyterLab keeps pandas' own display.
+READER_TABLES_ENV = "CRMLENS_READER_TABLES"
 
 
 def setup() -> None:
@@ -52,6 +57,34 @@ def setup() -> None:
     pd.set_option("display.width", 160)
     pd.set_option("display.float_format", lambda v: f"{v:,.4g}" if abs(v) < 1 else f"{v:,.2f}")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if os.environ.get(READER_TABLES_ENV, "").strip() == "1":
+        show_frames_as_tables()
+
+
+def show_frames_as_tables() -> None:
+    """Display every pandas frame as a reader's table (`crmlens.present`) in this kernel."""
+    from crmlens import present
+
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is always there in a kernel
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["text/html"]
+    formatter.for_type(pd.DataFrame, lambda frame: table(frame)._repr_html_())
+    plain = shell.display_formatter.formatters["text/plain"]
+    plain.for_type(pd.DataFrame, lambda frame, p, cycle: p.text(table(frame).to_text()))
+    del present
+
+
+def subtitle(s: data.Slice) -> None:
+    """The line under a notebook's title: region, period vs comparison, as-of date and source."""
+    region = _("the whole company") if s.params.region == "all" else s.params.region
+    md(_("**{region}**, {period} vs {comparison} (as of {as_of}) — source `{source}`", region=region,
+         period=s.period.label, comparison=s.comparison_period.label, as_of=f"{s.as_of:%Y-%m-%d}",
+         source=s.info.source))
 
 
 def skip_iri_grammar() -> None:
@@ -105,6 +138,8 @@ def open_analysis(namespace: Mapping[str, Any] | None = None, **parameters: Any)
     picked = {k: v for k, v in (namespace or {}).items() if k in Params.model_fields}
     given = {k: v for k, v in {**picked, **parameters}.items() if v not in (None, "")}
     params = load_params(given, region=given.get("region"))
+    i18n.use(params.language)
+    _CURRENT_CURRENCY[:] = [params.currency]
     con = data.connect(params.source, params.mapping_path())
     if "regions" in data.available_tables(con):
         from crmlens.store import ensure_validated
@@ -133,10 +168,19 @@ def needs(s: data.Slice, *tables: str) -> bool:
     """True when the source has every table; else show a clear "needs tables ..." note and return False."""
     missing = s.missing(*tables)
     if missing:
-        md(f"> **Skipped — no data.** This section needs table{'s' if len(missing) > 1 else ''} "
-           f"{', '.join(f'`{t}`' for t in missing)}; the source `{s.info.source}` has none.")
+        md(needs_text(missing, s.info.source))
         return False
     return True
+
+
+def needs_text(missing: Iterable[str], source: str) -> str:
+    """The note of a section skipped because the source lacks tables (not in this source — never a zero)."""
+    missing = list(missing)
+    names = ", ".join(f"`{t}`" for t in missing)
+    text = i18n.n_("This section needs table {names}; the source `{source}` does not have it.",
+                   "This section needs tables {names}; the source `{source}` does not have them.", len(missing),
+                   names=names, source=source)
+    return f"> **{_('Skipped — not in this source.')}** {text}"
 
 
 def context(s: data.Slice, which: str = "current") -> kpis.KpiContext:
@@ -154,8 +198,8 @@ def kpi_summary(s: data.Slice, names: Iterable[str]) -> pd.DataFrame:
 
 
 def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> None:
-    """Emit the notebook's headline KPIs for the run index (last cell of every notebook) and show them.
-    (`kpi_summary` returns the same table as a frame.)"""
+    """Emit the notebook's headline KPIs for the run index (last cell of every notebook) and show them as a
+    reader's table (`kpi_table_for_readers`). (`kpi_summary` returns the same table as a frame.)"""
     from IPython.display import display
 
     table = kpi_summary(s, names)
@@ -164,11 +208,12 @@ def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> None:
         "region": s.params.region,
         "period": s.period.label,
         "comparison_period": s.comparison_period.label,
+        "language": i18n.current(),
         "kpis": json.loads(table.to_json(orient="records")),
     }
-    shown = table[["label", "display", "comparison_value", "delta_pct", "trend", "status"]]
-    display({KPI_MIMETYPE: payload, "text/html": shown.to_html(index=False, na_rep="—"),
-             "text/plain": shown.to_string(index=False)}, raw=True)
+    shown = kpis.readers_table(table, currency=s.params.currency, period=s.period.label,
+                               comparison_period=s.comparison_period.label)
+    display({KPI_MIMETYPE: payload, "text/html": shown._repr_html_(), "text/plain": shown.to_text()}, raw=True)
 
 
 def when(s: data.Slice, tables: str | Iterable[str], fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -216,10 +261,40 @@ def plot(builder: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
     return builder(result, *args, **kwargs)
 
 
-def say(describe: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
-    """Show the finding ``describe(result, ...)`` (a sentence written from the numbers) as Markdown, unless
-    `result` is None (a skipped section)."""
+def say(describe: Any, result: Any, *args: Any, **kwargs: Any) -> None:
+    """Show and record the finding ``describe(result, ...)`` — a `crmlens.findings.Finding` (or a sentence)
+    written from the numbers — unless `result` is None (a skipped section) or the data supports no finding.
+    The executed notebook keeps it as a record (`FINDING_MIMETYPE`) for the run's executive summary."""
     if result is None:
         return None
-    text = describe(result, *args, **kwargs)
-    return md(text, finding=True) if text else None
+    found = as_finding(describe(result, *args, **kwargs))
+    if found is None:
+        return None
+    show_finding(found)
+    return None  # shown and recorded; a cell ending with nb.say(...) prints nothing more
+
+
+def show_finding(found: Finding) -> None:
+    """Display `found` as Markdown marked as a finding, with its record."""
+    from IPython.display import display
+
+    display({"text/markdown": found.markdown(), "text/plain": found.markdown(), FINDING_MIMETYPE: found.record()},
+            metadata=FINDING_METADATA, raw=True)
+
+
+def table(frame: Any, **options: Any) -> Any:
+    """Show `frame` as a reader's table (`crmlens.present.table`: labels, units, no index, fits the page);
+    None (a skipped section) shows nothing. The frame itself stays in the variable the cell assigned."""
+    from crmlens import present
+
+    if frame is None:
+        return None
+    if isinstance(frame, present.Table):
+        return frame
+    if "currency" not in options and _CURRENT_CURRENCY:
+        options["currency"] = _CURRENT_CURRENCY[0]
+    return present.table(frame, **options)
+
+
+#: The currency of the open slice (set by `open_analysis`), used by `table` for money columns.
+_CURRENT_CURRENCY: list[str] = []

@@ -115,6 +115,13 @@ class Params(BaseModel):
         description="A customer with no activity for this many days counts as forgotten.",
         json_schema_extra=_allowed("a whole number of days > 0"),
     )
+    language: str = Field(
+        "en",
+        description="Language of everything a reader sees (titles, text, table headers, KPI labels, findings, "
+        "charts, dashboard controls, export headers): en (English) or zh (简体中文). Data values and names "
+        "stay as in the source.",
+        json_schema_extra=_allowed("en or zh (aliases: zh-CN, zh-Hans, cn, 中文; en-US, en-GB)"),
+    )
     options: dict[str, dict[str, Scalar]] = Field(
         default_factory=dict,
         description="Per-analysis options keyed by notebook/area name, e.g. {pipeline: {min_amount: 1000}}.",
@@ -192,6 +199,13 @@ class Params(BaseModel):
                 "params/sources/hubspot.yaml, or leave it empty"
             )
         return text
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _check_language(cls, value: Any) -> str:
+        from crmlens.i18n import check_language
+
+        return check_language(value if value is not None else "en")
 
     @field_validator("currency", mode="before")
     @classmethod

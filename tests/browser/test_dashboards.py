@@ -261,3 +261,50 @@ def test_a_custom_range_shows_the_library_numbers_for_those_days(page, server, c
     state = st.FilterState(period="2026-08-01..2026-09-30")
     assert page.get_attribute(STATUS, "data-state") == "period=2026-08-01..2026-09-30"
     assert_same(page_tiles(page), library_tiles(con, state))
+
+
+def page_labels(page) -> dict[str, str]:
+    """data-kpi → the tile's label as written (textContent: the card shows it upper-cased by CSS)."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.crmlens-tile')].map(
+        t => [t.dataset.kpi, t.querySelector('.crmlens-tile-label').textContent]))""")
+
+
+def test_language_zh_deep_link_shows_chinese_with_the_english_numbers(page, server, con):
+    """?language=zh: the labels, tiles and filter bar in Chinese, the numbers those of the English view; the
+    language control switches the whole page back to English with the same numbers."""
+    from crmlens import i18n, kpis
+
+    open_page(page, server, region="East", language="zh")
+    assert page.get_attribute(STATUS, "data-state") == "region=East&language=zh"
+    assert page.get_attribute(STATUS, "data-language") == "zh"
+    state = st.FilterState(region="East")
+    chinese = page_tiles(page)
+    assert_same(chinese, library_tiles(con, state))  # the numbers of the English computation
+    labels = page_labels(page)
+    assert list(labels) == list(OVERVIEW.tiles)
+    for kpi, shown_label in labels.items():
+        english = kpis.get_kpi(kpi).label
+        expected = i18n.lookup(english, "zh")  # KPI labels come from their areas' catalogues
+        if expected:
+            assert shown_label == expected and i18n.has_cjk(shown_label), kpi
+        else:
+            assert shown_label == english, kpi  # not translated yet: its area's catalogue lacks it
+    assert any(i18n.has_cjk(label) for label in labels.values())
+    body = page.inner_text("body")
+    assert i18n.has_cjk(body)
+    for chinese_text in ("管理层总览", "线索漏斗", "下钻分析", "全部区域", "导出："):
+        assert chinese_text in body, chinese_text
+    for english_text in ("executive overview", "Lead funnel", "Drill down", "Export:", "Reset", "data as of"):
+        assert english_text not in body, english_text
+    assert shown(page, "comparison") == "上一期（环比）" and shown(page, "region") == "East"
+    assert "Traceback" not in body and page.outside == []
+    # the control in the filter bar: back to English, same filters, same numbers, English labels
+    before = render_count(page)
+    page.locator(".crmlens-filter-language button", has_text="English").click()
+    wait_render(page, before)
+    assert page.get_attribute(STATUS, "data-state") == "region=East"
+    assert page_tiles(page) == chinese
+    assert page_labels(page) == {k: kpis.get_kpi(k).label for k in OVERVIEW.tiles}
+    body = page.inner_text("body")
+    assert "Lead funnel" in body and "线索漏斗" not in body and "region=East" in page.url
+    assert "language" not in page.url

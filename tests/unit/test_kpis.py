@@ -8,6 +8,7 @@ import pytest
 from crmlens import docs, kpis
 from crmlens.errors import ParameterError
 from crmlens.kpis import Kpi, KpiContext, change, compute_kpi, get_kpi, kpi_table, load_all, register_kpi
+from crmlens.schema import SCHEMA
 
 CTX = KpiContext(period_start=pd.Timestamp("2026-07-01"), period_end=pd.Timestamp("2026-10-01"))
 
@@ -72,7 +73,7 @@ def _kpi(direction="higher", unit="amount") -> Kpi:
 @pytest.mark.parametrize(
     ("unit", "value", "text"),
     [("amount", 1234567.4, "1,234,567 USD"), ("rate", 0.3521, "35.2%"), ("days", 12.46, "12.5 days"),
-     ("count", 1500, "1,500"), ("ratio", 2.5, "2.50"), ("rate", None, "—"), ("amount", float("nan"), "—")],
+     ("count", 1500, "1,500"), ("ratio", 2.5, "2.50"), ("rate", None, "–"), ("amount", float("nan"), "–")],
 )
 def test_format(unit, value, text):
     assert _kpi(unit=unit).format(value) == text
@@ -103,4 +104,22 @@ def test_kpi_table_shape_and_no_data_status():
     names = list(load_all())[:2]
     table = kpi_table(names, {}, CTX, {}, CTX)
     assert table["kpi"].tolist() == names
-    assert (table["status"] == "no data").all() and (table["display"] == "—").all()
+    assert (table["status"] == "not in source").all() and (table["display"] == "–").all()
+    kpi = get_kpi(names[0])
+    empty = {t: pd.DataFrame({c.name: pd.Series(dtype="datetime64[ns]" if c.name.endswith("_at") else "object")
+                              for c in SCHEMA[t].columns}) for t in kpi.tables}
+    table = kpi_table(names[:1], empty, CTX)
+    assert table["status"].tolist() == ["no data"], "tables present but nothing in the period: no data"
+
+
+def test_kpi_readers_table_in_both_languages():
+    from crmlens import i18n
+    from crmlens.kpis import readers_table
+
+    table = kpi_table(["win_rate"], {}, CTX, {}, CTX)
+    shown = readers_table(table, period="2026-Q3", comparison_period="2026-Q2").to_html()
+    assert ">Win rate<" in shown and ">2026-Q3<" in shown and ">not in this source<" in shown
+    with i18n.language("zh"):
+        shown = readers_table(table, period="2026-Q3").to_html()
+    assert ">赢单率<" in shown or ">Win rate<" not in shown
+    assert ">数据源中没有<" in shown

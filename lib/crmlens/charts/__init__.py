@@ -45,13 +45,38 @@ def register_template() -> None:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    """Size and theme a figure; `title` (an English msgid, or a text already translated) in the language in
+    use."""
     import plotly.io as pio
 
     register_template()
     # a figure made while our template is plotly's default has it already (applying it again: ~30 ms a figure)
     theme = {} if pio.templates.default == TEMPLATE_NAME else {"template": TEMPLATE_NAME}
-    fig.update_layout(title=title, width=FIGURE_WIDTH, height=height, **theme)
+    fig.update_layout(title=tr(title), width=FIGURE_WIDTH, height=height, **theme)
     return fig
+
+
+def tr(text: str | None) -> str:
+    """A chart text in the language in use: a catalogue msgid is translated, a text with Chinese characters
+    (already translated, or a data value) is kept as it is."""
+    from crmlens import i18n
+
+    if not text or i18n.current() == i18n.DEFAULT_LANGUAGE or i18n.has_cjk(text):
+        return text or ""
+    return i18n._(text)
+
+
+def display_names(ids: pd.Series, names: pd.Series | None) -> pd.Series:
+    """Labels for chart categories keyed by id: the name, or "name (id)" where several ids share a name (two
+    reps called David Huang stay two bars: "David Huang (R0038)", "David Huang (R0062)"); the id when there is
+    no name. Charts plot one bar per id and show these labels."""
+    ids = ids.astype("string")
+    if names is None:
+        return ids
+    shown = names.astype("string").where(names.notna() & (names.astype("string").str.len() > 0), ids)
+    ids_per_name = pd.DataFrame({"id": ids, "name": shown}).groupby("name")["id"].nunique()
+    clash = shown.map(ids_per_name).fillna(1) > 1
+    return shown.where(~clash | (shown == ids), shown + " (" + ids + ")")
 
 
 def plot_funnel(frame: pd.DataFrame, *, step: str = "step", count: str = "count", title: str = "Funnel") -> go.Figure:
@@ -72,6 +97,7 @@ def plot_trend(frame: pd.DataFrame, *, x: str, series: dict[str, str], title: st
     fig = go.Figure()
     palette = [COLORS["actual"], COLORS["target"], COLORS["comparison"], *CATEGORICAL[3:]]
     for i, (col, name) in enumerate(series.items()):
+        name = tr(name)
         color = palette[i % len(palette)]
         kind = kinds.get(col, "line")
         if kind == "bar":
@@ -79,18 +105,21 @@ def plot_trend(frame: pd.DataFrame, *, x: str, series: dict[str, str], title: st
         else:
             fig.add_scatter(x=frame[x], y=frame[col], name=name, mode="lines+markers",
                             line={"color": color, "dash": "dash" if kind == "dash" else "solid"})
-    fig.update_yaxes(title=y_title)
+    fig.update_yaxes(title=tr(y_title))
     return _layout(fig, title)
 
 
 def plot_ranking(frame: pd.DataFrame, *, label: str, value: str, title: str, highlight: Sequence[str] = (),
-                 value_format: str = ",.0f") -> go.Figure:
-    """Horizontal bars sorted by value; labels in `highlight` are drawn in the 'bad' colour."""
+                 value_format: str = ",.0f", key: str | None = None) -> go.Figure:
+    """Horizontal bars sorted by value, one per row; labels in `highlight` are drawn in the 'bad' colour. With
+    `key` (an id column) the bars are keyed by id and same-named rows are labelled "name (id)"
+    (`display_names`)."""
     import plotly.graph_objects as go
 
     ordered = frame.sort_values(value)
+    shown = display_names(ordered[key], ordered[label]) if key else ordered[label].astype(str)
     colors = [COLORS["bad"] if lab in set(highlight) else COLORS["actual"] for lab in ordered[label]]
-    fig = go.Figure(go.Bar(x=ordered[value], y=ordered[label].astype(str), orientation="h", marker_color=colors,
+    fig = go.Figure(go.Bar(x=ordered[value], y=shown.astype(str).tolist(), orientation="h", marker_color=colors,
                            texttemplate=f"%{{x:{value_format}}}", textposition="outside"))
     return _layout(fig, title, height=max(300, 28 * len(ordered) + 120))
 
@@ -102,9 +131,9 @@ def plot_grouped_bars(frame: pd.DataFrame, *, x: str, columns: dict[str, str], t
 
     fig = go.Figure()
     for col, name in columns.items():
-        fig.add_bar(x=frame[x].astype(str), y=frame[col], name=name)
+        fig.add_bar(x=frame[x].astype(str), y=frame[col], name=tr(name))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title=y_title, tickformat=".0%" if percent else None)
+    fig.update_yaxes(title=tr(y_title), tickformat=".0%" if percent else None)
     return _layout(fig, title)
 
 

@@ -1,9 +1,10 @@
 """The dashboards' toolkit: what the Voila dashboards in ``notebooks/dashboards/`` are built from.
 
-* `crmlens.dashboard.state` — the filter bar's state (`FilterState`): period presets resolved against the
-  data's as-of date, deep links (``?region=East&period=2026-Q3``) and back, the analysis `Params` of the
-  slice, the product line / team / customer segment filters applied to frames, export file names and header
-  lines, and the choices the filter bar offers for a source. Pure library code, no widgets.
+* `crmlens.dashboard.state` — the filter bar's state (`FilterState`, with the language: English / 中文):
+  period presets resolved against the data's as-of date, deep links
+  (``?region=East&period=2026-Q3&language=zh``) and back, the analysis `Params` of the slice, the product
+  line / team / customer segment filters applied to frames, export file names and header lines, and the
+  choices the filter bar offers for a source. Pure library code, no widgets.
 * `crmlens.dashboard.model` — the data a dashboard kernel holds: tables validated once, cut in memory per
   filter state into a `View` (a `crmlens.data.Slice`), results remembered per state.
 * `crmlens.dashboard.tiles` — KPI tiles as data (`Tile`: value, comparison and change with a direction-aware

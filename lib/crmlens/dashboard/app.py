@@ -8,8 +8,10 @@
 default), validates its tables once and computes the views a viewer most likely opens first (`warm_states`:
 every region at the default period, every period preset for all regions; results are shared on disk between
 kernels, `crmlens.dashboard.model.DashboardData.memo`), so the first page and the first changes are quick.
-`show` displays the dashboard of the page's deep link (``QUERY_STRING``; a bad link opens the default view
-with a message naming the bad parameter).
+`show` displays the dashboard of the page's deep link (``QUERY_STRING``, e.g. ``region=East&language=zh``; a
+bad link opens the default view with a message naming the bad parameter). The page's language (``language``,
+English by default) becomes the kernel's. Preheating warms the English views; a Chinese one is computed when
+first asked for.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ name (`crmlens.dashboard.state.file_stem`) and in each file's header (`describe`
   formats), then one sheet per panel table (and the drill-down / funnel records when open).
 * `view_pdf(...)` — an HTML page of the view (tiles, every panel's chart with plotly.js embedded, its finding
   and table) printed by headless Chromium (`crmlens.run.exports.write_pdf`): no network needed.
+
+Sheet names, headings, header lines and messages are in the language in use (`crmlens.i18n.language`); the
+numbers are the same in every language.
 """
 
 from __future__ import annotations
@@ -21,16 +24,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmlens import i18n
 from crmlens.dashboard.panels import Panel
+from crmlens.dashboard.state import join_clauses
 from crmlens.dashboard.tiles import Tile, tiles_html
+from crmlens.i18n import N_, _, format_number, n_
 from crmlens.run.exports import number_format, sheet_names, write_pdf
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PDF_MIME = "application/pdf"
-VIEW_SHEET = "View"
-#: Columns of the View sheet's KPI table.
-TILE_COLUMNS: tuple[str, ...] = ("KPI", "Name", "Value", "Comparison period", "Comparison value", "Change",
-                                 "Change %", "Target", "Attainment", "Alert", "Note")
+#: The first sheet's name (a msgid: "View", 看板).
+VIEW_SHEET = N_("View")
+#: Columns of the View sheet's KPI table (msgids; the first holds the KPI's name in the registry).
+TILE_COLUMNS: tuple[str, ...] = (N_("KPI"), N_("Name"), N_("Value"), N_("Comparison period"),
+                                 N_("Comparison value"), N_("Change"), N_("Change %"), N_("Target"),
+                                 N_("Attainment"), N_("Alert"), N_("Note"))
 
 
 def _column_format(column: str) -> str | None:
@@ -45,16 +53,19 @@ def _column_format(column: str) -> str | None:
 
 def _tile_note(t: Tile) -> str:
     """The Note cell: why a tile has no value, and the view's note on it ("not filtered by team")."""
-    return "; ".join(n for n in (t.no_data, t.note) if n)
+    return join_clauses((t.no_data, t.note))
+
+
+def _tile_values(t: Tile) -> list[object]:
+    return [t.kpi, t.label, t.value, t.comparison_label, t.comparison_value, t.delta, t.delta_pct, t.target,
+            t.attainment, t.alert or "", _tile_note(t)]
 
 
 def tile_rows(tiles: Sequence[Tile]) -> pd.DataFrame:
-    """The tiles as the View sheet's table (raw values: what the tiles show, unrounded)."""
-    return pd.DataFrame([{
-        "KPI": t.kpi, "Name": t.label, "Value": t.value, "Comparison period": t.comparison_label,
-        "Comparison value": t.comparison_value, "Change": t.delta, "Change %": t.delta_pct, "Target": t.target,
-        "Attainment": t.attainment, "Alert": t.alert or "", "Note": _tile_note(t),
-    } for t in tiles], columns=list(TILE_COLUMNS))
+    """The tiles as the View sheet's table (raw values: what the tiles show, unrounded), headed in the language
+    in use."""
+    columns = [_(c) for c in TILE_COLUMNS]
+    return pd.DataFrame([dict(zip(columns, _tile_values(t), strict=True)) for t in tiles], columns=columns)
 
 
 def view_xlsx(title: str, header: Sequence[str], tiles: Sequence[Tile], tables: Mapping[str, pd.DataFrame],
@@ -91,17 +102,17 @@ def view_xlsx(title: str, header: Sequence[str], tiles: Sequence[Tile], tables: 
         else:
             ws.write_string(row, col, str(value))  # type: ignore[attr-defined]
 
-    ws = book.add_worksheet(VIEW_SHEET)
+    view_sheet = _(VIEW_SHEET)
+    ws = book.add_worksheet(view_sheet)
     ws.write_string(0, 0, title, title_fmt)
     for i, line in enumerate(header, start=1):
         ws.write_string(i, 0, line)
     start = len(header) + 2
     for c, name in enumerate(TILE_COLUMNS):
-        ws.write_string(start, c, name, head)
+        ws.write_string(start, c, _(name), head)
     for r, t in enumerate(tiles, start=start + 1):
         unit_fmt = number_format(t.unit, currency)
-        values = [t.kpi, t.label, t.value, t.comparison_label, t.comparison_value, t.delta, t.delta_pct,
-                  t.target, t.attainment, t.alert or "", _tile_note(t)]
+        values = _tile_values(t)
         specs = [None, None, unit_fmt, None, unit_fmt, number_format(t.unit, currency, signed=True), "+0.0%;-0.0%;0.0%",
                  unit_fmt if t.target != 1.0 or t.unit != "rate" else "0%", "0.0%", None, None]
         for c, (value, spec) in enumerate(zip(values, specs, strict=True)):
@@ -109,32 +120,38 @@ def view_xlsx(title: str, header: Sequence[str], tiles: Sequence[Tile], tables: 
     ws.set_column(0, 0, 24)
     ws.set_column(1, 1, 28)
     ws.set_column(2, len(TILE_COLUMNS) - 1, 16)
-    names = sheet_names(list(tables), reserved=(VIEW_SHEET,))
+    names = sheet_names(list(tables), reserved=(view_sheet,))
     for key, frame in tables.items():
         sheet = book.add_worksheet(names[key])
         sheet.write_string(0, 0, key, bold)
         sheet.write_string(1, 0, header[0] if header else "")
         columns = [str(c) for c in frame.columns]
+        known = frame.attrs.get("formats", {})
+        specs = [known[c] if c in known else _column_format(c) for c in columns]
         for c, name in enumerate(columns):
             sheet.write_string(3, c, name, head)
         for r, row in enumerate(frame.itertuples(index=False), start=4):
             for c, value in enumerate(row):
-                put(sheet, r, c, value, _column_format(columns[c]))
+                put(sheet, r, c, value, specs[c])
         sheet.set_column(0, max(len(columns) - 1, 0), 16)
         sheet.freeze_panes(4, 0)
     book.close()
     return buffer.getvalue()
 
 
-def panel_tables(panels: Sequence[Panel]) -> dict[str, pd.DataFrame]:
-    """Sheet title → table of the panels that have one, with their display headings."""
-    out: dict[str, pd.DataFrame] = {}
-    for p in panels:
-        if p.table is None:
-            continue
-        cols = {c: h for c, h in p.columns.items() if c in p.table.columns} or {c: c for c in p.table.columns}
-        out[p.title] = p.table[list(cols)].rename(columns=cols).reset_index(drop=True)
+def labelled(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
+    """`frame`'s `columns` (column → heading; all columns when none of them is there) renamed to their
+    headings, for an export sheet; the number format each column's name implies is kept in
+    ``attrs["formats"]`` (heading → Excel format), so that a translated heading keeps its format."""
+    cols = {c: h for c, h in columns.items() if c in frame.columns} or {c: c for c in frame.columns}
+    out = frame[list(cols)].rename(columns=cols).reset_index(drop=True)
+    out.attrs["formats"] = {h: _column_format(str(c)) for c, h in cols.items()}
     return out
+
+
+def panel_tables(panels: Sequence[Panel]) -> dict[str, pd.DataFrame]:
+    """Sheet title → table of the panels that have one, with their display headings (`labelled`)."""
+    return {p.title: labelled(p.table, p.columns) for p in panels if p.table is not None}
 
 
 #: Rows of a table shown on the page or in the PDF (all rows go to the Excel export).
@@ -142,34 +159,41 @@ TABLE_ROWS = 50
 
 
 def _fmt_cell(column: str, value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
-        return ""
+    """A table cell as a reader reads it, in the language in use (`crmlens.i18n.format_number`; "–" for a
+    missing value), its unit told by the column's name."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if i18n.is_missing(value):
+        return i18n.MISSING_VALUE
     if isinstance(value, pd.Timestamp):
-        return f"{value:%Y-%m-%d}"
+        return i18n.format_date(value.normalize())
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return format_number(value)
     if isinstance(value, int | float):
         if column.endswith("_rate"):
-            return f"{value:.1%}"
+            return format_number(value, "rate")
         if column.endswith("_days"):
-            return f"{value:,.1f}"
-        return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
+            return format_number(value, "number", digits=1)
+        whole = abs(value) >= 100 or float(value).is_integer()
+        return format_number(value, "number", digits=0 if whole else 2)
     return str(value)
 
 
 def table_html(frame: pd.DataFrame, columns: Mapping[str, str], *, css: str, limit: int = TABLE_ROWS,
                key: str | None = None) -> str:
-    """An HTML table of `frame`'s `columns` (column → heading), values formatted by column name; at most
-    `limit` rows, then a line saying how many more (all are in the Excel export)."""
+    """An HTML table of `frame`'s `columns` (column → heading), values formatted by column name in the language
+    in use; at most `limit` rows, then a line saying how many more (all are in the Excel export)."""
     cols = [c for c in columns if c in frame.columns]
     head = "".join(f"<th>{html.escape(columns[c])}</th>" for c in cols)
     rows = []
-    for _, row in frame.head(limit).iterrows():
+    for _i, row in frame.head(limit).iterrows():
         attr = f' data-key="{html.escape(str(row[key]))}"' if key and key in frame.columns else ""
         cells = "".join(f"<td>{html.escape(_fmt_cell(c, row[c]))}</td>" for c in cols)
         rows.append(f"<tr{attr}>{cells}</tr>")
-    more = (f'<div style="color:#555;font-size:12px">{len(frame) - limit:,} more rows in the Excel export</div>'
-            if len(frame) > limit else "")
+    more = ""
+    if len(frame) > limit:
+        text = n_("{n} more row in the Excel export", "{n} more rows in the Excel export", len(frame) - limit)
+        more = f'<div style="color:#555;font-size:12px">{html.escape(text)}</div>'
     style = ("<style>.crmlens-table{border-collapse:collapse;font-size:13px}.crmlens-table th{text-align:left;"
              "background:#e8eef5;padding:3px 8px}.crmlens-table td{padding:2px 8px;border-bottom:1px solid #eee;"
              "text-align:right}.crmlens-table td:first-child{text-align:left}</style>")
@@ -178,8 +202,8 @@ def table_html(frame: pd.DataFrame, columns: Mapping[str, str], *, css: str, lim
 
 
 def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: Sequence[Panel]) -> str:
-    """The printable page of a view: header, tiles, each panel's chart (plotly.js embedded once), finding,
-    table."""
+    """The printable page of a view: header, tiles, each panel's chart (plotly.js embedded once), finding (and
+    its recommendation), table — its texts in the language in use."""
     import plotly.io as pio
 
     parts = [f"<h1>{html.escape(title)}</h1>"] + [f"<p class='hdr'>{html.escape(line)}</p>" for line in header]
@@ -197,7 +221,10 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
                                      validate=False, config={"displaylogo": False, "staticPlot": True}))
             first = False
         if p.finding:
-            parts.append(f"<p>{html.escape(p.finding)}</p>")
+            parts.append(f"<p class='finding'>{finding_html(p.finding)}</p>")
+        if p.recommendation:
+            parts.append(f"<p class='finding'><b>{html.escape(_('Recommendation'))}:</b> "
+                         f"{finding_html(p.recommendation)}</p>")
         if p.note:
             parts.append(f"<p class='note'>{html.escape(p.note)}</p>")
         if p.table is not None:
@@ -208,7 +235,8 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
              ".note{color:#8a6d00;font-size:12px}.tbl{border-collapse:collapse;font-size:11px}"
              ".tbl td,.tbl th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right}"
              "section{page-break-inside:avoid}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    lang = "zh-CN" if i18n.current() == "zh" else i18n.current()
+    return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
@@ -221,6 +249,17 @@ def view_pdf(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: S
 
 
 def header_lines(description: str, as_of: pd.Timestamp, source: str) -> list[str]:
-    """The header lines of an export: the filter state, the data's as-of date, the source, when made."""
+    """The header lines of an export, in the language in use: the filter state, the data's as-of date, the
+    source, when made."""
     made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return [description, f"Data as of {as_of:%Y-%m-%d} · source {source} · exported {made}"]
+    return [description, _("Data as of {date} · source {source} · exported {made}",
+                           date=i18n.format_date(as_of.normalize()), source=source, made=made)]
+
+
+def finding_html(text: str) -> str:
+    """A finding's Markdown (``**bold**`` and `` `code` `` spans) as escaped HTML."""
+    import re
+
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)

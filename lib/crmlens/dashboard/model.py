@@ -32,6 +32,7 @@ from crmlens import atomic, data, kpis, notebook, paths
 from crmlens.dashboard import state as st
 from crmlens.dashboard.tiles import Tile
 from crmlens.errors import ParameterError
+from crmlens.i18n import _
 from crmlens.metrics.common import isin
 from crmlens.params import Params
 from crmlens.periods import Period, previous_period, same_period_last_year
@@ -151,14 +152,16 @@ class View(data.Slice):
         return st.not_filtered_note(missed)
 
     def annotate(self, tiles: Iterable[Tile]) -> list[Tile]:
-        """`tiles` with a note where the view's product line / team / segment filter does not apply to a KPI's
-        tables, or where a KPI is measured against a target those filters do not split."""
+        """`tiles` with a note (in the language in use) where the view's product line / team / segment filter
+        does not apply to a KPI's tables, or where a KPI is measured against a target those filters do not
+        split."""
         out = []
         for t in tiles:
             notes = [n for n in (self.note(kpis.get_kpi(t.kpi).tables),) if n]
             if self.state.slice_filters and t.target is not None:
-                notes.append("the target is the whole " + ("company's" if self.params.region == "all" else "region's"))
-            out.append(dataclasses.replace(t, note="; ".join(notes)) if notes else t)
+                notes.append(_("the target is the whole company's") if self.params.region == "all"
+                             else _("the target is the whole region's"))
+            out.append(dataclasses.replace(t, note=st.join_clauses(notes)) if notes else t)
         return out
 
 
@@ -279,10 +282,16 @@ class DashboardData:
         params = self.params_for(state)
         return (params.period, params.comparison, params.region, tuple(sorted(state.slice_filters.items())))
 
+    def result_key(self, state: st.FilterState) -> tuple:
+        """What identifies what `state`'s view shows: its slice (`view_key`) and its language — tiles, panels
+        and tables hold their texts in the language they were made in; their numbers are the same in every
+        language."""
+        return (*self.view_key(state), state.language)
+
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """`compute()`, remembered under `key` (a tuple of texts, numbers, None): in memory (the last
         `RESULT_CACHE_SIZE` results) and in `cache_dir`, shared by every kernel serving the same data and code,
-        so what a view shows for a filter state is computed once. Keys should start with `view_key(state)`."""
+        so what a view shows for a filter state is computed once. Keys should start with `result_key(state)`."""
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]

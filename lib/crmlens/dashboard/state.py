@@ -3,7 +3,9 @@ for the analysis parameters, the frames a panel shows, export file names and hea
 
 A `FilterState` holds six filters: ``period`` (a preset or a period text), ``comparison`` (previous |
 last_year), ``region`` (a region_id or all), and three slice filters — ``product_line``, ``team`` (a team_id)
-and ``segment`` (the customer segment, accounts.size_band) — each a value or None (= all).
+and ``segment`` (the customer segment, accounts.size_band) — each a value or None (= all); and the
+``language`` everything is shown in (en | zh, `crmlens.i18n.LANGUAGES`): a display setting, not a filter —
+it changes no number and no slice.
 
 Period presets are resolved against ``as_of``, the data's "today" (`crmlens.data.data_as_of`: midnight after
 the latest recorded event), never against the clock, so a dashboard on the demo shows the demo's 2026 data
@@ -25,9 +27,10 @@ this_year 2026, last_quarter 2026-Q3, last_12_months 2025-10-01..2026-09-30. ``a
 2026-08, this_quarter 2026-Q3 (running), this_year 2026, last_quarter 2026-Q2, last_12_months
 2025-08-01..2026-07-31.
 
-Deep links. `to_query` writes the filters that differ from the defaults as a URL query string (keys in the
-order of `QUERY_KEYS`); `from_query` reads one (Voila hands the page's query string to the kernel as
-``os.environ["QUERY_STRING"]``), matching values to the source's spelling ignoring case. A bad link raises
+Deep links. `to_query` writes the filters (and the language) that differ from the defaults as a URL query
+string (keys in the order of `QUERY_KEYS`: ``region=East&period=2026-Q3&language=zh``); `from_query` reads
+one (Voila hands the page's query string to the kernel as ``os.environ["QUERY_STRING"]``), matching values to
+the source's spelling ignoring case. A bad link raises
 `crmlens.errors.ParameterError` naming the URL parameter, the bad value and what is allowed.
 """
 
@@ -46,8 +49,9 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import pandas as pd
 
-from crmlens import data
+from crmlens import data, i18n
 from crmlens.errors import ParameterError
+from crmlens.i18n import N_, _
 from crmlens.params import Params, match_region
 from crmlens.periods import (
     PERIOD_FORMS,
@@ -68,20 +72,23 @@ if TYPE_CHECKING:
 #: A point in time `resolve_period` accepts as ``as_of``: a date (midnight at its start), a timestamp or ISO text.
 DateLike = date | datetime | pd.Timestamp | str
 
-#: The period presets, with how headers name them.
+#: The period presets, with how headers name them (msgids: shown with `_`).
 PRESETS: dict[str, str] = {
-    "this_month": "this month",
-    "this_quarter": "this quarter",
-    "this_year": "this year",
-    "last_quarter": "last quarter",
-    "last_12_months": "last 12 months",
+    "this_month": N_("this month"),
+    "this_quarter": N_("this quarter"),
+    "this_year": N_("this year"),
+    "last_quarter": N_("last quarter"),
+    "last_12_months": N_("last 12 months"),
 }
 #: The period a dashboard opens on.
 DEFAULT_PERIOD = "this_quarter"
-#: The filters applied to frames (not analysis parameters), with how headers name them.
-SLICE_FILTERS: dict[str, str] = {"product_line": "product line", "team": "team", "segment": "customer segment"}
+#: The filters applied to frames (not analysis parameters), with how headers name them (msgids).
+SLICE_FILTERS: dict[str, str] = {"product_line": N_("product line"), "team": N_("team"),
+                                 "segment": N_("customer segment")}
+#: How the comparisons are named in headers (msgids).
+COMPARISONS: dict[str, str] = {"previous": N_("previous period"), "last_year": N_("same period last year")}
 #: URL parameters, in the order deep links write them.
-QUERY_KEYS: tuple[str, ...] = ("region", "period", "comparison", "product_line", "team", "segment")
+QUERY_KEYS: tuple[str, ...] = ("region", "period", "comparison", "product_line", "team", "segment", "language")
 #: Query keys the server itself reads (Jupyter's token; voila-template, voila-theme...), ignored by `from_query`.
 SERVER_QUERY_KEYS: tuple[str, ...] = ("token",)
 SERVER_QUERY_PREFIX = "voila"
@@ -129,8 +136,10 @@ class FilterState:
     `period` is a preset (`PRESETS`, any case, ``-`` or space for ``_``) or a period text (stored normalised,
     e.g. ``2026-q3`` → ``2026-Q3``); `comparison` accepts the aliases of `crmlens.periods.normalise_comparison`;
     `region` is a region_id or ``all``; `product_line`, `team` (a team_id) and `segment` (an accounts.size_band)
-    are a value or None — an empty text or ``all`` (any case) means None. Values are not checked against a
-    source here: `from_query` does that, and `options_for` lists the allowed ones.
+    are a value or None — an empty text or ``all`` (any case) means None. `language` is a code of
+    `crmlens.i18n.LANGUAGES` (aliases such as ``zh-CN`` or ``中文`` accepted, `crmlens.i18n.check_language`).
+    Values are not checked against a source here: `from_query` does that, and `options_for` lists the allowed
+    ones.
     """
 
     period: str = DEFAULT_PERIOD
@@ -139,6 +148,7 @@ class FilterState:
     product_line: str | None = None
     team: str | None = None
     segment: str | None = None
+    language: str = i18n.DEFAULT_LANGUAGE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "period", normalise_period(self.period))
@@ -146,6 +156,7 @@ class FilterState:
         object.__setattr__(self, "region", _normalise_region(self.region))
         for name in SLICE_FILTERS:
             object.__setattr__(self, name, _normalise_filter(getattr(self, name), name))
+        object.__setattr__(self, "language", i18n.check_language(self.language or i18n.DEFAULT_LANGUAGE))
 
     @property
     def is_preset(self) -> bool:
@@ -320,7 +331,9 @@ def from_query(
     for key, value in given.items():
         if not value:
             continue
-        if key == "region":
+        if key == "language":
+            values[key] = i18n.check_language(value)
+        elif key == "region":
             values[key] = match_region(value, known_regions, param="region")
         elif key == "period":
             values[key] = normalise_period(value, param="period")
@@ -334,6 +347,23 @@ def from_query(
     return FilterState(**values)
 
 
+def language_of_query(query: str | None, default: str = i18n.DEFAULT_LANGUAGE) -> str:
+    """The language a deep link asks for (its ``language`` key), `default` when it names none or a bad one —
+    so that a link that cannot be opened as given still says why in the reader's language."""
+    try:
+        pairs = parse_qsl((query or "").strip().removeprefix("?"), keep_blank_values=True,
+                          max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        return default
+    for key, value in pairs:
+        if key.strip().lower() == "language" and value.strip():
+            try:
+                return i18n.check_language(value)
+            except ParameterError:
+                return default
+    return default
+
+
 # -- analysis parameters and frame filters ------------------------------------------------------------------
 
 
@@ -341,7 +371,8 @@ def to_params(state: FilterState, as_of: DateLike | None, base: Params | None = 
     """The analysis parameters of `state`'s slice: `base` (default: ``Params()``) with the resolved period,
     the comparison, the region and ``as_of`` (a date, as `crmlens.data.data_as_of` gives) set.
 
-    Product line, team and segment are not parameters: apply them to frames with `apply_filters`.
+    Product line, team and segment are not parameters: apply them to frames with `apply_filters`. Nor is the
+    language: it changes what is shown, not what is computed (`crmlens.i18n.language` around the rendering).
     """
     base = base if base is not None else Params()
     period = resolve_period(state, as_of, base.fiscal_year_start)
@@ -365,13 +396,37 @@ class FilteredFrames(dict[str, pd.DataFrame]):
         return not_filtered_note(self.not_applied.get(table, ()))
 
 
+def or_list(items: Iterable[str]) -> str:
+    """Texts joined as a reader's "a, b or c" in the language in use (Babel's list patterns: 团队或客户细分)."""
+    from babel.lists import format_list
+
+    shown = list(items)
+    if len(shown) < 2:
+        return "".join(shown)
+    if i18n.current() == i18n.DEFAULT_LANGUAGE:  # "a, b or c" (the house style, without the serial comma)
+        return f"{', '.join(shown[:-1])} or {shown[-1]}"
+    return format_list(shown, style="or", locale=i18n.LOCALES[i18n.current()])
+
+
+def join_clauses(texts: Iterable[str | None]) -> str:
+    """Clauses (a tile's notes, alerts) joined "a; b" in the language in use (Chinese: "a；b"); empty ones
+    left out."""
+    shown = [t for t in texts if t]
+    if not shown:
+        return ""
+    out = shown[0]
+    for text in shown[1:]:
+        out = _("{first}; {second}", first=out, second=text)
+    return out
+
+
 def not_filtered_note(filters: Iterable[str]) -> str | None:
-    """"not filtered by team or customer segment" for slice filters (names of `SLICE_FILTERS`); None for none."""
-    names = [SLICE_FILTERS[f] for f in filters]
+    """"not filtered by team or customer segment" for slice filters (names of `SLICE_FILTERS`), in the language
+    in use; None for none."""
+    names = [_(SLICE_FILTERS[f]) for f in filters]
     if not names:
         return None
-    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-    return f"not filtered by {listed}"
+    return _("not filtered by {filters}", filters=or_list(names))
 
 
 def _filter_mask(frame: pd.DataFrame, name: str, value: str,
@@ -476,22 +531,24 @@ def file_stem(state: FilterState, as_of: DateLike | None = None, fiscal_year_sta
 
 
 def describe(state: FilterState, as_of: DateLike | None = None, fiscal_year_start: int = 1) -> str:
-    """A header line for the filter state, e.g. ``East · 2026-Q3 vs 2026-Q2 · product line Software``.
+    """A header line for the filter state in the language in use, e.g. ``East · 2026-Q3 vs 2026-Q2 · product
+    line Software`` (``East · 2026-Q3 对比 2026-Q2 · 产品线 Software``).
 
     With `as_of` a preset is resolved (``2026-Q3 (this quarter) vs 2026-Q2``); without it the preset is named
-    (``this quarter vs previous period``). Ranges are written ``2025-10-01 – 2026-09-30``.
+    (``this quarter vs previous period``). Ranges are written ``2025-10-01 – 2026-09-30``. Region ids and
+    filter values are data: they stay as the source spells them.
     """
-    region = "All regions" if state.region == "all" else state.region
+    region = _("All regions") if state.region == "all" else state.region
     period, compared = _period_text(state, as_of, fiscal_year_start)
     if compared is None:
-        versus = "previous period" if state.comparison == "previous" else "same period last year"
-        when = f"{PRESETS[period]} vs {versus}"
+        when = _("{period} vs {comparison}", period=_(PRESETS[period]), comparison=_(COMPARISONS[state.comparison]))
     else:
         label = period.replace("..", " – ")
         if state.is_preset:
-            label += f" ({PRESETS[state.period]})"
-        when = f"{label} vs {compared.replace('..', ' – ')}"
-    parts = [region, when] + [f"{SLICE_FILTERS[name]} {value}" for name, value in state.slice_filters.items()]
+            label = _("{period} ({preset})", period=label, preset=_(PRESETS[state.period]))
+        when = _("{period} vs {comparison}", period=label, comparison=compared.replace("..", " – "))
+    parts = [region, when] + [_("{filter} {value}", filter=_(SLICE_FILTERS[name]), value=value)
+                              for name, value in state.slice_filters.items()]
     return " · ".join(parts)
 
 
@@ -544,9 +601,12 @@ __all__ = [
     "describe",
     "file_stem",
     "from_query",
+    "join_clauses",
+    "language_of_query",
     "match_value",
     "normalise_period",
     "options_for",
+    "or_list",
     "resolve_comparison",
     "resolve_period",
     "to_params",

@@ -5,6 +5,10 @@ change (`crmlens.kpis.change`), a direction-aware colour, the target and attainm
 sparkline over the last periods, an alert when a threshold is breached, and — when there is no value — a
 plain sentence saying why ("No data: this source has no `leads` table"), never a 0.
 
+A tile's texts (label, formatted numbers, change, target, alert, reason) are in the language in use when it
+is made (`crmlens.i18n.language`; KPI labels from the registry, `Kpi.title`); its numbers are the same in
+every language.
+
 `tile_html(tile)` / `tiles_html(tiles)` render tiles as small self-contained HTML cards (inline styles, inline
 SVG sparkline, no script, no external resource) that carry ``data-kpi`` and ``data-value`` attributes for
 browser tests. The widget layer renders the same objects.
@@ -27,7 +31,9 @@ import pandas as pd
 
 from crmlens import data, kpis, notebook
 from crmlens.charts import COLORS
+from crmlens.dashboard.state import join_clauses, or_list
 from crmlens.errors import ParameterError
+from crmlens.i18n import _, format_number, n_
 from crmlens.metrics import performance
 from crmlens.periods import Period, shift_period
 from crmlens.schema import SCHEMA, Table
@@ -229,10 +235,10 @@ def _target(s: data.Slice, kpi: kpis.Kpi, value: float | None,
     amount = float(amount)
     currency = s.params.currency
     if kpi.target is not None:  # the KPI is itself an attainment rate: its target is 100% of the amount
-        return 1.0, f"Target {amount:,.0f} {currency}", value, ""
+        return 1.0, _("Target {amount}", amount=format_number(amount, "amount", currency)), value, ""
     attainment = value / amount if value is not None and amount else None
-    shown = f"{attainment:.0%} of target" if attainment is not None else ""
-    return amount, f"Target {kpi.format(amount, currency)}", attainment, shown
+    shown = _("{share} of target", share=format_number(attainment, "rate", digits=0)) if attainment is not None else ""
+    return amount, _("Target {amount}", amount=kpi.format(amount, currency)), attainment, shown
 
 
 # -------------------------------------------------------------------------------------------- alerts
@@ -262,7 +268,9 @@ def check_thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> di
 
 
 def _percent(fraction: float) -> str:
-    return f"{fraction * 100:.3g}%"
+    """30%, 12.5%: a threshold as written (up to three significant digits)."""
+    percent = float(f"{fraction * 100:.3g}")
+    return format_number(percent / 100, "rate", digits=0 if percent.is_integer() else len(f"{percent:g}".split(".")[1]))
 
 
 def _alert(kpi: kpis.Kpi, value: float | None, delta_pct: float | None, comparison_label: str,
@@ -271,22 +279,25 @@ def _alert(kpi: kpis.Kpi, value: float | None, delta_pct: float | None, comparis
         return None
     texts = []
     if "min" in rule and value < rule["min"]:
-        texts.append(f"Below the minimum of {kpi.format(rule['min'], currency)}")
+        texts.append(_("Below the minimum of {value}", value=kpi.format(rule["min"], currency)))
     if "max" in rule and value > rule["max"]:
-        texts.append(f"Above the maximum of {kpi.format(rule['max'], currency)}")
+        texts.append(_("Above the maximum of {value}", value=kpi.format(rule["max"], currency)))
     if "drop_pct" in rule and delta_pct is not None and delta_pct <= -rule["drop_pct"]:
-        texts.append(f"Down {_percent(-delta_pct)} vs {comparison_label} (alert at {_percent(rule['drop_pct'])})")
-    return "; ".join(texts) or None
+        texts.append(_("Down {change} vs {period} (alert at {threshold})", change=_percent(-delta_pct),
+                       period=comparison_label, threshold=_percent(rule["drop_pct"])))
+    return join_clauses(texts) or None
 
 
 # --------------------------------------------------------------------------------------------- tiles
 
 def missing_tables_text(missing: Sequence[str]) -> str | None:
-    """"No data: this source has no `leads` table" for the tables a source lacks (None when none is missing)."""
+    """"No data: this source has no `leads` table" for the tables a source lacks, in the language in use (None
+    when none is missing)."""
     if not missing:
         return None
-    names = " or ".join(f"`{t}`" for t in missing)
-    return f"No data: this source has no {names} table{'s' if len(missing) > 1 else ''}"
+    names = or_list(f"`{t}`" for t in missing)
+    return n_("No data: this source has no {names} table", "No data: this source has no {names} tables",
+              len(missing), names=names)
 
 
 def _no_data(s: data.Slice, kpi: kpis.Kpi, target: float | None) -> str:
@@ -295,8 +306,8 @@ def _no_data(s: data.Slice, kpi: kpis.Kpi, target: float | None) -> str:
     if missing:
         return missing
     if kpi.target is not None and target is None:
-        return "No target set for this period"
-    return "No data for this period"
+        return _("No target set for this period")
+    return _("No data for this period")
 
 
 def _delta_display(kpi: kpis.Kpi, value: float | None, change: Mapping[str, object], label: str,
@@ -305,13 +316,16 @@ def _delta_display(kpi: kpis.Kpi, value: float | None, change: Mapping[str, obje
         return ""
     delta, pct = change["delta"], change["delta_pct"]
     if delta is None:
-        return f"no data for {label}"
+        return _("no data for {period}", period=label)
     arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
     if kpi.unit == "rate":
-        return f"{arrow} {delta * 100:+.1f} pp vs {label}"
+        points = ("+" if delta >= 0 else "") + format_number(delta * 100, "number", digits=1)
+        return _("{arrow} {change} pp vs {period}", arrow=arrow, change=points, period=label)
     if pct is not None:
-        return f"{arrow} {pct:+.1%} vs {label}"
-    return f"{arrow} {'+' if delta >= 0 else '−'}{kpi.format(abs(delta), currency)} vs {label}"
+        return _("{arrow} {change} vs {period}", arrow=arrow, change=("+" if pct >= 0 else "")
+                 + format_number(pct, "rate"), period=label)
+    amount = ("+" if delta >= 0 else "−") + kpi.format(abs(delta), currency)
+    return _("{arrow} {change} vs {period}", arrow=arrow, change=amount, period=label)
 
 
 def tile_for(s: data.Slice, name: str, *, rule: Mapping[str, float] | None = None,
@@ -326,7 +340,7 @@ def tile_for(s: data.Slice, name: str, *, rule: Mapping[str, float] | None = Non
     known = {s.comparison_period.label: before, s.period.label: value}
     target, target_display, attainment, attainment_display = _target(s, kpi, value, ctx)
     return Tile(
-        kpi=name, label=kpi.label, unit=kpi.unit, direction=kpi.direction, description=kpi.description,
+        kpi=name, label=kpi.title(), unit=kpi.unit, direction=kpi.direction, description=_(kpi.description),
         value=value, display=kpi.format(value, currency), period_label=s.period.label,
         comparison_label=s.comparison_period.label, comparison_value=before,
         comparison_display=kpi.format(before, currency), delta=change["delta"], delta_pct=change["delta_pct"],
@@ -342,7 +356,7 @@ def tile_for(s: data.Slice, name: str, *, rule: Mapping[str, float] | None = Non
 
 def tiles_for(s: data.Slice, names: Sequence[str], *, thresholds: Mapping[str, Mapping[str, float]] | None = None,
               spark_periods: int = 8) -> list[Tile]:
-    """One `Tile` per KPI name for slice `s`, in order.
+    """One `Tile` per KPI name for slice `s`, in order, its texts in the language in use.
 
     `thresholds` maps KPI names to ``{"min": x}``, ``{"max": y}`` and/or ``{"drop_pct": z}`` (see
     `check_thresholds`; none by default). Sparklines cover the last `spark_periods` periods of the slice's
@@ -374,7 +388,7 @@ def _raw(value: float | None) -> str:
 def sparkline_svg(points: Sequence[tuple[str, float | None]], *, label: str = "", colour: str = COLORS["actual"],
                   width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT) -> str:
     """An inline SVG sparkline of (label, value) points (None values leave gaps); '' when there is no value."""
-    values = [v for _, v in points if v is not None]
+    values = [v for _label, v in points if v is not None]
     if not values:
         return ""
     low, high = min(values), max(values)
@@ -387,7 +401,7 @@ def sparkline_svg(points: Sequence[tuple[str, float | None]], *, label: str = ""
         return x, y
 
     runs: list[list[tuple[float, float]]] = [[]]
-    for i, (_, v) in enumerate(points):
+    for i, (_label, v) in enumerate(points):
         if v is None:
             runs.append([])
         else:
@@ -400,11 +414,12 @@ def sparkline_svg(points: Sequence[tuple[str, float | None]], *, label: str = ""
                           'stroke-linejoin="round" stroke-linecap="round"/>')
         elif len(run) == 1:
             shapes.append(f'<circle cx="{run[0][0]:.1f}" cy="{run[0][1]:.1f}" r="1.5" fill="{_esc(colour)}"/>')
-    last = [(i, v) for i, (_, v) in enumerate(points) if v is not None][-1]
+    last = [(i, v) for i, (_label, v) in enumerate(points) if v is not None][-1]
     if last[0] == n - 1:
         x, y = xy(*last)
         shapes.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{_esc(colour)}"/>')
-    title = f"{label}: {points[0][0]} to {points[-1][0]}" if label else f"{points[0][0]} to {points[-1][0]}"
+    span = _("{start} to {end}", start=points[0][0], end=points[-1][0])
+    title = _("{label}: {span}", label=label, span=span) if label else span
     return (f'<svg class="crmlens-sparkline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'role="img" aria-label="{_esc(title)}"><title>{_esc(title)}</title>{"".join(shapes)}</svg>')
 
@@ -424,11 +439,12 @@ def tile_html(tile: Tile) -> str:
              "data-attainment": _raw(tile.attainment), "data-trend": tile.trend,
              "data-alert": "1" if tile.alert else "", "title": tile.description,
              "style": _CARD_STYLE.format(colour=tile.colour if tile.value is not None else COLORS["neutral"])}
-    parts = [f'<div style="font-size:12px;color:#555;text-transform:uppercase;letter-spacing:.03em">'
-             f'{_esc(tile.label)}</div>']
+    parts = [f'<div class="crmlens-tile-label" style="font-size:12px;color:#555;text-transform:uppercase;'
+             f'letter-spacing:.03em">{_esc(tile.label)}</div>']
     if tile.value is None:
+        reason = tile.no_data or _("No data")
         parts.append(f'<div class="crmlens-tile-nodata" style="font-size:13px;color:{COLORS["neutral"]};'
-                     f'margin:6px 0">{_esc_code(tile.no_data or "No data")}</div>')
+                     f'margin:6px 0">{_esc_code(reason)}</div>')
     else:
         parts.append('<div class="crmlens-tile-value" style="font-size:22px;font-weight:600;margin:2px 0;'
                      f'white-space:nowrap">{_esc(tile.display)}</div>')

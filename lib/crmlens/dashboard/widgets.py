@@ -3,7 +3,7 @@ views in ``notebooks/dashboards/``. A view is a `ViewSpec` (which tiles, which p
 `Dashboard` puts it on screen:
 
 * `FilterBar` — period (presets, recent quarters, custom range), comparison, region, product line, team,
-  customer segment; every change re-renders the whole view.
+  customer segment, and the language (English / 中文); every change re-renders the whole view.
 * KPI tiles (`crmlens.dashboard.tiles`), chart panels (`crmlens.dashboard.panels`) drawn by plotly.js in
   `Chart` widgets (plotly.js served with the page, or sent once by `plotly_loader()` in JupyterLab),
   each with its finding, its note ("not filtered by team") or a plain "No data: …" instead of an empty chart.
@@ -15,9 +15,13 @@ views in ``notebooks/dashboards/``. A view is a `ViewSpec` (which tiles, which p
   address bar is a deep link; `Dashboard.from_query` restores such a link.
 
 Nothing here computes a number: values come from `crmlens.dashboard.model` views, the KPI registry and
-`crmlens.metrics`. Test hooks: every part carries a ``crmlens-*`` CSS class, tiles carry ``data-kpi`` /
-``data-value``, and the status line carries ``data-render`` (a counter bumped after all panels are updated)
-and ``data-state`` (the deep-link query).
+`crmlens.metrics`. Every text is shown in the state's language (`FilterState.language`): a dashboard renders
+inside ``crmlens.i18n.language(state.language)`` and makes it the kernel's language, so a switch to 中文
+changes every label, tile, chart, table, export and message — and no number.
+
+Test hooks: every part carries a ``crmlens-*`` CSS class, tiles carry ``data-kpi`` / ``data-value``, and the
+status line carries ``data-render`` (a counter bumped after all panels are updated), ``data-state`` (the
+deep-link query) and ``data-language``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import anywidget
 import ipywidgets as w
@@ -38,6 +42,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import traitlets
 
+from crmlens import i18n
 from crmlens.charts import COLORS
 from crmlens.dashboard import exports
 from crmlens.dashboard import state as st
@@ -45,18 +50,22 @@ from crmlens.dashboard.exports import table_html
 from crmlens.dashboard.model import DashboardData, View
 from crmlens.dashboard.panels import DRILL_LEVELS, PANELS, DrillTable, Panel, drill_table, funnel_records
 from crmlens.dashboard.serve import PAGE_PLOTLY_ENV
-from crmlens.dashboard.tiles import Tile, tiles_for, tiles_html
+from crmlens.dashboard.tiles import Tile, missing_tables_text, tiles_for, tiles_html
 from crmlens.errors import CrmLensError
+from crmlens.i18n import N_, _, n_
 from crmlens.metrics.funnel import STEP_LABELS, STEPS
 
 CUSTOM = "custom"
+#: The language control's choices, each language named in itself (never translated).
+LANGUAGE_CHOICES: tuple[tuple[str, str], ...] = (("English", "en"), ("中文", "zh"))
 
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """What a dashboard view shows: `tiles` (KPI names), `panels` (keys of `crmlens.dashboard.panels.PANELS`),
-    `thresholds` for the tiles' alert badges (`crmlens.dashboard.tiles.check_thresholds`), and whether it has
-    the drill-down and the funnel's record list."""
+    """What a dashboard view shows: its `title` (a msgid, shown with `_`), `tiles` (KPI names), `panels` (keys of
+    `crmlens.dashboard.panels.PANELS`), `thresholds` for the tiles' alert badges
+    (`crmlens.dashboard.tiles.check_thresholds`), and whether it has the drill-down and the funnel's record
+    list."""
 
     name: str
     title: str
@@ -74,7 +83,7 @@ class ViewSpec:
 
 
 OVERVIEW = ViewSpec(
-    "overview", "CRM Lens — executive overview",
+    "overview", N_("CRM Lens — executive overview"),
     tiles=("bookings_amount", "target_attainment", "win_rate", "pipeline_amount", "new_opportunities",
            "avg_deal_size", "sales_cycle_days"),
     panels=("funnel", "bookings_trend", "pipeline", "leaderboard", "regions"),
@@ -82,7 +91,7 @@ OVERVIEW = ViewSpec(
                 "pipeline_amount": {"drop_pct": 0.2}, "sales_cycle_days": {"max": 120}},
 )
 SALES_MANAGER = ViewSpec(
-    "sales_manager", "CRM Lens — sales manager",
+    "sales_manager", N_("CRM Lens — sales manager"),
     tiles=("pipeline_amount", "target_attainment", "bookings_amount", "won_deals", "win_rate",
            "activity_completion_rate", "forgotten_accounts"),
     panels=("pipeline", "attainment", "leaderboard", "follow_ups", "bookings_trend"),
@@ -90,6 +99,9 @@ SALES_MANAGER = ViewSpec(
                 "win_rate": {"drop_pct": 0.1}},
 )
 VIEWS: dict[str, ViewSpec] = {v.name: v for v in (OVERVIEW, SALES_MANAGER)}
+#: The export sheet of each drill-down level (msgids).
+DRILL_SHEETS: dict[str, str] = {"region": N_("Drill-down regions"), "team": N_("Drill-down teams"),
+                                "rep": N_("Drill-down reps"), "opportunity": N_("Drill-down opportunities")}
 
 
 # -- browser helpers (anywidget: ES modules sent over the widget channel, nothing fetched) ---------------------
@@ -252,57 +264,95 @@ def recent_periods(as_of: pd.Timestamp, fiscal_year_start: int = 1, n: int = 8) 
 
 
 class FilterBar:
-    """The filter controls. `state` is the current `FilterState`; `on_change(fn)` calls fn(state) after the
-    user changed a control; `set_state(state)` moves the controls without calling back."""
+    """The filter controls and the language switch. `state` is the current `FilterState`; `on_change(fn)` calls
+    fn(state) after the user changed a control; `set_state(state)` moves the controls without calling back
+    (and relabels them when the state's language is not the one they show)."""
 
     def __init__(self, options: Mapping[str, list[str]], state: st.FilterState, as_of: pd.Timestamp,
                  fiscal_year_start: int = 1) -> None:
         self._callbacks: list[Callable[[st.FilterState], None]] = []
         self._quiet = False
         self.as_of = as_of
+        self.options = options
+        self.recent = recent_periods(as_of, fiscal_year_start)
         layout = w.Layout(width="180px")
         style = {"description_width": "initial"}
-        periods = [(label.capitalize(), key) for key, label in st.PRESETS.items()]
-        periods += [(p, p) for p in recent_periods(as_of, fiscal_year_start)]
-        periods.append(("Custom range…", CUSTOM))
-        self.period = w.Dropdown(options=periods, description="Period", layout=layout, style=style)
-        self.start = w.DatePicker(description="From", layout=w.Layout(width="190px", display="none"), style=style)
-        self.end = w.DatePicker(description="To", layout=w.Layout(width="190px", display="none"), style=style)
-        self.comparison = w.Dropdown(options=[("Previous period", "previous"), ("Same period last year", "last_year")],
-                                     description="vs", layout=layout, style=style)
-
-        def choice(label: str, values: list[str]) -> w.Dropdown:
-            return w.Dropdown(options=[("All", "all"), *((v, v) for v in values)], description=label,
-                              layout=layout, style=style, disabled=not values)
-
-        self.region = choice("Region", options.get("regions", []))
-        self.product_line = choice("Product line", options.get("product_lines", []))
-        self.team = choice("Team", options.get("teams", []))
-        self.segment = choice("Segment", options.get("segments", []))
-        self.reset = w.Button(description="Reset", tooltip="Back to the default filters", layout=w.Layout(width="80px"))
+        self.period = w.Dropdown(layout=layout, style=style)
+        self.start = w.DatePicker(layout=w.Layout(width="190px", display="none"), style=style)
+        self.end = w.DatePicker(layout=w.Layout(width="190px", display="none"), style=style)
+        self.comparison = w.Dropdown(layout=layout, style=style)
+        self.region = w.Dropdown(layout=layout, style=style, disabled=not options.get("regions"))
+        self.product_line = w.Dropdown(layout=layout, style=style, disabled=not options.get("product_lines"))
+        self.team = w.Dropdown(layout=layout, style=style, disabled=not options.get("teams"))
+        self.segment = w.Dropdown(layout=layout, style=style, disabled=not options.get("segments"))
+        self.language = w.ToggleButtons(options=list(LANGUAGE_CHOICES), value=state.language,
+                                        style={"button_width": "64px"}, layout=w.Layout(width="auto"))
+        self.reset = w.Button(layout=w.Layout(width="80px"))
         self.reset.add_class("crmlens-reset")
         controls = (self.period, self.start, self.end, self.comparison, self.region, self.product_line, self.team,
-                    self.segment)
-        for name, c in zip(("period", "start", "end", "comparison", "region", "product_line", "team", "segment"),
-                           controls, strict=True):
+                    self.segment, self.language)
+        for name, c in zip(("period", "start", "end", "comparison", "region", "product_line", "team", "segment",
+                            "language"), controls, strict=True):
             c.add_class(f"crmlens-filter-{name}")
             c.observe(self._changed, names="value")
-        self.reset.on_click(lambda _: self._emit(st.FilterState()))
+        # Reset: the default filters, in the language the reader chose
+        self.reset.on_click(lambda _b: self._emit(st.FilterState(language=self.state.language)))
         for c in (*controls, self.reset):
             c.layout.margin = "2px 12px 2px 0"
         self.box = w.HBox([*controls, self.reset], layout=w.Layout(flex_flow="row wrap"))
         self.box.add_class("crmlens-filters")
         self.state = state
+        self.shown_language = ""
         self.set_state(state)
+
+    def relabel(self, language: str) -> None:
+        """Show every label and option text in `language` (values stay; data values such as region ids are
+        shown as the source spells them)."""
+        self._quiet = True
+        try:
+            with i18n.language(language):
+                periods = [(_(label).capitalize(), key) for key, label in st.PRESETS.items()]
+                periods += [(p, p) for p in self.recent]
+                periods.append((_("Custom range…"), CUSTOM))
+                self._options(self.period, periods)
+                self.period.description = _("Period")
+                self.start.description, self.end.description = _("From"), _("To")
+                self._options(self.comparison, [(_("Previous period"), "previous"),
+                                                (_("Same period last year"), "last_year")])
+                self.comparison.description = _("vs")
+                for name, key, label in (("region", "regions", _("Region")),
+                                         ("product_line", "product_lines", _("Product line")),
+                                         ("team", "teams", _("Team")), ("segment", "segments", _("Segment"))):
+                    control = getattr(self, name)
+                    extra = [(v, v) for _t, v in control.options[1:] if v not in self.options.get(key, [])]
+                    self._options(control, [(_("All"), "all"), *((v, v) for v in self.options.get(key, [])), *extra])
+                    control.description = label
+                self.language.tooltips = [_("Show the dashboard in English"), _("Show the dashboard in Chinese")]
+                self.reset.description = _("Reset")
+                self.reset.tooltip = _("Back to the default filters")
+            self.shown_language = language
+        finally:
+            self._quiet = False
+
+    @staticmethod
+    def _options(control: w.Dropdown, options: list[tuple[str, str]]) -> None:
+        """New option texts for `control`, keeping its value."""
+        value = control.value
+        control.options = options
+        if value is not None and value in [v for _t, v in options]:
+            control.value = value
 
     def on_change(self, fn: Callable[[st.FilterState], None]) -> None:
         self._callbacks.append(fn)
 
     def set_state(self, state: st.FilterState) -> None:
+        if state.language != self.shown_language:
+            self.relabel(state.language)
         self._quiet = True
         try:
             self.state = state
-            values = [v for _, v in self.period.options]
+            self.language.value = state.language
+            values = [v for _t, v in self.period.options]
             if state.period in values:
                 self.period.value = state.period
                 custom = False
@@ -319,7 +369,7 @@ class FilterBar:
             for name in ("region", *st.SLICE_FILTERS):
                 control = getattr(self, name)
                 value = getattr(state, name) or "all"
-                allowed = [v for _, v in control.options]
+                allowed = [v for _t, v in control.options]
                 if value not in allowed:  # a value the source does not list (deep link checked before)
                     control.options = [*control.options, (value, value)]
                 control.value = value
@@ -334,7 +384,8 @@ class FilterBar:
                 return self.state
             period = f"{self.start.value:%Y-%m-%d}..{self.end.value:%Y-%m-%d}"
         return st.FilterState(period=period, comparison=self.comparison.value, region=self.region.value,
-                              product_line=self.product_line.value, team=self.team.value, segment=self.segment.value)
+                              product_line=self.product_line.value, team=self.team.value, segment=self.segment.value,
+                              language=self.language.value)
 
     def _changed(self, change: Any) -> None:
         if self._quiet:
@@ -372,13 +423,18 @@ class PanelBox:
         self.box.add_class(f"crmlens-panel-{key}")
 
     def show(self, panel: Panel) -> None:
+        """Show `panel` (its texts are in the language it was made in; the fallbacks in the language in use)."""
         self.title.value = f"<h3 style='margin:4px 0'>{html.escape(panel.title)}</h3>"
         if panel.no_data or panel.figure is None:
             self.figure.show(None)
-            self.text.value = _message(panel.no_data or "No data", "no_data")
+            self.text.value = _message(panel.no_data or _("No data"), "no_data")
             return
         self.figure.show(panel.figure)
-        parts = [f"<div class='crmlens-finding'>{html.escape(panel.finding)}</div>"] if panel.finding else []
+        parts = [f"<div class='crmlens-finding'>{exports.finding_html(panel.finding)}</div>"] if panel.finding else []
+        if panel.recommendation:
+            label = html.escape(_("Recommendation"))
+            parts.append(f"<div class='crmlens-recommendation'><b>{label}:</b> "
+                         f"{exports.finding_html(panel.recommendation)}</div>")
         if panel.note:
             parts.append(f"<div class='crmlens-note' style='color:#8a6d00;font-size:12px'>"
                          f"{html.escape(panel.note)}</div>")
@@ -389,9 +445,10 @@ class FunnelRecords:
     """Buttons per funnel step; a click lists the leads behind that step."""
 
     def __init__(self) -> None:
-        self.buttons = w.ToggleButtons(options=[("Hide records", "")] + [(STEP_LABELS[s], s) for s in STEPS],
-                                       value="", description="Records at step", style={"button_width": "auto"})
+        self.buttons = w.ToggleButtons(options=self._options(), value="", description=_("Records at step"),
+                                       style={"button_width": "auto"})
         self.buttons.add_class("crmlens-funnel-steps")
+        self.language = i18n.current()
         self.table = w.HTML()
         self.table.add_class("crmlens-funnel-records")
         self.box = w.VBox([self.buttons, self.table])
@@ -399,12 +456,36 @@ class FunnelRecords:
         self.frame: pd.DataFrame | None = None
         self.buttons.observe(lambda _: self.refresh(), names="value")
 
-    def reset(self, view_of: Callable[[], View]) -> None:
-        """Follow a new filter state (`view_of` gives its view, cut only when records are asked for)."""
+    #: Columns of the records list (column → heading msgid).
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "lead_id": N_("Lead"), "created_at": N_("Created"), "source_channel": N_("Channel"), "region_id": N_("Region"),
+        "owner_rep_id": N_("Owner"), "campaign_id": N_("Campaign"), "opportunity_amount": N_("Opportunity amount")}
+
+    @staticmethod
+    def _options() -> list[tuple[str, str]]:
+        return [(_("Hide records"), "")] + [(_(STEP_LABELS[s]), s) for s in STEPS]
+
+    def reset(self, view_of: Callable[[], View], language: str | None = None) -> None:
+        """Follow a new filter state (`view_of` gives its view, cut only when records are asked for), shown in
+        `language` (default: the language in use)."""
         self.view_of = view_of
+        language = language or i18n.current()
+        if language != self.language:
+            with i18n.language(language):
+                step = self.buttons.value
+                self.view_of = None  # relabelling must not list records twice
+                self.buttons.options = self._options()
+                self.buttons.description = _("Records at step")
+                self.view_of = view_of
+                self.buttons.value = step
+            self.language = language
         self.refresh()
 
     def refresh(self) -> None:
+        with i18n.language(self.language):
+            self._refresh()
+
+    def _refresh(self) -> None:
         step = self.buttons.value
         if not step or self.view_of is None:
             self.frame, self.table.value = None, ""
@@ -412,23 +493,27 @@ class FunnelRecords:
         view = self.view_of()
         self.frame = funnel_records(view, step)
         if view.missing("leads"):
-            self.table.value = _message("No data: this source has no `leads` table", "no_data")
+            self.table.value = _message(missing_tables_text(["leads"]) or "", "no_data")
             return
-        columns = {"lead_id": "Lead", "created_at": "Created", "source_channel": "Channel", "region_id": "Region",
-                   "owner_rep_id": "Owner", "campaign_id": "Campaign", "opportunity_amount": "Opportunity amount"}
-        intro = (f"<div class='crmlens-records-count' data-count='{len(self.frame)}'>{len(self.frame):,} leads of "
-                 f"the period reached {html.escape(STEP_LABELS[step])}</div>")
+        columns = {c: _(h) for c, h in self.COLUMNS.items()}
+        count = n_("{n} lead of the period reached {step}", "{n} leads of the period reached {step}",
+                   len(self.frame), step=_(STEP_LABELS[step]))
+        intro = (f"<div class='crmlens-records-count' data-count='{len(self.frame)}'>{html.escape(count)}</div>")
         self.table.value = intro + table_html(self.frame, columns, css="crmlens-records", key="lead_id")
 
 
 def drill_result(data_: DashboardData, state: st.FilterState, path: Sequence[tuple[str, str, str]]) -> DrillTable:
     """The drill-down table after choosing `path` ((level, key, label)...) from the top, under `state`'s
-    filters other than region (remembered per kernel)."""
-    chosen = {level: key for level, key, _ in path}
+    filters other than region, in `state`'s language (remembered per kernel)."""
+    chosen = {level: key for level, key, _label in path}
     level = DRILL_LEVELS[len(path)]
     at = dataclasses.replace(state, region=chosen.get("region", "all"))
-    key = (*data_.view_key(at), "drill", level, chosen.get("team"), chosen.get("rep"))
-    return data_.memo(key, lambda: drill_table(data_.view(at), level, team=chosen.get("team"), rep=chosen.get("rep")))
+    key = (*data_.result_key(at), "drill", level, chosen.get("team"), chosen.get("rep"))
+
+    def compute() -> DrillTable:
+        with i18n.language(state.language):
+            return drill_table(data_.view(at), level, team=chosen.get("team"), rep=chosen.get("rep"))
+    return data_.memo(key, compute)
 
 
 class DrillDown:
@@ -443,12 +528,14 @@ class DrillDown:
         self.items.add_class("crmlens-drill-items")
         self.table = w.HTML()
         self.table.add_class("crmlens-drill-table")
-        self.box = w.VBox([w.HTML("<h3 style='margin:4px 0'>Drill down</h3>"), self.crumbs, self.items, self.table],
+        self.heading = w.HTML()
+        self.box = w.VBox([self.heading, self.crumbs, self.items, self.table],
                           layout=w.Layout(border="1px solid #e0e0e0", padding="6px 10px", margin="6px 0"))
         self.box.add_class("crmlens-panel")
         self.box.add_class("crmlens-panel-drill")
         self.path: list[tuple[str, str, str]] = []  # (level, key, label) chosen so far
         self.current: pd.DataFrame | None = None
+        self.columns: dict[str, str] = {}
         self.level = "region"
 
     def reset(self) -> None:
@@ -458,27 +545,34 @@ class DrillDown:
         self.render()
 
     def render(self) -> None:
+        """Show the current level, in the filter state's language."""
+        state = self.state_of()
+        with i18n.language(state.language):
+            self._render(state)
+
+    def _render(self, state: st.FilterState) -> None:
         depth = len(self.path)
         self.level = DRILL_LEVELS[depth]
-        result = drill_result(self.data, self.state_of(), self.path)
-        self.current = result.table
-        crumbs = [("All regions", 0)] + [(label, i + 1) for i, (_, _, label) in enumerate(self.path)]
+        result = drill_result(self.data, state, self.path)
+        self.current, self.columns = result.table, result.columns
+        self.heading.value = f"<h3 style='margin:4px 0'>{html.escape(_('Drill down'))}</h3>"
+        crumbs = [(_("All regions"), 0)] + [(label, i + 1) for i, (_level, _key, label) in enumerate(self.path)]
         buttons = []
         for label, n in crumbs:
-            b = w.Button(description=label, tooltip=f"Back to {label}", disabled=n == depth,
+            b = w.Button(description=label, tooltip=_("Back to {place}", place=label), disabled=n == depth,
                          layout=w.Layout(width="auto"))
             b.add_class("crmlens-crumb")
-            b.on_click(lambda _, n=n: self.back(n))
+            b.on_click(lambda _b, n=n: self.back(n))
             buttons.append(b)
         self.crumbs.children = buttons
         items = []
         if self.level != "opportunity" and not result.no_data:
-            for _, row in result.table.iterrows():
+            for _i, row in result.table.iterrows():
                 key, name = str(row[result.key]), str(row.get("name", row[result.key]))
-                b = w.Button(description=name, tooltip=f"Open {name} ({key})",
+                b = w.Button(description=name, tooltip=_("Open {name} ({id})", name=name, id=key),
                              layout=w.Layout(width="auto", margin="2px 4px 2px 0"))
                 b.add_class("crmlens-drill-item")
-                b.on_click(lambda _, key=key, name=name: self.open(key, name))
+                b.on_click(lambda _b, key=key, name=name: self.open(key, name))
                 items.append(b)
         self.items.children = items
         if result.no_data:
@@ -500,34 +594,48 @@ class DrillDown:
 
 
 class ExportBar:
-    """"Excel" and "PDF" buttons: the current view, downloaded with the filter state in the file name."""
+    """"Excel" and "PDF" buttons: the current view, downloaded with the filter state in the file name. Its
+    texts are in the language of `relabel` (the language in use when made)."""
 
     def __init__(self, on_excel: Callable[[], tuple[str, bytes]], on_pdf: Callable[[], tuple[str, bytes]]) -> None:
         self.downloader = Downloader()
-        self.excel = w.Button(description="Excel", tooltip="The view's tables as an Excel workbook")
-        self.pdf = w.Button(description="PDF", tooltip="The view as a PDF")
+        self.excel = w.Button(description="Excel")
+        self.pdf = w.Button(description="PDF")
         self.excel.add_class("crmlens-export-excel")
         self.pdf.add_class("crmlens-export-pdf")
         self.status = w.HTML()
         self.status.add_class("crmlens-export-status")
-        self.box = w.HBox([w.HTML("<b>Export:</b>"), self.excel, self.pdf, self.status, self.downloader],
+        self.label = w.HTML()
+        self.box = w.HBox([self.label, self.excel, self.pdf, self.status, self.downloader],
                           layout=w.Layout(align_items="center"))
         for part in self.box.children:
             part.layout.margin = "0 8px 0 0"
-        self.excel.on_click(lambda _: self._run(on_excel, exports.XLSX_MIME))
-        self.pdf.on_click(lambda _: self._run(on_pdf, exports.PDF_MIME))
+        self.language = i18n.current()
+        self.relabel(self.language)
+        self.excel.on_click(lambda _b: self._run(on_excel, exports.XLSX_MIME))
+        self.pdf.on_click(lambda _b: self._run(on_pdf, exports.PDF_MIME))
+
+    def relabel(self, language: str) -> None:
+        """Show the bar's texts in `language` (the file formats keep their names)."""
+        self.language = language
+        with i18n.language(language):
+            self.label.value = f"<b>{html.escape(_('Export:'))}</b>"
+            self.excel.tooltip = _("The view's tables as an Excel workbook")
+            self.pdf.tooltip = _("The view as a PDF")
+        self.status.value = ""
 
     def _run(self, make: Callable[[], tuple[str, bytes]], mime: str) -> None:
-        self.status.value = "Preparing…"
-        try:
-            filename, content = make()
-        except Exception as exc:  # the page says what failed; the kernel keeps serving
-            self.status.value = _message(f"Export failed: {exc}", "error")
-            return
-        self.downloader.send_file(filename, content, mime)
-        self.status.value = (f"<span class='crmlens-export-done' data-file='{html.escape(filename)}' "
-                             f"data-bytes='{len(content)}'>{html.escape(filename)} "
-                             f"({len(content) / 1024:,.0f} KB)</span>")
+        with i18n.language(self.language):
+            self.status.value = html.escape(_("Preparing…"))
+            try:
+                filename, content = make()
+            except Exception as exc:  # the page says what failed; the kernel keeps serving
+                self.status.value = _message(_("Export failed: {error}", error=str(exc)), "error")
+                return
+            self.downloader.send_file(filename, content, mime)
+            size = _("{size} KB", size=i18n.format_number(len(content) / 1024, "number", digits=0))
+            self.status.value = (f"<span class='crmlens-export-done' data-file='{html.escape(filename)}' "
+                                 f"data-bytes='{len(content)}'>{html.escape(filename)} ({html.escape(size)})</span>")
 
 
 # -- the dashboard ---------------------------------------------------------------------------------------------
@@ -543,7 +651,8 @@ class Dashboard:
         self.tiles: list[Tile] = []
         self.panel_data: list[Panel] = []
         self.last_seconds = 0.0
-        self.title = w.HTML(f"<h2 style='margin:0'>{html.escape(spec.title)}</h2>")
+        self.title = w.HTML()
+        self.shown_language = ""
         self.header = w.HTML()
         self.header.add_class("crmlens-header")
         self.status = w.HTML()
@@ -552,7 +661,7 @@ class Dashboard:
         self.filters.on_change(self.set_state)
         self.tile_row = w.HTML()
         self.tile_row.add_class("crmlens-tile-row")
-        self.panels = {key: PanelBox(key, key) for key in spec.panels}
+        self.panels = {key: PanelBox(key, "") for key in spec.panels}
         self.records = FunnelRecords() if "funnel" in spec.panels else None
         if self.records is not None:
             self.panels["funnel"].box.children = (*self.panels["funnel"].box.children, self.records.box)
@@ -574,28 +683,30 @@ class Dashboard:
 
     @classmethod
     def from_query(cls, data_: DashboardData, spec: ViewSpec, query: str | None) -> Dashboard:
-        """The dashboard of a deep link (Voila's QUERY_STRING). A bad link opens the default view with a
-        message naming the URL parameter and what is allowed."""
+        """The dashboard of a deep link (Voila's QUERY_STRING). A bad link opens the default view — in the
+        link's language when that one is good — with a message naming the URL parameter and what is allowed."""
         try:
             state = data_.parse_query(query)
             data_.params_for(state)
             error = None
         except CrmLensError as exc:
-            state, error = st.FilterState(), str(exc)
+            state, error = st.FilterState(language=st.language_of_query(query)), str(exc)
         board = cls(data_, spec, state)
         if error:
-            board.status.value = _message(f"The link could not be opened as given: {error}. Showing the default view.",
-                                          "error")
+            with i18n.language(state.language):
+                text = _("The link could not be opened as given: {error}. Showing the default view.", error=error)
+            board.status.value = _message(text, "error")
         return board
 
     def compute(self, state: st.FilterState) -> tuple[list[Tile], list[Panel]]:
-        """The tiles and panels of `state` (no widgets touched; remembered, and shared between kernels: the
-        view is only cut when they were never computed)."""
+        """The tiles and panels of `state`, their texts in `state`'s language (no widgets touched; remembered,
+        and shared between kernels: the view is only cut when they were never computed)."""
         def run() -> tuple[list[Tile], list[Panel]]:
-            v = self.data.view(state)
-            tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=self.spec.thresholds))
-            return tiles, [PANELS[key](v) for key in self.spec.panels]
-        return self.data.memo((*self.data.view_key(state), "view", self.spec.name, self.spec.digest), run)
+            with i18n.language(state.language):
+                v = self.data.view(state)
+                tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=self.spec.thresholds))
+                return tiles, [PANELS[key](v) for key in self.spec.panels]
+        return self.data.memo((*self.data.result_key(state), "view", self.spec.name, self.spec.digest), run)
 
     @property
     def view(self) -> View:
@@ -603,7 +714,8 @@ class Dashboard:
         return self.data.view(self.state)
 
     def set_state(self, state: st.FilterState) -> None:
-        """Re-render every part for `state`; on a bad state keep the previous one and say why."""
+        """Re-render every part for `state`, in its language (which becomes the kernel's: `crmlens.i18n.use`);
+        on a bad state keep the previous one and say why."""
         start = time.perf_counter()
         try:
             tiles, panels = self.compute(state)
@@ -614,28 +726,48 @@ class Dashboard:
         except Exception as exc:  # never a traceback on the page; the kernel log has it
             traceback.print_exc()
             self.filters.set_state(self.state)
-            self.status.value = _message(f"Could not compute this view: {type(exc).__name__}: {exc}", "error")
+            with i18n.language(self.state.language):
+                text = _("Could not compute this view: {error}", error=f"{type(exc).__name__}: {exc}")
+            self.status.value = _message(text, "error")
             return
+        i18n.use(state.language)
         self.state, self.tiles, self.panel_data = state, tiles, panels
         self.filters.set_state(state)
-        self.header.value = (f"<div style='color:#444'>{html.escape(self.describe())} · data as of "
-                             f"{self.data.as_of:%Y-%m-%d}</div>")
+        if state.language != self.shown_language:
+            self.relabel(state.language)
+        header = _("{filters} · data as of {date}", filters=self.describe(),
+                   date=i18n.format_date(self.data.as_of.normalize()))
+        self.header.value = f"<div style='color:#444'>{html.escape(header)}</div>"
         self.tile_row.value = tiles_html(tiles)
         for p in panels:
             self.panels[p.key].show(p)
         if self.records is not None:
-            self.records.reset(lambda: self.data.view(state))
+            self.records.reset(lambda: self.data.view(state), state.language)
         if self.drill is not None:
             self.drill.reset()
         query = st.to_query(state)
         self.url.query = query
         self.renders += 1
         self.last_seconds = time.perf_counter() - start
+        updated = _("Updated in {seconds} s", seconds=i18n.format_number(self.last_seconds, "number", digits=2))
         self.status.value = (f"<span class='crmlens-status-line' data-render='{self.renders}' "
                              f"data-state='{html.escape(query)}' data-seconds='{self.last_seconds:.3f}' "
-                             f"style='color:#888;font-size:12px'>Updated in {self.last_seconds:.2f} s</span>")
+                             f"data-language='{state.language}' style='color:#888;font-size:12px'>"
+                             f"{html.escape(updated)}</span>")
+
+    def relabel(self, language: str) -> None:
+        """Show the dashboard's own texts (title, export bar) in `language`; tiles, panels, filters, drill-down
+        and records follow their state."""
+        with i18n.language(language):
+            self.title.value = f"<h2 style='margin:0'>{html.escape(_(self.spec.title))}</h2>"
+        self.export.relabel(language)
+        if self.shown_language:
+            self.app.remove_class(f"crmlens-lang-{self.shown_language}")
+        self.app.add_class(f"crmlens-lang-{language}")
+        self.shown_language = language
 
     def describe(self) -> str:
+        """The filter state as a header line, in the language in use."""
         return st.describe(self.state, self.data.as_of, self.data.base.fiscal_year_start)
 
     def drill_to_place(self, label: str, point_id: str) -> None:
@@ -656,23 +788,31 @@ class Dashboard:
         return f"{stem}_{self.spec.name}.{suffix}"
 
     def export_tables(self) -> dict[str, pd.DataFrame]:
+        """Sheet title → table of the view (panels, the open drill-down level, the funnel records), titles and
+        headings in the language in use."""
         tables = exports.panel_tables(self.panel_data)
         if self.drill is not None and self.drill.current is not None and len(self.drill.current):
-            tables[f"Drill-down {self.drill.level}s"] = self.drill.current
+            title = _(DRILL_SHEETS[self.drill.level])
+            tables[title] = exports.labelled(self.drill.current, self.drill.columns)
         if self.records is not None and self.records.frame is not None:
-            tables[f"Funnel {STEP_LABELS[self.records.buttons.value]} leads"] = self.records.frame
+            title = _("Funnel {step} leads", step=_(STEP_LABELS[self.records.buttons.value]))
+            tables[title] = exports.labelled(self.records.frame, {c: _(h) for c, h in FunnelRecords.COLUMNS.items()})
         return tables
 
     def header_lines(self) -> list[str]:
         return exports.header_lines(self.describe(), self.data.as_of, self.data.info.source)
 
     def excel_file(self) -> tuple[str, bytes]:
-        return self.export_name("xlsx"), exports.view_xlsx(self.spec.title, self.header_lines(), self.tiles,
-                                                           self.export_tables(), self.data.base.currency)
+        """The view's Excel workbook (file name, bytes), in the view's language."""
+        with i18n.language(self.state.language):
+            return self.export_name("xlsx"), exports.view_xlsx(_(self.spec.title), self.header_lines(), self.tiles,
+                                                               self.export_tables(), self.data.base.currency)
 
     def pdf_file(self) -> tuple[str, bytes]:
-        return self.export_name("pdf"), exports.view_pdf(self.spec.title, self.header_lines(), self.tiles,
-                                                         self.panel_data)
+        """The view as a PDF (file name, bytes), in the view's language."""
+        with i18n.language(self.state.language):
+            return self.export_name("pdf"), exports.view_pdf(_(self.spec.title), self.header_lines(), self.tiles,
+                                                             self.panel_data)
 
 
 def open_dashboard(spec: ViewSpec | str, data_: DashboardData, query: str | None = None) -> Dashboard:

@@ -96,6 +96,13 @@ def recorded_kpis(nb: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def recorded_findings(nb: Any, notebook: str = "") -> list[dict[str, Any]]:
+    """The finding records the notebook emitted (`crmlens.notebook.say`), with their section heading."""
+    from crmlens.run.summary import notebook_findings
+
+    return [f.record() for f in notebook_findings(nb, notebook)]
+
+
 def _mark_failure(nb: Any, text: str) -> None:
     """Put a red banner on top of a notebook that did not finish (papermill does this for cell errors)."""
     import nbformat
@@ -138,9 +145,9 @@ def _one_attempt(spec: TaskSpec, pool: KernelPool, tmp: Path) -> tuple[Any, Base
     try:
         # no papermill `cwd`: it would chdir the whole (multi-threaded) process; the pool starts its kernels
         # in the notebooks' folder instead
-        nb = pm.execute_notebook(spec.path, str(tmp), parameters=spec.parameters, kernel_name=spec.kernel_name,
-                                 progress_bar=False, request_save_on_cell_execute=False, km=km,
-                                 execution_timeout=spec.timeout)
+        nb = pm.execute_notebook(_source_notebook(spec), str(tmp), parameters=spec.parameters,
+                                 kernel_name=spec.kernel_name, progress_bar=False,
+                                 request_save_on_cell_execute=False, km=km, execution_timeout=spec.timeout)
     except BaseException as err:  # classified by the caller; KeyboardInterrupt is re-raised there
         error = err
     finally:
@@ -151,6 +158,19 @@ def _one_attempt(spec: TaskSpec, pool: KernelPool, tmp: Path) -> tuple[Any, Base
         else:
             pool.release(km)
     return nb, error, timed_out.is_set()
+
+
+def _source_notebook(spec: TaskSpec) -> Any:
+    """The notebook to execute: its path, or, for a language other than English, the notebook with its prose
+    (markdown cells) translated from the catalogue (`crmlens.i18n.translate_notebook`)."""
+    language = (spec.parameters or {}).get("language")
+    if not language or language == "en":
+        return spec.path
+    import nbformat
+
+    from crmlens import i18n
+
+    return i18n.translate_notebook(nbformat.read(spec.path, as_version=4), language)
 
 
 def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) -> dict[str, Any]:
@@ -221,5 +241,6 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
         "error": None if error is None else _error_info(error, kind or "error", spec.timeout),
         "outputs": {"ipynb": str(target.relative_to(spec.run_dir)), "html": html},
         "kpis": recorded_kpis(nb) if error is None else [],
+        "findings": recorded_findings(nb, spec.notebook) if error is None else [],
         "worker": f"{os.uname().nodename}:{os.getpid()}",
     }

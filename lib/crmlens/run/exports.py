@@ -36,6 +36,8 @@ import pandas as pd
 
 from crmlens import atomic
 from crmlens.errors import ParameterError, RunError
+from crmlens.i18n import N_
+from crmlens.kpis import STATUS_LABELS, TREND_LABELS
 
 if TYPE_CHECKING:  # nbformat imports jsonschema's format checkers (~2 s): loaded when a notebook is read
     import nbformat
@@ -60,11 +62,11 @@ IMAGE_SCALE = 2
 #: Time limit of each step in the browser (launch, loading the report, drawing the images, printing the PDF).
 BROWSER_TIMEOUT_S = 180
 #: The sheet of every KPI of the region.
-SUMMARY_SHEET = "Summary"
-SUMMARY_COLUMNS = ["Period", "Comparison period", "Analysis", "KPI", "Value", "Comparison", "Delta", "Delta %",
-                   "Trend", "Status"]
-ANALYSIS_COLUMNS = ["Period", "Comparison period", "KPI", "Unit", "Value", "Comparison", "Delta", "Delta %",
-                    "Trend", "Status"]
+SUMMARY_SHEET = N_("Summary")
+SUMMARY_COLUMNS = [N_("Period"), N_("Comparison period"), N_("Analysis"), N_("KPI"), N_("Value"), N_("Comparison"),
+                   N_("Delta"), N_("Delta %"), N_("Trend"), N_("Status")]
+ANALYSIS_COLUMNS = [N_("Period"), N_("Comparison period"), N_("KPI"), N_("Unit"), N_("Value"), N_("Comparison"),
+                    N_("Delta"), N_("Delta %"), N_("Trend"), N_("Status")]
 
 
 class ExportError(RunError):
@@ -172,6 +174,28 @@ def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
+def language_of(analyses: Iterable[Analysis]) -> str:
+    """The reader's language of the analyses (their `language` parameter; English when none says)."""
+    from crmlens.i18n import DEFAULT_LANGUAGE, check_language
+
+    for a in analyses:
+        chosen = (a.nb.metadata.get("crmlens") or {}).get("language") or \
+            ((a.nb.metadata.get("papermill") or {}).get("parameters") or {}).get("language")
+        if chosen:
+            try:
+                return check_language(chosen)
+            except Exception:
+                continue
+    return DEFAULT_LANGUAGE
+
+
+def region_findings(analyses: Iterable[Analysis]) -> list[Any]:
+    """Every finding record of the analyses, with notebook, section and anchor (`crmlens.run.summary`)."""
+    from crmlens.run.summary import notebook_findings
+
+    return [f for section, a in enumerate(analyses, 1) for f in notebook_findings(a.nb, a.name, section)]
+
+
 def _is_finding(output: Mapping[str, Any]) -> bool:
     from crmlens.notebook import FINDING_METADATA
 
@@ -180,6 +204,11 @@ def _is_finding(output: Mapping[str, Any]) -> bool:
 
 
 def _finding_text(output: Mapping[str, Any]) -> str:
+    from crmlens.findings import FINDING_MIMETYPE
+
+    record = output["data"].get(FINDING_MIMETYPE)
+    if isinstance(record, Mapping) and record.get("text"):
+        return str(record["text"]).strip()
     return _text(output["data"]["text/markdown"]).strip()
 
 
@@ -285,6 +314,14 @@ def export_region(region_dir: Path, notebooks: list[Path], kpis: pd.DataFrame, t
     if unknown:
         raise ParameterError(f"export formats: {', '.join(map(repr, unknown))} unknown; accepted: {', '.join(FORMATS)}")
     analyses = [load_analysis(p) for p in notebooks]
+    from crmlens import i18n
+
+    with i18n.language(language_of(analyses)):
+        return _export_region(region_dir, analyses, kpis, title, wanted, browser)
+
+
+def _export_region(region_dir: Path, analyses: list[Analysis], kpis: pd.DataFrame, title: str, wanted: list[str],
+                   browser: Chromium | None) -> dict[str, Path]:
     region = _region_name(region_dir, kpis)
     written: dict[str, Path] = {}
     errors: dict[str, str] = {}
@@ -299,7 +336,7 @@ def export_region(region_dir: Path, notebooks: list[Path], kpis: pd.DataFrame, t
     if "html" in wanted:
         attempt("html", lambda t: write_html(t, analyses, title, region))
     if "xlsx" in wanted:
-        attempt("xlsx", lambda t: write_xlsx(t, kpis, title, [a.name for a in analyses]))
+        attempt("xlsx", lambda t: write_xlsx(t, kpis, title, [a.name for a in analyses], analyses=analyses))
     browser_formats = [f for f in ("pptx", "pdf") if f in wanted]
     if browser_formats:
         # One Chromium page of the report draws every chart once: the deck's images are taken from it, then it
@@ -350,6 +387,8 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block extra_css %}<style type="text/css">{{ resources.crmlens_css }}</style>{% endblock extra_css %}
 """
 _CSS = """
+body, .jp-RenderedHTMLCommon { font-family: Inter, "Segoe UI", Helvetica, Arial, "Noto Sans CJK SC",
+  "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", sans-serif; }
 main { max-width: 1100px; margin: 0 auto; }
 .crmlens-subtitle { color: #555; }
 .crmlens-toc ol { line-height: 1.6; }
@@ -362,7 +401,10 @@ main { max-width: 1100px; margin: 0 auto; }
 @media print {
   main { max-width: none; }
   .crmlens-section { break-before: page; }
-  .jp-OutputArea-output { break-inside: avoid; }
+  .jp-OutputArea-output { break-inside: avoid; overflow: visible !important; }
+  .jp-RenderedHTMLCommon, .jp-OutputArea-child { overflow: visible !important; }
+  .crmlens-table { break-inside: auto; }
+  .jp-RenderedHTMLCommon table { font-size: 11px; }
   .modebar-container { display: none !important; }
 }
 """
@@ -403,8 +445,12 @@ def figure_html(figure: Mapping[str, Any], div_id: str | None = None) -> str:
 
 def _report_outputs(outputs: list[Any], section: int = 1, cell: int = 0) -> list[Any]:
     """The outputs as the report shows them: figures re-drawn without plotly.js (in elements with the ids of
-    `chart_div_id`), loaders and stderr dropped."""
+    `chart_div_id`), findings preceded by their anchor (`crmlens.run.summary.finding_anchor`), loaders and
+    stderr dropped."""
     import nbformat
+
+    from crmlens.findings import FINDING_MIMETYPE
+    from crmlens.run.summary import finding_anchor
 
     kept = []
     for position, output in enumerate(outputs):
@@ -421,15 +467,29 @@ def _report_outputs(outputs: list[Any], section: int = 1, cell: int = 0) -> list
             shown = {k: v for k, v in data.items() if not k.startswith("application/vnd.")}
             if not shown:  # e.g. a KPI record with no text form: nothing for a reader
                 continue
+            if FINDING_MIMETYPE in data:
+                anchor = finding_anchor(section, cell, position)
+                kept.append(nbformat.v4.new_output("display_data", data={
+                    "text/html": f'<a class="crmlens-anchor" id="{anchor}"></a>'}))
             output = nbformat.from_dict({**output, "data": shown})
         kept.append(output)
     return kept
 
 
+SUMMARY_INTRO = N_("The findings that matter most in this report, most urgent first, with what to do about them. "
+                   "Each links to its evidence.")
+FAILED_NOTE = N_("It shows the results up to the failure; the executed notebook is {name}.")
+NO_RECOMMENDATION = N_("The analyses make no recommendation for this region.")
+
+
 def report_notebook(analyses: list[Analysis], title: str, region: str) -> nbformat.NotebookNode:
-    """One notebook holding every analysis: a title and contents cell, then per analysis a heading cell and its
-    cells (outputs prepared for the report)."""
+    """One notebook holding every analysis: a title, the executive summary and the contents, then per analysis
+    a heading cell and its cells (outputs prepared for the report), then the conclusions and recommendations.
+    Its texts are in the language in use (`crmlens.i18n`)."""
     import nbformat
+
+    from crmlens.i18n import _, n_
+    from crmlens.run import summary as summaries
 
     merged = nbformat.v4.new_notebook()
     merged.metadata["title"] = title
@@ -439,26 +499,37 @@ def report_notebook(analyses: list[Analysis], title: str, region: str) -> nbform
                 merged.metadata[key] = analyses[0].nb.metadata[key]
     periods = _periods(analyses)
     failed = sum(a.failed for a in analyses)
+    titles = {a.name: a.title for a in analyses}
     toc = []
     for i, a in enumerate(analyses, 1):
-        mark = ' <span class="failed">(failed)</span>' if a.failed else ""
+        mark = f' <span class="failed">({html.escape(_("failed"))})</span>' if a.failed else ""
         toc.append(f'<li><a href="#crmlens-section-{i}">{html.escape(a.title)} — {html.escape(a.period)}</a>{mark}'
                    "</li>")
-    subtitle = (f"Region <strong>{html.escape(region)}</strong> · "
-                f"{'periods' if len(periods) > 1 else 'period'} {html.escape(', '.join(periods)) or '—'} · "
-                f"{len(analyses)} {'analysis' if len(analyses) == 1 else 'analyses'}"
-                + (f' · <strong class="failed">{failed} failed</strong>' if failed else ""))
+    region_shown = _("the whole company") if region == "all" else region
+    subtitle = " · ".join([
+        _("Region {region}", region=f"<strong>{html.escape(region_shown)}</strong>"),
+        n_("period {periods}", "periods {periods}", len(periods), periods=html.escape(", ".join(periods)) or "–"),
+        n_("{n} analysis", "{n} analyses", len(analyses)),
+    ]) + (f' · <strong class="failed">{html.escape(n_("{n} failed", "{n} failed", failed))}</strong>' if failed else "")
+    findings = region_findings(analyses)
+    top = summaries.executive_summary(findings)
     head = (f"# {title}\n\n<p class=\"crmlens-subtitle\">{subtitle}</p>\n\n"
-            f"<nav class=\"crmlens-toc\"><h2>Contents</h2>\n<ol>\n{''.join(toc) or '<li>No analyses.</li>'}\n</ol>"
-            "</nav>\n")
+            f'<section class="crmlens-summary" id="crmlens-executive-summary"><h2>{html.escape(_("Executive summary"))}'
+            f"</h2>\n<p>{html.escape(_(SUMMARY_INTRO))}</p>"
+            f"{summaries.findings_html(top, titles=titles)}</section>\n\n"
+            f"<nav class=\"crmlens-toc\"><h2>{html.escape(_('Contents'))}</h2>\n<ol>\n"
+            f"{''.join(toc) or '<li>' + html.escape(_('No analyses.')) + '</li>'}\n"
+            f'<li><a href="#crmlens-conclusions">{html.escape(_("Conclusions and recommendations"))}</a></li>\n'
+            "</ol></nav>\n")
     merged.cells.append(nbformat.v4.new_markdown_cell(head))
     for i, a in enumerate(analyses, 1):
-        banner = (f'<div class="crmlens-section" id="crmlens-section-{i}">{html.escape(region)} · '
+        banner = (f'<div class="crmlens-section" id="crmlens-section-{i}">{html.escape(region_shown)} · '
                   f"{html.escape(a.period)} · {html.escape(a.name)}</div>")
         if a.failed:
-            banner += (f'\n<div class="crmlens-failed"><strong>This analysis failed:</strong> '
-                       f"{html.escape(a.error or 'unknown error')}. It shows the results up to the failure; "
-                       f"the executed notebook is {html.escape(a.path.name)}.</div>")
+            banner += (f'\n<div class="crmlens-failed"><strong>{html.escape(_("This analysis failed:"))}</strong> '
+                       f"{html.escape(a.error or _('unknown error'))}. "
+                       f"{html.escape(_(FAILED_NOTE, name=a.path.name))}"
+                       "</div>")
         merged.cells.append(nbformat.v4.new_markdown_cell(banner + "\n"))
         for index, cell in enumerate(a.nb.cells):
             if cell.cell_type == "markdown":
@@ -471,6 +542,13 @@ def report_notebook(analyses: list[Analysis], title: str, region: str) -> nbform
                     new.outputs = outputs
                     new.execution_count = cell.get("execution_count")
                     merged.cells.append(new)
+    closing = summaries.recommendations(findings)
+    merged.cells.append(nbformat.v4.new_markdown_cell(
+        f'<section class="crmlens-conclusions" id="crmlens-conclusions"><h2>'
+        f'{html.escape(_("Conclusions and recommendations"))}</h2>\n'
+        f"<p>{html.escape(_('Every recommendation of this report, most urgent first.'))}</p>"
+        f"{summaries.findings_html(closing, titles=titles, empty=_(NO_RECOMMENDATION))}"
+        "</section>\n"))
     return merged
 
 
@@ -484,7 +562,11 @@ def render_html(analyses: list[Analysis], title: str, region: str) -> str:
                             template_file=_TEMPLATE_NAME, exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     # plotly.js (4.8 MB) goes in after nbconvert: its HTML clean-up parses the whole page (BeautifulSoup)
-    resources = {"crmlens_plotlyjs": _PLOTLYJS_SLOT, "crmlens_css": _CSS, "metadata": {"name": title}}
+    from crmlens.present import TABLE_CSS
+    from crmlens.run.summary import SUMMARY_CSS
+
+    resources = {"crmlens_plotlyjs": _PLOTLYJS_SLOT, "crmlens_css": _CSS + TABLE_CSS + SUMMARY_CSS,
+                 "metadata": {"name": title}}
     page, _ = exporter.from_notebook_node(report_notebook(analyses, title, region), resources=resources)
     page = _NETWORK_TAG.sub("", page)  # e.g. a CDN script inside an output: it would not load offline anyway
     head, slot, tail = page.partition(_PLOTLYJS_SLOT)
@@ -529,13 +611,22 @@ def write_pdf(html_path: Path, target: Path, timeout_s: float = BROWSER_TIMEOUT_
 
 # ------------------------------------------------------------------------------------------------------- XLSX
 
-_UNIT_FORMATS = {"count": "#,##0", "amount": "#,##0", "rate": "0.0%", "days": '#,##0.0" days"',
-                 "score": "0.00", "ratio": "0.00"}
+_UNIT_FORMATS = {"count": "#,##0", "amount": "#,##0", "rate": "0.0%", "share": "0.0%", "days": '#,##0.0" days"',
+                 "score": "0.00", "ratio": "0.00", "number": "#,##0.00"}
+
+
+#: Units as readers name them (the KPI registry's units).
+UNIT_LABELS = {"count": N_("Counts"), "amount": N_("Amounts"), "rate": N_("Rates"), "days": N_("Days"),
+               "score": N_("Scores"), "ratio": N_("Ratios")}
 
 
 def number_format(unit: str, currency: str | None = None, signed: bool = False) -> str:
     """The Excel number format of a KPI unit (`crmlens.kpis.UNITS`); `signed` for deltas (+1.2%)."""
     fmt = _UNIT_FORMATS.get(unit, "#,##0.00")
+    if unit == "days":
+        from crmlens.i18n import _
+
+        fmt = f'#,##0.0" {_("days")}"'
     if unit == "amount" and currency:
         fmt = f'#,##0" {currency}"'
     if signed:
@@ -597,13 +688,17 @@ def _kpi_frame(kpis: pd.DataFrame) -> pd.DataFrame:
     return kpis.reset_index(drop=True)
 
 
-def write_xlsx(target: Path, kpis: pd.DataFrame, title: str, notebooks: Iterable[str] = ()) -> Path:
-    """Write `report.xlsx`: a Summary sheet with every KPI, then one sheet per analysis (each notebook of
-    `notebooks`, then any other notebook of `kpis`) with its KPIs for every period and native charts."""
+def write_xlsx(target: Path, kpis: pd.DataFrame, title: str, notebooks: Iterable[str] = (),
+               analyses: list[Analysis] | None = None) -> Path:
+    """Write `report.xlsx`: with `analyses`, an Executive summary sheet first (the ranked findings with their
+    recommendations); a Summary sheet with every KPI; one sheet per analysis (each notebook of `notebooks`, then
+    any other notebook of `kpis`) with its KPIs for every period and native charts; then, with `analyses`, one
+    "tables" sheet per analysis holding every table it showed, in full (the report shows the first rows).
+    Headers and sheet names are in the language in use."""
     frame = _kpi_frame(kpis)
-    analyses = list(dict.fromkeys([*notebooks, *frame["notebook"].astype(str)]))
+    names = list(dict.fromkeys([*notebooks, *frame["notebook"].astype(str)]))
     try:
-        atomic.write_with(target, lambda tmp: _write_workbook(tmp, frame, title, analyses))
+        atomic.write_with(target, lambda tmp: _write_workbook(tmp, frame, title, names, analyses or []))
     except RunError:
         raise
     except Exception as e:
@@ -611,10 +706,12 @@ def write_xlsx(target: Path, kpis: pd.DataFrame, title: str, notebooks: Iterable
     return Path(target)
 
 
-def _write_workbook(path: Path, frame: pd.DataFrame, title: str, analyses: list[str]) -> None:
+def _write_workbook(path: Path, frame: pd.DataFrame, title: str, analyses: list[str],
+                    documents: list[Analysis]) -> None:
     import xlsxwriter
 
     from crmlens.charts import COLORS
+    from crmlens.i18n import _
 
     currency = _currency(frame)
     book = xlsxwriter.Workbook(str(path))
@@ -643,13 +740,15 @@ def _write_workbook(path: Path, frame: pd.DataFrame, title: str, analyses: list[
             ws.write_number(row, col, number, fmt(num_format))
 
     def table(ws: Any, columns: list[str], rows: pd.DataFrame, with_analysis: bool) -> None:
+        wide = {_(c) for c in ("Value", "Comparison", "Delta")}
+        columns = [_(c) for c in columns]
         widths = [len(c) + 2 for c in columns]
         ws.write_row(0, 0, columns, header)
-        for r, (_, row) in enumerate(rows.iterrows(), start=1):
+        for r, (_index, row) in enumerate(rows.iterrows(), start=1):
             unit = str(row["unit"])
             texts = [_str(row["period"]), _str(row["comparison_period"])]
             texts += [_str(row["notebook"])] if with_analysis else []
-            texts += [_str(row["label"])] + ([] if with_analysis else [unit])
+            texts += [_(_str(row["label"])) if _str(row["label"]) else ""] + ([] if with_analysis else [unit])
             for c, text in enumerate(texts):
                 ws.write_string(r, c, text)
                 widths[c] = max(widths[c], len(text) + 2)
@@ -659,28 +758,116 @@ def _write_workbook(path: Path, frame: pd.DataFrame, title: str, analyses: list[
             put(ws, r, c + 2, row["delta"], number_format(unit, currency, signed=True))
             put(ws, r, c + 3, row["delta_pct"], "+0.0%;-0.0%;0.0%")
             trend = _str(row["trend"])
-            ws.write_string(r, c + 4, trend, fmt(None, trend_colors.get(trend)))
-            ws.write_string(r, c + 5, _str(row["status"]))
+            ws.write_string(r, c + 4, _(TREND_LABELS.get(trend, trend)) if trend else "",
+                            fmt(None, trend_colors.get(trend)))
+            status = _str(row["status"])
+            ws.write_string(r, c + 5, _(STATUS_LABELS.get(status, status)) if status else "")
         for c, width in enumerate(widths):
-            ws.set_column(c, c, 16 if columns[c] in ("Value", "Comparison", "Delta") else min(max(width, 10), 60))
+            ws.set_column(c, c, 16 if columns[c] in wide else min(max(width, 10), 60))
         ws.freeze_panes(1, 0)
         if len(rows):
             ws.autofilter(0, 0, len(rows), len(columns) - 1)
 
-    summary = book.add_worksheet(SUMMARY_SHEET)
+    wrap = book.add_format({"text_wrap": True, "valign": "top"})
+    summary_name = _(EXECUTIVE_SUMMARY_SHEET)[:31]
+    kpi_sheet = _(SUMMARY_SHEET)[:31]
+    if documents:
+        _summary_sheet(book.add_worksheet(summary_name), documents, header, wrap, note)
+    summary = book.add_worksheet(kpi_sheet)
     table(summary, SUMMARY_COLUMNS, frame, with_analysis=True)
     if frame.empty:
-        summary.write_string(1, 0, "No KPIs were recorded for this region.", note)
+        summary.write_string(1, 0, _("No KPIs were recorded for this region."), note)
 
-    for analysis, name in sheet_names(analyses).items():
+    reserved = (kpi_sheet, summary_name)
+    for analysis, name in sheet_names(analyses, reserved=reserved).items():
         ws = book.add_worksheet(name)
         rows = frame[frame["notebook"].astype(str) == analysis]
         table(ws, ANALYSIS_COLUMNS, rows, with_analysis=False)
         if rows.empty:
-            ws.write_string(1, 0, "No KPIs recorded (the notebook failed or did not run).", note)
+            ws.write_string(1, 0, _("No KPIs recorded (the notebook failed or did not run)."), note)
             continue
         _add_charts(book, ws, name, rows, currency, caption, fmt, first_col=len(ANALYSIS_COLUMNS) + 1)
+    tables = {f"{a.name} · {a.period}" if len({d.period for d in documents}) > 1 else a.name: shown_tables(a.nb)
+              for a in documents}
+    taken = [*reserved, *sheet_names(analyses, reserved=reserved).values()]
+    labels = {key: _("{analysis} tables", analysis=key) for key in tables}
+    for key, name in sheet_names(labels.values(), reserved=taken).items():
+        original = next(k for k, v in labels.items() if v == key)
+        _tables_sheet(book.add_worksheet(name), tables[original], header, caption, note, fmt, currency)
     book.close()
+
+
+EXECUTIVE_SUMMARY_SHEET = N_("Executive summary")
+
+
+def shown_tables(nb: Any) -> list[dict[str, Any]]:
+    """The tables an executed notebook showed (`crmlens.present.TABLE_MIMETYPE` records), in order."""
+    from crmlens.present import TABLE_MIMETYPE
+
+    return [output["data"][TABLE_MIMETYPE] for cell in nb.cells if cell.cell_type == "code"
+            for output in cell.get("outputs", []) if isinstance((output.get("data") or {}).get(TABLE_MIMETYPE),
+                                                                  Mapping)]
+
+
+def _summary_sheet(ws: Any, documents: list[Analysis], header: Any, wrap: Any, note: Any) -> None:
+    from crmlens.findings import SEVERITY_LABELS
+    from crmlens.i18n import _
+    from crmlens.run.summary import executive_summary, recommendations
+
+    findings = region_findings(documents)
+    titles = {a.name: a.title for a in documents}
+    columns = [_("Rank"), _("Severity"), _("Finding"), _("Recommendation"), _("Analysis"), _("Section")]
+    ws.write_row(0, 0, columns, header)
+    top = executive_summary(findings)
+    rest = [f for f in recommendations(findings) if f not in top]
+    row = 1
+    for rank, f in enumerate([*top, *rest], start=1):
+        values = [str(rank) if rank <= len(top) else "", _(SEVERITY_LABELS[f.severity]), plain_text(f.text),
+                  plain_text(f.recommendation), titles.get(f.notebook, f.notebook), f.section]
+        for c, value in enumerate(values):
+            ws.write_string(row, c, value, wrap)
+        row += 1
+    if not findings:
+        ws.write_string(1, 0, _("No findings were recorded for this region."), note)
+    for c, width in enumerate((6, 12, 70, 55, 30, 30)):
+        ws.set_column(c, c, width)
+    ws.freeze_panes(1, 0)
+
+
+def _tables_sheet(ws: Any, tables: list[dict[str, Any]], header: Any, caption: Any, note: Any, fmt: Any,
+                  currency: str | None) -> None:
+    """Every table of an analysis, one under the other: title, labelled header, all rows with number formats."""
+    from crmlens.i18n import _
+
+    row = 0
+    widths: dict[int, int] = {}
+    if not tables:
+        ws.write_string(0, 0, _("This analysis showed no table."), note)
+    for record in tables:
+        ws.write_string(row, 0, str(record.get("title") or _("Table")), caption)
+        row += 1
+        columns = record.get("columns") or []
+        ws.write_row(row, 0, [str(c.get("label", c.get("name", ""))) for c in columns], header)
+        row += 1
+        table_currency = record.get("currency") or currency
+        for values in record.get("data") or []:
+            for c, (column, value) in enumerate(zip(columns, values, strict=False)):
+                unit = str(column.get("unit", "text"))
+                number = _number(value) if unit not in ("text", "date") and not isinstance(value, str) else None
+                if number is not None:
+                    ws.write_number(row, c, number, fmt(number_format(unit, table_currency)))
+                else:
+                    text = _str(value)
+                    ws.write_string(row, c, text)
+                    widths[c] = max(widths.get(c, 10), min(len(text) + 2, 50))
+            row += 1
+        if int(record.get("rows") or 0) > len(record.get("data") or []):
+            ws.write_string(row, 0, _("First {shown} of {total} rows.", shown=len(record["data"]),
+                                      total=record["rows"]), note)
+            row += 1
+        row += 1
+    for c, width in widths.items():
+        ws.set_column(c, c, max(width, 14))
 
 
 def _add_charts(book: Any, ws: Any, sheet: str, rows: pd.DataFrame, currency: str | None, caption: Any,
@@ -696,9 +883,11 @@ def _add_charts(book: Any, ws: Any, sheet: str, rows: pd.DataFrame, currency: st
         return
     latest = with_values["period"].astype(str).iloc[-1]
     block = with_values[with_values["period"].astype(str) == latest]
-    comparison = _str(block["comparison_period"].iloc[0]) or "comparison"
+    from crmlens.i18n import _
+
+    comparison = _str(block["comparison_period"].iloc[0]) or _("comparison")
     col = first_col
-    ws.write_string(0, col, f"Chart data: {latest} vs {comparison}", caption)
+    ws.write_string(0, col, _("Chart data: {period} vs {comparison}", period=latest, comparison=comparison), caption)
     ws.set_column(col, col, 28)
     ws.set_column(col + 1, col + 2, 14)
     row = 1
@@ -707,10 +896,10 @@ def _add_charts(book: Any, ws: Any, sheet: str, rows: pd.DataFrame, currency: st
     for unit, group in block.groupby("unit", sort=False):
         unit = str(unit)
         num = number_format(unit, currency)
-        ws.write_row(row, col, [f"KPI ({unit})", latest, comparison], caption)
+        ws.write_row(row, col, [_("KPI ({unit})", unit=_(UNIT_LABELS.get(unit, unit))), latest, comparison], caption)
         first = row + 1
-        for i, (_, kpi) in enumerate(group.iterrows()):
-            ws.write_string(first + i, col, _str(kpi["label"]))
+        for i, (_index, kpi) in enumerate(group.iterrows()):
+            ws.write_string(first + i, col, _(_str(kpi["label"])) if _str(kpi["label"]) else "")
             for j, key in enumerate(("value", "comparison_value"), start=1):
                 number = _number(kpi[key])
                 if number is None:
@@ -724,7 +913,8 @@ def _add_charts(book: Any, ws: Any, sheet: str, rows: pd.DataFrame, currency: st
                               "categories": f"={quoted}!${_col(col)}${first + 1}:${_col(col)}${last + 1}",
                               "values": f"={quoted}!${_col(col + j)}${first + 1}:${_col(col + j)}${last + 1}",
                               "fill": {"color": color}, "border": {"none": True}})
-        chart.set_title({"name": f"{unit.capitalize()} KPIs: {latest} vs {comparison}",
+        chart.set_title({"name": _("{unit} KPIs: {period} vs {comparison}", unit=_(UNIT_LABELS.get(unit, unit)),
+                                   period=latest, comparison=comparison),
                          "name_font": {"size": 12, "bold": True}})
         chart.set_y_axis({"num_format": num, "major_gridlines": {"visible": True, "line": {"color": "#e0e0e0"}}})
         chart.set_legend({"position": "bottom"})
@@ -872,14 +1062,63 @@ def write_pptx(target: Path, analyses: list[Analysis], title: str, region: str, 
     failed = [a for a in analyses if a.failed]
     try:
         atomic.write_with(target, lambda tmp: _write_deck(tmp, charts, images, title, region,
-                                                         _periods(analyses), failed))
+                                                         _periods(analyses), failed, region_findings(analyses),
+                                                         {a.name: a.title for a in analyses}))
     except Exception as e:
         raise RunError(f"export: cannot write {target}: {type(e).__name__}: {e}") from e
     return Path(target)
 
 
+#: Findings per executive-summary slide of the deck.
+FINDINGS_PER_SLIDE = 3
+
+
+def _findings_slides(deck: Any, findings: list[Any], heading: str, titles: Mapping[str, str]) -> None:
+    """Slides listing `findings` (FINDINGS_PER_SLIDE each): severity, finding, recommendation, where."""
+    from pptx.dml.color import RGBColor
+    from pptx.util import Inches, Pt
+
+    from crmlens.findings import SEVERITY_LABELS
+    from crmlens.i18n import _
+
+    colors = {"act": RGBColor(0xB7, 0x1C, 0x1C), "watch": RGBColor(0xA1, 0x5C, 0x00),
+              "good": RGBColor(0x1B, 0x5E, 0x20), "info": RGBColor(0x45, 0x5A, 0x64)}
+    width = deck.slide_width
+    margin = Inches(0.5)
+    chunks = [findings[i:i + FINDINGS_PER_SLIDE] for i in range(0, len(findings), FINDINGS_PER_SLIDE)] or [[]]
+    for n, chunk in enumerate(chunks, 1):
+        slide = deck.slides.add_slide(deck.slide_layouts[5])
+        title = slide.shapes.title
+        title.left, title.top, title.width, title.height = margin, Inches(0.3), width - 2 * margin, Inches(0.9)
+        title.text = heading + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else "")
+        box = slide.shapes.add_textbox(margin, Inches(1.3), width - 2 * margin, deck.slide_height - Inches(1.8))
+        frame = box.text_frame
+        frame.word_wrap = True
+        if not chunk:
+            frame.text = _("No finding of this region calls for attention.")
+        for i, f in enumerate(chunk):
+            para = frame.paragraphs[0] if i == 0 else frame.add_paragraph()
+            badge = para.add_run()
+            badge.text = f"{_(SEVERITY_LABELS[f.severity])} · "
+            badge.font.bold, badge.font.size, badge.font.color.rgb = True, Pt(18), colors[f.severity]
+            text = para.add_run()
+            text.text = plain_text(f.text)
+            text.font.size = Pt(18)
+            if f.recommendation:
+                rec = frame.add_paragraph()
+                run = rec.add_run()
+                run.text = f"→ {_('Recommendation')}: {plain_text(f.recommendation)}"
+                run.font.size, run.font.italic = Pt(15), True
+            where = frame.add_paragraph()
+            run = where.add_run()
+            run.text = " · ".join(x for x in (titles.get(f.notebook, f.notebook), f.section) if x)
+            run.font.size, run.font.color.rgb = Pt(11), RGBColor(0x75, 0x75, 0x75)
+            where.space_after = Pt(14)
+
+
 def _write_deck(path: Path, charts: list[KeyChart], images: list[bytes], title: str, region: str,
-                periods: list[str], failed: list[Analysis]) -> None:
+                periods: list[str], failed: list[Analysis], findings: list[Any] | None = None,
+                titles: Mapping[str, str] | None = None) -> None:
     from io import BytesIO
 
     from PIL import Image
@@ -899,11 +1138,17 @@ def _write_deck(path: Path, charts: list[KeyChart], images: list[bytes], title: 
     slide.shapes.title.width, slide.shapes.title.height = width - 2 * margin, Inches(1.6)
     subtitle = slide.placeholders[1]
     subtitle.left, subtitle.top, subtitle.width, subtitle.height = margin, Inches(4.0), width - 2 * margin, Inches(1.5)
-    lines = [f"Region {region}", f"{'Periods' if len(periods) > 1 else 'Period'} {', '.join(periods) or '—'}",
-             f"{len(charts)} key {'chart' if len(charts) == 1 else 'charts'}"]
+    from crmlens.i18n import _, n_
+    from crmlens.run.summary import executive_summary, recommendations
+
+    lines = [_("Region {region}", region=_("the whole company") if region == "all" else region),
+             n_("Period {periods}", "Periods {periods}", len(periods), periods=", ".join(periods) or "–"),
+             n_("{n} key chart", "{n} key charts", len(charts))]
     if failed:
-        lines.append(f"Failed: {', '.join(f'{a.name} ({a.period})' for a in failed)}")
+        lines.append(_("Failed: {notebooks}", notebooks=", ".join(f"{a.name} ({a.period})" for a in failed)))
     subtitle.text = "\n".join(lines)
+    if findings is not None:
+        _findings_slides(deck, executive_summary(findings), _("Executive summary"), titles or {})
 
     grey = RGBColor(0x75, 0x75, 0x75)
     for chart, png in zip(charts, images, strict=True):
@@ -932,8 +1177,12 @@ def _write_deck(path: Path, charts: list[KeyChart], images: list[bytes], title: 
         footer.text_frame.text = source
         for run in footer.text_frame.paragraphs[0].runs:
             run.font.size, run.font.color.rgb = Pt(10), grey
-        slide.notes_slide.notes_text_frame.text = f"{plain_text(chart.finding)}\n\nChart: {chart.chart_title}\n" \
-                                                  f"Source: {source}"
+        slide.notes_slide.notes_text_frame.text = (
+            f"{plain_text(chart.finding)}\n\n{_('Chart')}: {chart.chart_title}\n{_('Source')}: {source}")
+    if findings is not None:
+        closing = recommendations(findings)
+        if closing:
+            _findings_slides(deck, closing, _("Conclusions and recommendations"), titles or {})
     deck.core_properties.title = title
     deck.save(str(path))
 

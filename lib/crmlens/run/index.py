@@ -197,8 +197,25 @@ def _region_section(i: int, region: str, manifest: Mapping[str, Any], tasks: lis
     return (
         f'<section class="region" id="{_anchor(i, region)}" data-region="{escape(region)}">\n'
         f'<h2>{escape(_region_title(region))} <span class="small">{escape(count_text)}</span></h2>\n'
-        f'{_exports_html(region, (manifest.get("exports") or {}).get(region), run_dir)}\n{table}\n</section>'
+        f'{_exports_html(region, (manifest.get("exports") or {}).get(region), run_dir)}\n'
+        f'{_summary_html(mine, (params.get("base") or {}).get("language"))}\n{table}\n</section>'
     )
+
+
+def _summary_html(tasks: list[Mapping[str, Any]], language: Any = None) -> str:
+    """The region's executive summary (its tasks' findings ranked, `crmlens.run.summary`), in the run's
+    language; nothing when no task recorded a finding."""
+    from crmlens import i18n
+    from crmlens.findings import Finding
+    from crmlens.run.summary import SUMMARY_SIZE, executive_summary, findings_html
+
+    records = [r for t in tasks for r in (t.get("findings") or []) if isinstance(r, Mapping)]
+    if not records:
+        return ""
+    with i18n.language(language if language in i18n.LANGUAGES else None):
+        top = executive_summary([Finding.from_record(r) for r in records], SUMMARY_SIZE)
+        return (f'<div class="summary" data-summary="{len(top)}"><h3>{escape(i18n._("Executive summary"))}</h3>'
+                f"{findings_html(top, links=False)}</div>")
 
 
 def _task_row(task: Mapping[str, Any], run_dir: Path) -> str:
@@ -418,6 +435,13 @@ def _duration(seconds: Any) -> str:
 
 
 _CSS = """
+.summary { border: 1px solid var(--line); border-radius: 6px; padding: 4px 14px; margin: 8px 0; background: #fafbfd; }
+.summary h3 { margin: 6px 0; font-size: 15px; }
+.crmlens-summary-list li { margin-bottom: 6px; }
+.crmlens-sev { font-size: 12px; font-weight: 600; border-radius: 3px; padding: 0 5px; margin-right: 5px; }
+.crmlens-sev-act { background: #fdecea; color: #b71c1c; } .crmlens-sev-watch { background: #fff4e5; color: #a15c00; }
+.crmlens-sev-good { background: #e8f5e9; color: #1b5e20; } .crmlens-sev-info { background: #eceff1; color: #455a64; }
+.crmlens-rec, .crmlens-evidence { font-size: 13px; color: #444; }
 :root { --ok: #1a7f37; --bad: #cf222e; --reused: #0969da; --muted: #59636e; --line: #d1d9e0; --bg: #f6f8fa; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;

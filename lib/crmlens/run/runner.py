@@ -24,7 +24,7 @@ import pandas as pd
 from crmlens import atomic, paths
 from crmlens.data import SLICE_CACHE_ENV
 from crmlens.errors import ParameterError, RunError
-from crmlens.notebook import RENDERER_ENV, RUN_RENDERER
+from crmlens.notebook import READER_TABLES_ENV, RENDERER_ENV, RUN_RENDERER
 from crmlens.run import provenance
 from crmlens.run.execute import TaskSpec, run_task
 from crmlens.run.kernels import KERNEL_NAME, KernelPool, close_worker_pool
@@ -392,7 +392,7 @@ class RegionExports:
             (t for t in self.plan.tasks if t.region == region),
             key=lambda t: (self.plan.periods.index(t.period), t.notebook))
             if (by_id.get(t.id, {}).get("outputs") or {}).get("ipynb")]
-        title = f"CRM Lens — {'all regions' if region == 'all' else region}, {', '.join(self.plan.periods)}"
+        title = report_title(region, self.plan.periods, self.plan.base.get("language"))
         try:
             written = exports.export_region(self.run_dir / region, notebooks, frame, title,
                                             formats=self.formats, browser=browser)
@@ -400,6 +400,15 @@ class RegionExports:
         except Exception as err:  # one region's export failing does not stop the others
             entry.update(status="failed", error=f"{type(err).__name__}: {err}")
         self.log(f"exports {region}: {entry['status']} in {time.perf_counter() - t0:.1f} s")
+
+
+def report_title(region: str, periods: list[str], language: str | None = None) -> str:
+    """The title of a region's report and deck, in the run's language: "CRM Lens — East, 2026-Q3"."""
+    from crmlens import i18n
+
+    with i18n.language(language):
+        shown = i18n._("all regions") if region == "all" else region
+        return i18n._("CRM Lens — {region}, {periods}", region=shown, periods=", ".join(periods))
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -461,7 +470,11 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     specs = []
     # the notebooks of one region × period share its validated slice through this folder (removed at the end)
     cache_dir = run_dir / CACHE_DIR / stable_hash([fingerprint, code["library_hash"]])[:16]
-    env = {SLICE_CACHE_ENV: str(cache_dir), RENDERER_ENV: RUN_RENDERER}
+    env = {SLICE_CACHE_ENV: str(cache_dir), RENDERER_ENV: RUN_RENDERER, READER_TABLES_ENV: "1"}
+    from crmlens import i18n
+
+    # the catalogue checks travel with the run (a warm kernel pool of another setting is not reused)
+    env.update({k: os.environ[k] for k in (i18n.STRICT_ENV, i18n.MISSING_ENV) if os.environ.get(k)})
     for task in execution_order(plan, options.workers):
         key = stable_hash({"notebook": code["notebooks"][task.notebook], "parameters": task.parameters,
                            "data": fingerprint, "library": code["library_hash"], "version": code["crmlens_version"],

@@ -210,3 +210,41 @@ def test_view_html_shows_tiles_findings_and_no_data(page, tiles, panels):
 def test_view_pdf(tiles, panels):
     pdf = exports.view_pdf(TITLE, HEADER, tiles[:2], [p for p in panels if p.key == "pipeline"])
     assert pdf.startswith(b"%PDF") and len(pdf) > 1000
+
+
+# ------------------------------------------------------------------------------------------- 中文
+
+def test_translated_headings_keep_the_columns_number_formats():
+    frame = pd.DataFrame({"win_rate": [0.5], "bookings_amount": [1234.0]})
+    labelled = exports.labelled(frame, {"win_rate": "赢单率", "bookings_amount": "成交额"})
+    assert list(labelled.columns) == ["赢单率", "成交额"]
+    ws = openpyxl.load_workbook(io.BytesIO(exports.view_xlsx(TITLE, HEADER, [], {"T": labelled})))["T"]
+    assert ws["A5"].number_format == "0.0%" and ws["B5"].number_format == "#,##0"
+    assert ws["A5"].value == 0.5 and ws["B5"].value == 1234.0
+
+
+def test_chinese_exports_have_chinese_headers_and_the_same_numbers(tiles):
+    from crmlens import i18n
+
+    english = exports.tile_rows(tiles)
+    with i18n.language("zh"):
+        chinese = exports.tile_rows(tiles)
+        header = exports.header_lines("全部区域", pd.Timestamp("2026-10-01"), "demo")
+        cells = exports.table_html(pd.DataFrame({"win_rate": [0.25, None], "is_won": [True, False]}),
+                                   {"win_rate": "赢单率", "is_won": "赢单"}, css="t")
+        book = openpyxl.load_workbook(io.BytesIO(exports.view_xlsx("标题", header, tiles, {})))
+    assert all(i18n.has_cjk(c) for c in chinese.columns[1:])
+    pd.testing.assert_frame_equal(chinese.set_axis(english.columns, axis=1), english)  # only the headings differ
+    assert header[1].startswith("数据截至 2026-10-01 · 数据源 demo · 导出于 ")
+    assert ">25.0%<" in cells and f">{i18n.MISSING_VALUE}<" in cells and ">是<" in cells and ">否<" in cells
+    assert book.sheetnames == ["看板"]
+    rows = list(book["看板"].iter_rows(min_row=len(header) + 4, values_only=True))
+    assert [r[2] for r in rows] == [None if t.value is None else float(f"{t.value:.16g}") for t in tiles]
+
+
+def test_view_html_in_chinese(tiles, panels):
+    from crmlens import i18n
+
+    with i18n.language("zh"):
+        page = exports.view_html("标题", ["全部区域"], tiles, panels[:1])
+    assert "<html lang='zh-CN'>" in page and "标题" in page

@@ -236,3 +236,24 @@ def test_panel_of_a_table_not_loaded_says_no_data(tiny_demo):
     board = DashboardData(data.connect(str(tiny_demo)), tables=("opportunities",))
     p = panels.funnel_panel(board.view(st.FilterState()))
     assert p.no_data is not None and p.figure is None
+
+
+# ------------------------------------------------------------------------------------------- 中文
+
+def test_chinese_panels_have_chinese_titles_and_headings_and_the_same_tables(view, all_panels):
+    from crmlens import i18n
+
+    with i18n.language("zh"):
+        chinese = {key: build(view) for key, build in PANELS.items()}
+        drill = drill_table(view, "region")
+    for key, en in all_panels.items():
+        zh = chinese[key]
+        assert i18n.has_cjk(zh.title) and zh.title != en.title, key
+        assert list(zh.columns) == list(en.columns), key
+        assert any(i18n.has_cjk(h) for h in zh.columns.values()), key
+        numbers = en.table.select_dtypes("number").columns
+        pd.testing.assert_frame_equal(zh.table[numbers], en.table[numbers])  # the same numbers
+    assert chinese["funnel"].title == "线索漏斗" and chinese["funnel"].columns["drop_off_rate"] == "流失率"
+    assert chinese["follow_ups"].title.startswith("各销售代表的遗忘客户（")
+    assert drill.columns["region_id"] == "区域" and list(drill.table["region_id"]) == \
+        list(drill_table(view, "region").table["region_id"])

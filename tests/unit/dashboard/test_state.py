@@ -470,3 +470,90 @@ def test_options_for_a_source_lacking_tables(tmp_path: Path):
                                           encoding="utf-8")
     options = options_for(data.connect(str(tmp_path)))
     assert options == {"regions": ["East", "North"], "product_lines": [], "teams": [], "segments": []}
+
+
+# -- language ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_language():
+    """Tests that switch the process's language get the previous one back."""
+    from crmlens import i18n
+
+    before = i18n.current()
+    yield
+    i18n.use(before)
+
+
+def test_language_defaults_to_english_and_accepts_aliases():
+    assert FilterState().language == "en"
+    assert FilterState(language="zh").language == "zh"
+    assert FilterState(language="zh-CN").language == FilterState(language="中文").language == "zh"
+    assert FilterState(language=None).language == "en"  # type: ignore[arg-type]
+
+
+def test_language_deep_link_round_trip():
+    zh = FilterState(region="East", period="2026-Q3", language="zh")
+    assert to_query(zh) == "region=East&period=2026-Q3&language=zh"
+    assert from_query(to_query(zh), **KNOWN) == zh
+    assert from_query("?language=zh", **KNOWN) == FilterState(language="zh")
+    assert from_query("LANGUAGE=ZH", **KNOWN) == FilterState(language="zh")  # keys and values ignore case
+    # the default is not written: an English link is the plain one
+    assert to_query(FilterState(language="en")) == ""
+    assert from_query("language=en", **KNOWN) == FilterState()
+    assert from_query("", **KNOWN).language == "en"
+
+
+@pytest.mark.parametrize("value", ["fr", "xx", "deutsch"])
+def test_bad_language_names_the_parameter_and_lists_the_languages(value: str):
+    with pytest.raises(ParameterError) as info:
+        from_query(f"region=East&language={value}", **KNOWN)
+    message = str(info.value)
+    assert message.startswith("language:") and repr(value) in message
+    assert "en, zh" in message
+    with pytest.raises(ParameterError, match=r"^language:.*en, zh"):
+        FilterState(language=value)
+
+
+def test_language_of_query_is_the_links_language_or_the_default():
+    from crmlens.dashboard.state import language_of_query
+
+    assert language_of_query("region=Atlantis&language=zh") == "zh"
+    assert language_of_query("?language=zh-CN") == "zh"
+    assert language_of_query("language=fr") == "en"
+    assert language_of_query("") == language_of_query(None) == "en"
+
+
+def test_language_is_no_analysis_parameter():
+    """The language changes what is shown, never the slice: the same parameters in both languages."""
+    params = to_params(FilterState(region="East"), "2026-10-01")
+    assert to_params(FilterState(region="East", language="zh"), "2026-10-01") == params
+    assert file_stem(FilterState(language="zh")) == file_stem(FilterState())
+
+
+def test_describe_in_chinese(restore_language):
+    from crmlens import i18n
+
+    with i18n.language("zh"):
+        line = describe(FilterState(region="East", period="2026-Q3", product_line="Software"))
+        assert line == "East · 2026-Q3 对比 2026-Q2 · 产品线：Software"
+        line = describe(FilterState(comparison="last_year", team="East-1", segment="small"))
+        assert line == "全部区域 · 本季度 对比 去年同期（同比） · 团队：East-1 · 客户细分：small"
+        line = describe(FilterState(), "2026-10-01")
+        assert line == "全部区域 · 2026-Q3（本季度） 对比 2026-Q2"
+    assert describe(FilterState(), "2026-10-01") == "All regions · 2026-Q3 (this quarter) vs 2026-Q2"
+
+
+def test_notes_and_lists_in_chinese(restore_language):
+    from crmlens import i18n
+    from crmlens.dashboard.state import join_clauses, not_filtered_note, or_list
+
+    assert not_filtered_note(["team", "segment"]) == "not filtered by team or customer segment"
+    assert not_filtered_note(["product_line", "team", "segment"]) == \
+        "not filtered by product line, team or customer segment"
+    assert join_clauses(["a", None, "b"]) == "a; b" and join_clauses([]) == ""
+    with i18n.language("zh"):
+        assert not_filtered_note(["team", "segment"]) == "未按团队或客户细分筛选"
+        assert or_list(["产品线", "团队", "客户细分"]) == "产品线、团队或客户细分"
+        assert join_clauses(["甲", "乙"]) == "甲；乙"
+    assert not_filtered_note([]) is None

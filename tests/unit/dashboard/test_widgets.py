@@ -3,6 +3,7 @@ frontend) and their state, HTML values and exports are checked against the model
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import re
@@ -11,7 +12,7 @@ from html import unescape
 import openpyxl
 import pytest
 
-from crmlens import data
+from crmlens import data, i18n, kpis
 from crmlens.dashboard import exports
 from crmlens.dashboard import state as st
 from crmlens.dashboard.model import DashboardData
@@ -283,3 +284,133 @@ def test_a_click_on_the_regions_treemap_opens_the_region_in_the_drill_down(board
     assert board.drill.level == "team" and board.drill.path == [("region", region, region)]
     board.drill_to_place("Atlantis", "Atlantis")  # not a region: nothing happens
     assert board.drill.level == "team"
+
+
+# ------------------------------------------------------------------------------------------- 中文 / English
+
+@pytest.fixture(autouse=True)
+def _keep_the_language():
+    """A dashboard makes its language the process's (as in a kernel): every test gets the previous one back."""
+    before = i18n.current()
+    yield
+    i18n.use(before)
+
+
+def visible_text(board: Dashboard) -> str:
+    """What a reader of the board sees: HTML values without tags, SVG titles and styles, and every label,
+    option text and button caption (not the controls' values)."""
+    import ipywidgets as w
+
+    out: list[str] = []
+
+    def walk(widget) -> None:
+        if isinstance(widget, w.HTML):
+            value = re.sub(r"<(style|svg)\b.*?</\1>", " ", widget.value, flags=re.S)
+            out.append(unescape(re.sub(r"<[^>]+>", " ", value)))
+        for attr in ("description", "tooltip"):
+            if isinstance(getattr(widget, attr, None), str):
+                out.append(getattr(widget, attr))
+        if isinstance(widget, w.widgets.widget_selection._Selection):
+            out.extend(label for label, _value in widget._options_full)
+        for child in getattr(widget, "children", ()):
+            walk(child)
+    walk(board.app)
+    return re.sub(r"\s+", " ", " ".join(out))
+
+
+def test_a_chinese_deep_link_shows_chinese_with_the_same_numbers(board_data):
+    en = Dashboard.from_query(board_data, OVERVIEW, "region=East")
+    zh = Dashboard.from_query(board_data, OVERVIEW, "region=East&language=zh")
+    assert zh.state == st.FilterState(region="East", language="zh") and "crmlens-error" not in zh.status.value
+    assert zh.url.query == "region=East&language=zh"
+    assert "data-language='zh'" in zh.status.value
+    assert tile_values(zh.tile_row.value) == tile_values(en.tile_row.value)  # the numbers, to the last digit
+    text = visible_text(zh)
+    for chinese in ("CRM Lens — 管理层总览", "全部区域", "本季度", "重置", "导出：", "线索漏斗", "下钻分析", "数据截至",
+                    "对比 2026-Q2"):
+        assert chinese in text, chinese
+    for english in ("executive overview", "Drill down", "Export:", "Reset", "This quarter", "Custom range",
+                    "Lead funnel", "data as of", "Records at step", "Updated in"):
+        assert english not in text, english
+    # the reader's tile labels: the zh catalogue's KPI labels (where the area's catalogue has them already)
+    for t in zh.tiles:
+        label = kpis.get_kpi(t.kpi).label
+        assert t.label == (i18n.lookup(label, "zh") or label)
+    # a data value stays as the source spells it
+    assert "East" in text and "English" in text and "中文" in text
+
+
+def test_the_language_switch_relabels_everything_and_keeps_the_filters(board, board_data):
+    board.set_state(st.FilterState(region="West", period="2026-Q2"))
+    english = tile_values(board.tile_row.value)
+    board.filters.language.value = "zh"
+    assert board.state == st.FilterState(region="West", period="2026-Q2", language="zh")
+    assert i18n.current() == "zh"  # the kernel follows the dashboard
+    assert board.url.query == "region=West&period=2026-Q2&language=zh"
+    assert tile_values(board.tile_row.value) == english
+    assert board.filters.period.label == "2026-Q2" and board.filters.region.label == "West"
+    assert board.filters.comparison.label == "上一期（环比）" and board.filters.product_line.label == "全部"
+    assert board.panels["funnel"].title.value.count("线索漏斗") == 1
+    assert "下钻-" not in visible_text(board) and "全部区域" in visible_text(board)
+    # filters keep working in Chinese; Reset keeps the language
+    board.filters.region.value = "East"
+    assert board.state == st.FilterState(region="East", period="2026-Q2", language="zh")
+    assert tile_values(board.tile_row.value) == expected_values(board_data, board.state, OVERVIEW.tiles)
+    board.filters.reset.click()
+    assert board.state == st.FilterState(language="zh")
+    board.filters.language.value = "en"
+    assert board.state == st.FilterState() and i18n.current() == "en"
+    assert "Reset" in visible_text(board) and "重置" not in visible_text(board)
+
+
+def test_a_bad_language_names_the_parameter_and_opens_the_english_view(board_data):
+    board = Dashboard.from_query(board_data, OVERVIEW, "language=fr")
+    assert board.state == st.FilterState()
+    text = unescape(re.sub(r"<[^>]+>", "", board.status.value))
+    assert "language: 'fr'" in text and "en, zh" in text
+
+
+def test_a_bad_link_in_chinese_says_so_in_chinese(board_data):
+    board = Dashboard.from_query(board_data, OVERVIEW, "region=Atlantis&language=zh")
+    assert board.state == st.FilterState(language="zh")
+    text = unescape(re.sub(r"<[^>]+>", "", board.status.value))
+    assert text.startswith("无法按该链接打开：region: ") and text.endswith("现显示默认视图。")
+
+
+def test_chinese_drill_down_and_funnel_records(board_data):
+    board = Dashboard(board_data, OVERVIEW, st.FilterState(language="zh"))
+    assert board.drill.crumbs.children[0].description == "全部区域"
+    board.drill.open(board.drill.current["region_id"].iloc[0], "x")
+    assert board.drill.level == "team" and board.drill.crumbs.children[1].tooltip == "返回x"
+    assert "团队" in board.drill.table.value
+    board.records.buttons.value = "sql"
+    assert "条线索到达" in board.records.table.value and "创建日期" in board.records.table.value
+    assert board.records.buttons._options_full[0][0] == "隐藏明细"
+
+
+def test_chinese_excel_file_has_chinese_headers_and_the_same_numbers(board_data):
+    state = st.FilterState(region="East", period="2026-Q2")
+    en = Dashboard(board_data, OVERVIEW, state)
+    zh = Dashboard(board_data, OVERVIEW, dataclasses.replace(state, language="zh"))
+    en.records.buttons.value = zh.records.buttons.value = "mql"
+    name_en, content_en = en.excel_file()
+    name_zh, content_zh = zh.excel_file()
+    assert name_zh == name_en  # the file name is made of ids and periods
+    book_en, book_zh = openpyxl.load_workbook(io.BytesIO(content_en)), openpyxl.load_workbook(io.BytesIO(content_zh))
+    assert book_zh.sheetnames[0] == "看板" and len(book_zh.sheetnames) == len(book_en.sheetnames)
+    view_en, view_zh = book_en[book_en.sheetnames[0]], book_zh["看板"]
+    assert view_zh["A1"].value == "CRM Lens — 管理层总览"
+    assert view_zh["A2"].value.startswith("East · 2026-Q2 对比 2026-Q1")
+    assert view_zh["A3"].value.startswith("数据截至 2026-10-01 · 数据源 ")
+    assert view_zh["A5"].value == "指标" or i18n.has_cjk(view_zh["A5"].value)
+    rows_en = list(view_en.iter_rows(min_row=6, values_only=True))
+    rows_zh = list(view_zh.iter_rows(min_row=6, values_only=True))
+    numeric = (0, 2, 4, 5, 6, 7, 8)  # KPI id, value, comparison, change, change %, target, attainment
+    assert [[r[i] for i in numeric] for r in rows_zh] == [[r[i] for i in numeric] for r in rows_en]
+    for sheet_en, sheet_zh in zip(book_en.sheetnames[1:], book_zh.sheetnames[1:], strict=True):
+        cells_en = list(book_en[sheet_en].iter_rows(min_row=5, values_only=True))
+        cells_zh = list(book_zh[sheet_zh].iter_rows(min_row=5, values_only=True))
+        numbers = [[c for c in r if isinstance(c, int | float)] for r in cells_en]
+        assert [[c for c in r if isinstance(c, int | float)] for r in cells_zh] == numbers, sheet_zh
+    assert "下钻-团队" in book_zh.sheetnames
+    assert any(name.startswith("漏斗-") for name in book_zh.sheetnames)  # (the step's name: the funnel catalogue's)

@@ -146,12 +146,12 @@ def test_lead_funnel_periods_stacks_each_period(leads, opps):
                                           "2026-Q2": ({"leads": leads, "opportunities": opps}, q2)})
     assert stacked["period"].unique().tolist() == ["2026-Q3", "2026-Q2"]
     assert stacked.loc[stacked["period"] == "2026-Q2", "n_leads"].tolist() == [1, 1, 0, 0, 0]
-    text = funnel.describe_funnel_periods(stacked)
+    text = funnel.describe_funnel_periods(stacked).text
     assert text == "2026-Q3: 7 leads, 14% reached Won — vs 1 lead and 0% end to end in 2026-Q2."
 
 
 def test_describe_lead_funnel_names_the_biggest_loss(leads, opps):
-    text = funnel.describe_lead_funnel(funnel.lead_funnel(leads, opps, Q3))
+    text = funnel.describe_lead_funnel(funnel.lead_funnel(leads, opps, Q3)).text
     assert text.startswith("Of 7 leads created in the period, 1 reached Won (14% end to end).")
     assert "Opportunity→Won: 67% of the leads at Opportunity have not (yet) reached Won." in text
 
@@ -185,7 +185,7 @@ def test_conversion_trend_by_month(leads, opps):
 def test_compare_steps_against_the_median_of_peers():
     steps = funnel.compare_steps(_region_leads(PEERS), by="region_id", min_n=3)
     d = steps[(steps["group"] == "D") & (steps["step"] == "sql_to_opportunity")].iloc[0]
-    assert (d["n_entered"], d["n_converted"], d["rate"], d["peer_rate"], d["ratio"]) == (4, 1, 0.25, 0.5, 0.5)
+    assert (d["n_at_step"], d["n_converted"], d["rate"], d["peer_rate"], d["ratio"]) == (4, 1, 0.25, 0.5, 0.5)
     a = steps[(steps["group"] == "A") & (steps["step"] == "sql_to_opportunity")].iloc[0]
     assert (a["peer_rate"], a["ratio"]) == (0.5, 1.0)  # median of B, C, D = 0.5; E is too small to count
     e = steps[steps["group"] == "E"]
@@ -208,12 +208,12 @@ def test_diagnose_bottleneck_flags_the_worst_group_and_step():
     found = funnel.diagnose_bottleneck(steps)
     assert (found.group, found.step, found.kind, found.flagged) == ("D", "sql_to_opportunity", "conversion", True)
     assert (found.value, found.peer_value, found.ratio, found.n_entered) == (0.25, 0.5, 0.5, 4)
-    assert funnel.describe_bottleneck(found) == (
+    assert funnel.describe_bottleneck(found).text == (
         "D converts SQL→opportunity at 25% vs 50% for the other regions (0.50×, 4 leads entering the step) "
         "— the bottleneck.")
     healthy = funnel.diagnose_bottleneck(steps, focus="A")
     assert healthy.group == "A" and not healthy.flagged
-    assert funnel.describe_bottleneck(healthy).startswith("No step is abnormally weak")
+    assert funnel.describe_bottleneck(healthy).text.startswith("No step is abnormally weak")
     assert funnel.diagnose_bottleneck(steps, threshold=0.4).flagged is False
     assert funnel.diagnose_bottleneck(steps).as_frame()["group"].tolist() == ["D"]
 
@@ -221,7 +221,7 @@ def test_diagnose_bottleneck_flags_the_worst_group_and_step():
 def test_compare_stage_days_and_a_dwell_bottleneck(history, history_opps):
     dwell = funnel.compare_stage_days(history, history_opps, VOCAB, min_n=1)
     rows = dwell.set_index(["group", "step"])
-    assert rows.loc[("East", "Prospecting"), ["n_entered", "median_days", "peer_median_days"]].tolist() == [2, 20, 16.5]
+    assert rows.loc[("East", "Prospecting"), ["n_entries", "median_days", "peer_median_days"]].tolist() == [2, 20, 16.5]
     assert rows.loc[("East", "Prospecting"), "ratio"] == pytest.approx(16.5 / 20)
     assert rows.loc[("East", "Qualification"), "ratio"] == pytest.approx(6 / 20)
     assert math.isnan(rows.loc[("East", "Proposal"), "ratio"])  # no peer has been in Proposal
@@ -229,7 +229,7 @@ def test_compare_stage_days_and_a_dwell_bottleneck(history, history_opps):
     steps = funnel.compare_steps(_region_leads(PEERS), min_n=3)
     worst = funnel.diagnose_bottleneck(steps, dwell)
     assert (worst.group, worst.step, worst.kind) == ("East", "Qualification", "dwell")
-    assert funnel.describe_bottleneck(worst) == (
+    assert funnel.describe_bottleneck(worst).text == (
         "East deals spend 20 days in Qualification vs 6 for the other regions (3.3× as long) — the bottleneck.")
 
 
@@ -242,7 +242,7 @@ def test_stage_days_of_entries_left_in_the_period(history):
     assert days["median_days"].tolist()[:3] == [10, 13, 5] and math.isnan(days["median_days"].iloc[3])
     assert days["mean_days"].tolist()[:2] == [14, 13]
     assert funnel.stage_days(history, VOCAB)["median_days"].iloc[0] == 20  # X3's 31 days count without a period
-    assert funnel.describe_stage_days(days) == (
+    assert funnel.describe_stage_days(days).text == (
         "Deals wait longest in Qualification (median 13 days over 2 stage exits); the stage medians add up to "
         "28 days.")
 
@@ -285,18 +285,18 @@ def test_opportunity_summary_and_description(opps):
         7, 3, 180, 4, 1, 3, 100]
     assert row["win_rate"] == 0.25
     assert (row["n_open_at_end"], row["pipeline_amount"], row["median_cycle_days"]) == (3, 100, 81)
-    assert funnel.describe_opportunities(funnel.opportunity_summary(opps, Q3)) == (
+    assert funnel.describe_opportunities(funnel.opportunity_summary(opps, Q3)).text == (
         "3 new opportunities worth 180; 4 closed, 1 won (win rate 25%, 100 booked); 3 still open at period end "
         "worth 100.")
 
 
 def test_win_loss(opps):
     wl = funnel.win_loss(opps, Q3).set_index("outcome")
-    assert wl.loc["won", ["n_opportunities", "amount", "share_rate", "avg_amount", "median_cycle_days"]].tolist() == [
+    assert wl.loc["Won", ["n_opportunities", "amount", "share_rate", "avg_amount", "median_cycle_days"]].tolist() == [
         1, 100, 0.25, 100, 31]
-    assert wl.loc["lost", ["n_opportunities", "amount", "median_cycle_days"]].tolist() == [3, 110, 121]
-    assert wl.loc["lost", "avg_amount"] == pytest.approx(110 / 3)
-    assert funnel.describe_win_loss(funnel.win_loss(opps, Q3)) == (
+    assert wl.loc["Lost", ["n_opportunities", "amount", "median_cycle_days"]].tolist() == [3, 110, 121]
+    assert wl.loc["Lost", "avg_amount"] == pytest.approx(110 / 3)
+    assert funnel.describe_win_loss(funnel.win_loss(opps, Q3)).text == (
         "1 of 4 closed deals were won (25%); won deals took 31 days from creation to close (median) vs 121 for "
         "lost ones.")
 
@@ -306,10 +306,10 @@ def test_loss_reasons(opps):
     assert lr[["loss_reason", "n_lost", "lost_amount"]].values.tolist() == [["price", 2, 70.0], ["(none)", 1, 40.0]]
     assert lr["share_rate"].tolist() == pytest.approx([2 / 3, 1 / 3])
     assert lr["amount_share_rate"].tolist() == pytest.approx([70 / 110, 40 / 110])
-    assert funnel.describe_loss_reasons(lr) == "price is the top reason for losing: 2 of 3 lost deals (67%)."
+    assert funnel.describe_loss_reasons(lr).text == "price is the top reason for losing: 2 of 3 lost deals (67%)."
     no_column = funnel.loss_reasons(opps.drop(columns="loss_reason"), Q3)
     assert no_column[["loss_reason", "n_lost"]].values.tolist() == [["(none)", 3]]
-    assert "records no loss reason" in funnel.describe_loss_reasons(no_column)
+    assert "records no loss reason" in funnel.describe_loss_reasons(no_column).text
 
 
 def test_win_rate_by_competitor_and_product_line(opps):
@@ -320,11 +320,11 @@ def test_win_rate_by_competitor_and_product_line(opps):
     products = pd.DataFrame({"product_id": _str(["P1", "P2"]), "product_line": _str(["Core", "Cloud"])})
     lines = funnel.win_rate_by(opps, "product_line", Q3, products)
     assert lines[["product_line", "n_closed", "n_won"]].values.tolist() == [["Cloud", 2, 0], ["Core", 2, 1]]
-    assert funnel.describe_win_rate_by(lines, min_closed=2) == (
+    assert funnel.describe_win_rate_by(lines, min_closed=2).text == (
         "Win rate ranges from 0% (Cloud, 2 closed) to 50% (Core, 2 closed).")
-    assert funnel.describe_win_rate_by(lines).startswith("Too few closed deals per product line (under 10)")
+    assert funnel.describe_win_rate_by(lines).text.startswith("Too few closed deals per product line (under 10)")
     nobody = funnel.win_rate_by(opps.assign(competitor=pd.NA), "competitor", Q3)
-    assert funnel.describe_win_rate_by(nobody) == "No competitor is recorded on these deals."
+    assert funnel.describe_win_rate_by(nobody).text == "No competitor is recorded on these deals."
 
 
 def test_win_rate_trend(opps):
@@ -378,15 +378,17 @@ def test_kpis_are_none_without_data(leads, opps):
 def test_empty_frames_give_empty_results_not_errors(leads, opps, history):
     f = funnel.lead_funnel(leads.iloc[0:0], opps.iloc[0:0], Q3)
     assert f["n_leads"].tolist() == [0, 0, 0, 0, 0] and f["conversion_rate"].isna().all()
-    assert funnel.describe_lead_funnel(f) == "No leads were created in the period."
+    assert funnel.describe_lead_funnel(f).text == "No leads were created in the period."
     assert funnel.conversion_by(leads.iloc[0:0], None, "source_channel").empty
     assert funnel.loss_reasons(opps.iloc[0:0], Q3).empty
-    assert funnel.describe_loss_reasons(funnel.loss_reasons(opps.iloc[0:0], Q3)) == "No deal was lost in the period."
-    assert funnel.describe_win_loss(funnel.win_loss(opps.iloc[0:0], Q3)) == "No opportunity was closed in the period."
+    no_loss = funnel.describe_loss_reasons(funnel.loss_reasons(opps.iloc[0:0], Q3))
+    assert no_loss.text == "No deal was lost in the period."
+    no_close = funnel.describe_win_loss(funnel.win_loss(opps.iloc[0:0], Q3))
+    assert no_close.text == "No opportunity was closed in the period."
     assert funnel.stage_days(history.iloc[0:0], VOCAB)["n_entries"].tolist() == [0, 0, 0, 0]
-    assert funnel.describe_stage_days(funnel.stage_days(history.iloc[0:0], VOCAB)).startswith("No opportunity")
+    assert funnel.describe_stage_days(funnel.stage_days(history.iloc[0:0], VOCAB)).text.startswith("No opportunity")
     nothing = funnel.diagnose_bottleneck(funnel.compare_steps(leads.iloc[0:0]))
-    assert nothing.group is None and "Not enough data" in funnel.describe_bottleneck(nothing)
+    assert nothing.group is None and "Not enough data" in funnel.describe_bottleneck(nothing).text
 
 
 @pytest.mark.parametrize(("call", "param"), [
@@ -464,7 +466,7 @@ def test_the_planted_bottleneck_is_found_comparing_all_regions(demo_all):
     assert found.ratio < 0.6
     assert found.value == pytest.approx(FUNNEL_BOTTLENECK.rate, abs=0.08)
     assert found.peer_value == pytest.approx(FUNNEL_BOTTLENECK.others_rate, abs=0.08)
-    text = funnel.describe_bottleneck(found)
+    text = funnel.describe_bottleneck(found).text
     assert text.startswith("East converts SQL→opportunity at") and text.endswith("— the bottleneck.")
     # the other steps of the planted region are normal
     east = steps[(steps["group"] == "East") & steps["step"].isin(["lead_to_mql", "mql_to_sql"])]
@@ -534,7 +536,7 @@ def test_maven_opportunity_funnel_and_win_loss_work_without_leads(maven_slice, m
     assert f["n_opportunities"].tolist() == raw["deal_stage"].value_counts()[f["stage"]].tolist()
     ctx = KpiContext(period_start=maven_slice.period.start, period_end=maven_slice.period.end)
     wl = funnel.win_loss(maven_slice.tables["opportunities"], ctx).set_index("outcome")
-    assert wl.loc["won", "amount"] == raw.loc[raw["deal_stage"] == "Won", "close_value"].sum()
+    assert wl.loc["Won", "amount"] == raw.loc[raw["deal_stage"] == "Won", "close_value"].sum()
     assert kpis.compute_kpi("lead_to_won_rate", maven_slice.tables, ctx) is None
     assert funnel.history(maven_slice, "leads", 4) is None  # quietly: the notebook's section says why
 

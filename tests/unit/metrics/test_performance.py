@@ -132,7 +132,7 @@ def test_attainment_per_level(level, expected):
 def test_attainment_names_and_sentence():
     result = perf.target_attainment(tables()["opportunities"], tables(), Q3, "team")
     assert result["name"].tolist() == ["Team Two", "Team One"]  # worst first
-    text = perf.describe_attainment(result)
+    text = perf.describe_attainment(result).text
     assert text.startswith("Team Two is furthest behind: 40% of its target with 50% of the period elapsed")
     assert "1 of 2 are on track" in text
 
@@ -143,8 +143,9 @@ def test_attainment_in_a_region_slice():
     ctx = _ctx(region="East")
     company = perf.target_attainment(east, frames, ctx, "company").iloc[0]
     assert (company["key"], company["target_amount"], company["attainment_rate"]) == ("East", 1000.0, 0.4)
-    assert perf.describe_attainment(perf.target_attainment(east, frames, ctx, "company")).startswith(
-        "East China: bookings of 400 are 40% of the target (1,000) with 50% of the period elapsed: behind;")
+    assert perf.describe_attainment(perf.target_attainment(east, frames, ctx, "company")).text.startswith(
+        "East China: bookings of 400 are 40% of the target (1,000) with 50% of the period elapsed: behind. 2 deals "
+        "won of 4 targeted.")
     assert perf.target_attainment(east, frames, ctx, "team")["key"].tolist() == ["T1"]
     assert perf.target_attainment(east, frames, ctx, "rep")["key"].tolist() == ["R1", "R2"]
     lines = perf.target_attainment(east, frames, ctx, "product_line")
@@ -163,7 +164,7 @@ def test_attainment_without_targets_says_so():
     week = KpiContext(T("2026-07-06"), T("2026-07-13"), period_label="2026-W28")
     result = perf.target_attainment(tables()["opportunities"], tables(), week)
     assert result.empty and "No targets for 2026-W28" in perf.note(result)
-    assert perf.describe_attainment(result).startswith("No targets for 2026-W28")
+    assert perf.describe_attainment(result).text.startswith("No targets for 2026-W28")
     no_table = perf.target_attainment(tables()["opportunities"], {}, Q3)
     assert no_table.empty and "no targets table" in perf.note(no_table)
 
@@ -193,14 +194,15 @@ def test_quarterly_bookings_trend():
     assert trend["n_won"].tolist() == [1, 0, 0, 1, 4]
     last = trend.iloc[-1]
     assert last["target_amount"] == 2000.0 and last["attainment_rate"] == 0.5
-    assert last["last_year_amount"] == 150.0 and last["yoy_rate"] == pytest.approx(1000 / 150 - 1)
-    assert last["previous_amount"] == 1000.0 and last["pop_rate"] == 0.0
+    assert last["last_year_amount"] == 150.0 and last["previous_amount"] == 1000.0
     assert bool(last["is_partial"]) is True  # the data stops on 2026-08-20
+    # a part of a quarter is not compared with whole quarters
+    assert pd.isna(last["yoy_rate"]) and pd.isna(last["pop_rate"])
     assert trend.iloc[0]["attainment_rate"] == 1.5 and pd.isna(trend.iloc[0]["last_year_amount"])
     assert pd.isna(trend.iloc[1]["target_amount"])  # no target planned for 2025-Q4: NaN, not 0
-    text = perf.describe_bookings_trend(trend)
-    assert text == ("2026-Q3 (so far: the period is not over): bookings 1,000 from 4 won deals, 50% of target "
-                    "(2,000), +567% vs last year, +0% vs the previous period.")
+    text = perf.describe_bookings_trend(trend).text
+    assert text == ("2026-Q2: bookings 1,000 from 1 won deal. 2026-Q3 so far (the data covers it only in part): "
+                    "bookings 1,000 from 4 won deals, 50% of its target.")
 
 
 def test_monthly_trend_with_bounds_and_region_target():
@@ -235,14 +237,15 @@ def test_trend_failure_modes():
     empty = tables()["opportunities"].iloc[0:0]
     result = perf.bookings_trend(empty, "month")
     assert result.empty and "No closed opportunities" in perf.note(result)
-    assert perf.describe_bookings_trend(result) == "No closed opportunities in the data."
+    assert perf.describe_bookings_trend(result).text == "No closed opportunities in the data."
     with pytest.raises(ParameterError, match="freq: 'fortnight'"):
         perf.bookings_trend(tables()["opportunities"], "fortnight")
 
 
 def _quarters(values: dict[str, float]) -> pd.DataFrame:
     starts = [pd.Period(q.replace("-", ""), "Q").start_time for q in values]
-    return pd.DataFrame({"period": list(values), "period_start": starts, "bookings_amount": list(values.values())})
+    return pd.DataFrame({"period": list(values), "period_start": starts, "bookings_amount": list(values.values()),
+                         "is_partial": False})
 
 
 def test_quarterly_seasonality_and_sentence():
@@ -251,19 +254,21 @@ def test_quarterly_seasonality_and_sentence():
     result = perf.quarterly_seasonality(trend)
     assert result["year"].tolist() == [2024, 2025]  # 2026 is incomplete
     assert result["q4_ratio"].tolist() == [2.0, 1.5]
-    assert perf.describe_seasonality(result) == (
-        "Q4 is the peak every year: bookings run at 1.8× the Q1–Q3 average (2024: 2.00×, 2025: 1.50×) — plan "
-        "pipeline, capacity and quarterly targets for it.")
+    assert perf.describe_seasonality(result).text == (
+        "Q4 is the peak every year: bookings run at 1.8× the Q1–Q3 average (2024: 2.00×, 2025: 1.50×).")
+    assert perf.describe_seasonality(result).recommendation == (
+        "Plan pipeline, capacity and quarterly targets for the Q4 peak.")
     flat = perf.quarterly_seasonality(_quarters({"2024-Q1": 100, "2024-Q2": 100, "2024-Q3": 100, "2024-Q4": 100,
                                                  "2025-Q1": 100, "2025-Q2": 100, "2025-Q3": 100, "2025-Q4": 90}))
-    assert perf.describe_seasonality(flat).startswith("No consistent Q4 peak")
+    assert perf.describe_seasonality(flat).text.startswith("No consistent Q4 peak")
     one = perf.quarterly_seasonality(_quarters({"2024-Q1": 100, "2024-Q2": 100, "2024-Q3": 100, "2024-Q4": 130}))
-    assert "too little" in perf.describe_seasonality(one)
+    assert "too little" in perf.describe_seasonality(one).text
 
 
 def test_seasonality_failure_modes():
     assert perf.quarterly_seasonality(_quarters({})).empty
-    assert perf.describe_seasonality(perf.quarterly_seasonality(_quarters({"2024-Q1": 1.0}))).startswith("No complete")
+    one_quarter = perf.quarterly_seasonality(_quarters({"2024-Q1": 1.0}))
+    assert perf.describe_seasonality(one_quarter).text.startswith("No complete")
     monthly = perf.bookings_trend(tables()["opportunities"], "month")
     with pytest.raises(ParameterError, match="quarterly_trend"):
         perf.quarterly_seasonality(monthly)
@@ -275,16 +280,16 @@ def test_deal_size_by_product_line():
     result = perf.deal_size(tables()["opportunities"], Q3, "product_line", tables())
     assert result["product_line"].tolist() == ["Cloud", "Core"]
     assert result["avg_deal_amount"].tolist() == [350.0, 150.0]
-    assert result["n_won"].tolist() == [2, 2] and result["share_rate"].tolist() == [0.7, 0.3]
-    assert perf.describe_deal_size(result) == ("Average won deal 250; Cloud deals are the largest (350 on 2 deals), "
-                                               "Core the smallest (150, 2.3× less).")
+    assert result["n_won"].tolist() == [2, 2] and result["bookings_share"].tolist() == [0.7, 0.3]
+    assert perf.describe_deal_size(result).text == (
+        "Average won deal 250; Cloud deals are the largest (350 on 2 deals), Core the smallest (150, 2.3× less).")
 
 
 def test_deal_size_by_size_band_leaves_out_deals_without_account():
     result = perf.deal_size(tables()["opportunities"], Q3, "size_band", tables())
     assert _by_key(result, "size_band")["avg_deal_amount"].to_dict() == {"large": 300.0, "small": 150.0}
     assert result.attrs["n_excluded"] == 1 and perf.note(result) == "1 won deal without an account left out."
-    assert perf.describe_deal_size(result).endswith("1 won deal without an account left out.")
+    assert perf.describe_deal_size(result).text.endswith("1 won deal without an account left out.")
 
 
 def test_deal_size_by_industry_and_product_names():
@@ -304,7 +309,7 @@ def test_deal_size_trend():
 def test_deal_size_failure_modes():
     empty = tables()["opportunities"].iloc[0:0]
     assert perf.deal_size(empty, Q3, "product_line", tables()).empty
-    assert perf.describe_deal_size(perf.deal_size(empty, Q3, "all")) == "No won deals in the period."
+    assert perf.describe_deal_size(perf.deal_size(empty, Q3, "all")).text == "No won deals in the period."
     assert perf.deal_size_trend(empty, "month", "all").empty
     with pytest.raises(ParameterError, match="by: 'colour'"):
         perf.deal_size(tables()["opportunities"], Q3, "colour", tables())
@@ -332,7 +337,7 @@ def test_sales_cycle_overall_and_by_segment():
     region = perf.sales_cycle(tables()["opportunities"], Q3, "region", tables())
     assert region["region_id"].tolist() == ["East", "West"]
     assert region["median_cycle_days"].tolist() == [30.0, 100.0]
-    assert perf.describe_sales_cycle(region) == ("West China deals take longest to win (median 100 days) and East "
+    assert perf.describe_sales_cycle(region).text == ("West China deals take longest to win (median 100 days) and East "
                                                  "China the shortest (30 days), over 3 won deals. 1 won deal "
                                                  "without a created date left out.")
 
@@ -349,15 +354,15 @@ def test_sales_cycle_trend_and_sentence():
     trend = perf.sales_cycle_trend(tables()["opportunities"], "quarter", "all")
     assert trend["period"].tolist() == ["2025-Q3", "2026-Q2", "2026-Q3"]
     assert trend["median_cycle_days"].tolist() == [39.0, 99.0, 40.0]
-    assert perf.describe_sales_cycle(perf.sales_cycle(tables()["opportunities"], Q3)).startswith(
-        "Won deals took a median 40 days from creation to win (mean 53, middle half 30–70) over 3 deals.")
+    assert perf.describe_sales_cycle(perf.sales_cycle(tables()["opportunities"], Q3)).text.startswith(
+        "Won deals took a median 40 days from creation to win (mean 53 days, middle half 30–70 days) over 3 deals.")
 
 
 def test_sales_cycle_failure_modes():
     opps = tables()["opportunities"].assign(created_at=pd.NaT)
     result = perf.sales_cycle(opps, Q3)
     assert result.empty and result.attrs["n_excluded"] == 4
-    assert perf.describe_sales_cycle(result) == "4 won deals without a created date left out."
+    assert perf.describe_sales_cycle(result).text == "4 won deals without a created date left out."
     with pytest.raises(ParameterError, match="freq: 'hour'"):
         perf.sales_cycle_trend(tables()["opportunities"], "hour")
 
@@ -369,9 +374,9 @@ def test_collections_summary():
     assert row.to_dict() == {"n_contracts": 2.0, "contract_amount": 400.0, "n_invoices": 2.0, "invoiced_amount": 250.0,
                              "n_payments": 3.0, "payments_amount": 800.0, "collection_rate": 3.2,
                              "receivable_amount": 200.0}
-    assert perf.describe_collections(perf.collections_summary(tables(), Q3)) == (
-        "2 contracts signed for 400, 250 invoiced, 800 collected — a collection rate of 320% of the amount "
-        "invoiced; the period's contracts still owe 200 (50% of their value).")
+    assert perf.describe_collections(perf.collections_summary(tables(), Q3)).text == (
+        "2 contracts signed for 400, 250 invoiced, 800 collected. The collection rate is 320% of the amount "
+        "invoiced. The period's contracts still owe 200 (50% of their value).")
 
 
 def test_collections_with_missing_tables_or_empty_period():
@@ -403,8 +408,9 @@ def test_contract_summary():
     assert (first["account"], first["rep"], first["product"]) == ("Bolt", "Bo", "Cloud S")
     assert (first["contract_amount"], first["invoiced_amount"], first["paid_amount"]) == (300.0, 150.0, 100.0)
     assert first["outstanding_amount"] == 200.0 and first["paid_rate"] == pytest.approx(1 / 3)
-    assert perf.describe_contract_summary(top) == ("The largest contract, K2 with Bolt (Bo), is worth 300, 33% paid; "
-                                                   "these 2 contracts still owe 200 (50% of their value).")
+    assert perf.describe_contract_summary(top).text == (
+        "The largest contract, K2 with Bolt (Bo), is worth 300, 33% paid. These 2 contracts still owe 200 (50% of "
+        "their value).")
     assert len(perf.contract_summary(tables(), Q3, top=1)) == 1
 
 
@@ -412,14 +418,14 @@ def test_contract_summary_failure_modes():
     with pytest.raises(ParameterError, match="top: 0"):
         perf.contract_summary(tables(), Q3, top=0)
     empty = perf.contract_summary(tables(), KpiContext(T("2027-01-01"), T("2027-04-01")))
-    assert empty.empty and perf.describe_contract_summary(empty) == "No contracts signed in the period."
+    assert empty.empty and perf.describe_contract_summary(empty).text == "No contracts signed in the period."
 
 
 # ------------------------------------------------------------------------------------- sales brief
 
 def test_sales_brief_all_regions():
     brief = perf.sales_brief(tables(), Q3, tables(), Q2).set_index("item")
-    assert brief["value"].to_dict() == {"new_accounts": 2.0, "new_contacts": 2.0, "new_leads": 2.0,
+    assert brief["current_value"].to_dict() == {"new_accounts": 2.0, "new_contacts": 2.0, "new_leads": 2.0,
                                         "new_opportunities": 3.0, "won_deals": 4.0, "bookings_amount": 1000.0,
                                         "contract_amount": 400.0, "payments_amount": 800.0}
     assert brief["comparison_value"].to_dict() == {"new_accounts": 0.0, "new_contacts": 1.0, "new_leads": 1.0,
@@ -427,8 +433,8 @@ def test_sales_brief_all_regions():
                                                    "bookings_amount": 1000.0, "contract_amount": 1000.0,
                                                    "payments_amount": 0.0}
     assert brief.loc["won_deals", "delta_rate"] == 3.0 and pd.isna(brief.loc["new_accounts", "delta_rate"])
-    assert perf.describe_sales_brief(brief.reset_index()).startswith(
-        "Biggest moves vs the comparison period: won deals +300% (1 → 4); new contacts +100% (1 → 2); new leads "
+    assert perf.describe_sales_brief(brief.reset_index()).text.startswith(
+        "Biggest moves vs the comparison period: won deals +300% (1 → 4), new contacts +100% (1 → 2), new leads "
         "+100% (1 → 2).")
 
 
@@ -436,14 +442,15 @@ def test_sales_brief_region_and_missing_tables():
     frames = tables()
     east = _ctx(region="East")
     brief = perf.sales_brief(frames, east, frames, _ctx(Q2, region="East")).set_index("item")
-    assert brief.loc[["new_accounts", "new_contacts", "new_leads", "new_opportunities"], "value"].tolist() == [
+    assert brief.loc[["new_accounts", "new_contacts", "new_leads", "new_opportunities"], "current_value"].tolist() == [
         1.0, 1.0, 1.0, 3.0]
     only_opps = {"opportunities": frames["opportunities"], "accounts": frames["accounts"].assign(created_at=pd.NaT)}
     brief = perf.sales_brief(only_opps, Q3, only_opps, Q2).set_index("item")
-    assert brief.loc["new_leads", "status"] == "needs table leads" and pd.isna(brief.loc["new_leads", "value"])
+    assert brief.loc["new_leads", "status"] == "needs table leads" and pd.isna(brief.loc["new_leads", "current_value"])
     assert brief.loc["new_accounts", "status"] == "accounts has no dates"
-    assert "Not available from this source: new accounts, new contacts, new leads" in perf.describe_sales_brief(
-        brief.reset_index())
+    text = perf.describe_sales_brief(brief.reset_index()).text
+    assert "Not in this source: new contacts, new leads, contract amount, payments received." in text
+    assert "Without creation dates in this source: new accounts." in text
 
 
 # -------------------------------------------------------------------------------------------- KPIs
@@ -503,7 +510,7 @@ def test_planted_team_below_target(demo_slice):
     others = teams.drop(index=truth.team_id)["attainment_rate"]
     assert others.between(*truth.others_range).all(), others
     assert teams["attainment_rate"].idxmin() == truth.team_id
-    assert perf.describe_attainment(teams.reset_index()).startswith("West China Team 2 is furthest behind: 60%")
+    assert perf.describe_attainment(teams.reset_index()).text.startswith("West China Team 2 is furthest behind: 60%")
 
 
 def test_planted_q4_seasonality(demo_slice):
@@ -513,7 +520,7 @@ def test_planted_q4_seasonality(demo_slice):
     years = list(Q4_SEASONALITY.years)
     assert result.index.tolist() == years
     assert (result.loc[years, "q4_ratio"] > 1.2).all(), result
-    assert perf.describe_seasonality(result.reset_index()).startswith("Q4 is the peak every year")
+    assert perf.describe_seasonality(result.reset_index()).text.startswith("Q4 is the peak every year")
 
 
 # ------------------------------------------------------------------------------- Maven cross-check
@@ -537,14 +544,18 @@ def test_attainment_sentences_for_one_two_and_tied_keys():
     frames = tables()
     east = frames["opportunities"][frames["opportunities"]["region_id"] == "East"]
     one = perf.target_attainment(east, frames, _ctx(region="East"), "team")
-    assert perf.describe_attainment(one) == ("Team One: bookings of 400 are 50% of the target (800) with 50% of the "
-                                             "period elapsed: on track; 2 deals won of 4 targeted.")
+    assert perf.describe_attainment(one).text == (
+        "Team One: bookings of 400 are 50% of the target (800) with 50% of the period elapsed: on track. 2 deals won "
+        "of 4 targeted.")
     two = perf.target_attainment(frames["opportunities"], frames, Q3, "product_line")
-    assert perf.describe_attainment(two) == ("Core is furthest behind: 30% of its target with 50% of the period "
+    assert perf.describe_attainment(two).text == ("Core is furthest behind: 30% of its target with 50% of the period "
                                              "elapsed (gap 700), while Cloud is at 70%; 1 of 2 are on track.")
-    tied = two.assign(attainment_rate=0.9)
+    tied = two.assign(attainment_rate=0.9, is_on_track=True)
     tied = pd.concat([tied, tied.iloc[:1].assign(key="Edge", name="Edge")], ignore_index=True)
-    assert "while the other 2 product lines are all at 90%" in perf.describe_attainment(tied)
+    found = perf.describe_attainment(tied)  # equal attainments: nobody is "furthest behind"
+    assert found.text == ("All 3 product lines are at 90% of their targets with 50% of the period elapsed; 3 of 3 "
+                          "are on track.")
+    assert found.severity == "good" and found.kpi == "target_attainment"
 
 
 # ------------------------------------------------------------------------------------------ charts
@@ -557,7 +568,7 @@ def test_chart_builders_draw_the_computed_frames():
     fig = charts.plot_attainment(teams)
     assert list(fig.data[0].y) == ["Team Two", "Team One"] and len(fig.layout.shapes) == 1
     trend = perf.bookings_trend(frames["opportunities"], "month")  # no targets: the target line is left out
-    assert [t.name for t in charts.plot_bookings_trend(trend).data] == ["bookings", "same period last year"]
+    assert [t.name for t in charts.plot_bookings_trend(trend).data] == ["Bookings", "Same period last year"]
     lines = charts.plot_segment_lines(perf.deal_size_trend(frames["opportunities"], "quarter", "product_line",
                                                            frames), value="avg_deal_amount", title="t")
     assert sorted(t.name for t in lines.data) == ["Cloud", "Core"]
@@ -565,11 +576,11 @@ def test_chart_builders_draw_the_computed_frames():
     assert list(cycle.data[0].x) == [30.0, 100.0]
     money = charts.plot_collections(perf.collections_trend(frames["contracts"], frames["invoices"],
                                                            frames["payments"], "quarter"))
-    assert [t.name for t in money.data] == ["signed", "invoiced", "collected", "collection rate"]
+    assert [t.name for t in money.data] == ["Signed", "Invoiced", "Collected", "Collection rate"]
 
 
 def test_deal_size_sentence_uses_a_percentage_for_small_gaps():
     frame = pd.DataFrame({"name": ["Insight", "Edge"], "avg_deal_amount": [32050.0, 30783.0],
                           "bookings_amount": [32050.0 * 561, 30783.0 * 500], "n_won": [561, 500]})
-    text = perf.describe_deal_size(frame)
+    text = perf.describe_deal_size(frame).text
     assert "Edge the smallest (30,783, 4% smaller)" in text and "×" not in text

@@ -148,8 +148,11 @@ def test_geography_region_filter_and_treemap_builder() -> None:
     assert set(g["region_id"]) == {"R1"}
     fig = charts.plot_geography_treemap(g, title="Bookings")
     assert len(fig.data) == 1 and fig.data[0].type == "treemap"
-    text = rg.describe_geography(rg.geography(fixture_frames(), region_ctx("R1")))
-    assert text.startswith("All bookings (120) come from R1 (2 customers, win rate 67%)"), text
+    text = rg.describe_geography(rg.geography(fixture_frames(), region_ctx("R1"))).text
+    assert text.startswith("All bookings (120) come from R1: 2 customers, win rate 67%"), text
+    found = rg.describe_geography(rg.geography(fixture_frames(), Q3))
+    assert "market share ranges from 10% in R1 to 50% in R2" in found.text
+    assert (found.severity, found.kpi) == ("watch", "bookings_amount") and "Grow in R1" in found.recommendation
 
 
 def test_geography_unknown_level_names_the_parameter() -> None:
@@ -163,7 +166,7 @@ def test_geography_empty_and_missing_optional_tables() -> None:
     g = rg.geography(frames, Q3)
     assert set(g["region_id"]) == {"R1", "R2"} and (g["bookings_amount"] == 0).all()
     assert g["win_rate"].isna().all()
-    assert "No deal" in rg.describe_geography(g)
+    assert "No deal" in rg.describe_geography(g).text
     only = {"opportunities": fixture_frames()["opportunities"]}
     g = rg.geography(only, Q3, level="province")  # no accounts: every place unknown; no market
     assert set(g["province"]) == {rg.UNKNOWN} and g["market_size_amount"].isna().all()
@@ -192,9 +195,11 @@ def test_leaderboard_bookings_by_rep_with_rank_change() -> None:
     assert b["comparison_rank"].tolist() == [3, 1, 2]
     assert b["rank_change"].tolist() == [2, -1, -1]
     assert b["name"].tolist() == ["Cai", "Ann", "Bob"]
-    text = rg.describe_leaderboard(b)
-    assert text.startswith("Cai leads on bookings") and "Cai climbed the most (2 places" in text
-    assert "Ann fell the most (1 place, now #2)" in text and text.endswith("last is Bob (0).")
+    found = rg.describe_leaderboard(b)
+    text = found.text
+    assert text.startswith("Cai leads on bookings") and "Cai climbed the most (2 places, now #1)" in text
+    assert "Ann and Bob fell the most (1 place each)" in text and text.endswith("Last is Bob, with 0.")
+    assert found.kpi == "bookings_amount" and 0 <= found.weight <= 1
 
 
 @pytest.mark.parametrize(("metric", "by", "expected"), [
@@ -291,7 +296,7 @@ def test_leaderboard_failure_modes() -> None:
     empty = {k: v.iloc[:0] for k, v in frames.items()}
     b = rg.leaderboard(empty, None, Q3, metric="bookings_amount")
     assert b.empty
-    assert "Nobody" in rg.describe_leaderboard(b)
+    assert "Nobody" in rg.describe_leaderboard(b).text
 
 
 # ----------------------------------------------------------------------------------- team effectiveness
@@ -304,7 +309,7 @@ def test_activities_per_rep_by_team() -> None:
         [1.5, 0.5, 0.5, 0.5]
     assert a.loc["T2", ["n_reps", "n_activities", "call_per_rep", "email_per_rep"]].tolist() == [1, 1, 1.0, 0.0]
     assert "meeting_per_rep" not in a.columns  # the meeting never happened
-    assert rg.describe_activities_per_rep(a.reset_index()).startswith("Team One is the most active")
+    assert rg.describe_activities_per_rep(a.reset_index()).text.startswith("Team One is the most active")
     with pytest.raises(ParameterError, match="by"):
         rg.activities_per_rep(fixture_frames(), Q3, by="desk")
 
@@ -314,7 +319,10 @@ def test_activity_completion() -> None:
     assert c.loc["A", ["n_due", "n_completed", "n_overdue"]].tolist() == [1, 1, 0]
     assert c.loc["C", ["n_due", "n_completed", "completion_rate", "n_overdue"]].tolist() == [2, 1, 0.5, 1]
     assert pd.isna(c.loc["B", "completion_rate"])
-    assert rg.describe_activity_completion(c.reset_index()).startswith("67% of the 3 activities")
+    found = rg.describe_activity_completion(c.reset_index())
+    assert found.text.startswith("67% of the 3 activities")
+    assert "Cai completes the fewest (50%, 1 overdue)" in found.text
+    assert found.recommendation == "Ask Cai to close their 1 overdue activity."
     frames = fixture_frames()
     frames["activities"] = frames["activities"].drop(columns=["completed_at"])
     assert rg.activity_completion(frames, Q3, by="region")["n_completed"].sum() == 0
@@ -327,7 +335,9 @@ def test_lead_first_response() -> None:
     assert r.loc["C", "response_rate"] == 0.0 and pd.isna(r.loc["C", "median_first_response_hours"])
     team = rg.lead_first_response(fixture_frames(), Q3, by="team").set_index("team_id")
     assert team.loc["T1", "median_first_response_hours"] == 8.0
-    assert "8.0 hours" in rg.describe_lead_first_response(r.reset_index())
+    found = rg.describe_lead_first_response(r.reset_index())
+    assert "8.0 hours" in found.text and "Cai answered none of their new leads (1 lead)" in found.text
+    assert found.kpi == "lead_first_response_days" and found.severity == "watch"
 
 
 # ----------------------------------------------------------------------------------- customer follow-up
@@ -342,7 +352,9 @@ def test_account_follow_up_and_forgotten_by_rep() -> None:
     f = rg.forgotten_by_rep(fixture_frames(), Q3, days=60)
     assert f["rep_id"].tolist() == ["A", "C"] and f["rank"].tolist() == [1, 2]
     assert f[["n_owned_accounts", "n_forgotten_accounts", "forgotten_rate"]].iloc[0].tolist() == [2, 1, 0.5]
-    assert "Ann (A, 50% of 2)" in rg.describe_forgotten_by_rep(f)
+    found = rg.describe_forgotten_by_rep(f)
+    assert "Ann (50% of 2)" in found.text and found.severity == "act" and found.kpi == "forgotten_accounts"
+    assert found.recommendation == "A Ann: call the 1 account silent for 60+ days."
     longer = rg.forgotten_by_rep(fixture_frames(), Q3, days=90)
     assert longer["n_forgotten_accounts"].sum() == 0
 
@@ -367,7 +379,7 @@ def test_call_next_scoring_rule() -> None:
     # a1: 30/365 × 3 (level A) × (1 + 80/80); a2: 83/365 × 1 × 1; a3: 11/365 × 2 × 1
     assert c["score"].tolist() == pytest.approx([30 / 365 * 6, 83 / 365, 11 / 365 * 2], abs=1e-6)
     assert rg.call_next(fixture_frames(), Q3, top_n=1)["account_id"].tolist() == ["a1", "a3"]
-    assert "Ann → Acme" in rg.describe_call_next(c)
+    assert "Ann → Acme (level A, silent for 30 days, 80 in open deals)" in rg.describe_call_next(c).text
 
 
 def test_followups_by_rep() -> None:
@@ -376,7 +388,7 @@ def test_followups_by_rep() -> None:
         [2, 2, 2, 1.0]
     assert f.loc["B", ["n_followups", "n_owned_accounts", "coverage_rate"]].tolist() == [1, 1, 0.0]
     assert "D" not in f.index  # inactive, no follow-up, no account
-    assert "Bob touched only 0%" in rg.describe_followups_by_rep(f.reset_index())
+    assert "Bob touched only 0%" in rg.describe_followups_by_rep(f.reset_index()).text
 
 
 def test_public_pool() -> None:
@@ -384,12 +396,12 @@ def test_public_pool() -> None:
     assert p.loc["R1", ["n_accounts", "n_pool_accounts", "n_entered"]].tolist() == [4, 1, 0]
     assert p.loc["R2", ["n_accounts", "n_pool_accounts", "n_entered", "pool_rate"]].tolist() == [2, 1, 1, 0.5]
     assert p.loc["R1", "median_days_in_pool"] == 638.0 and p.loc["R2", "median_days_in_pool"] == 61.0
-    assert "flow out cannot" in rg.describe_public_pool(p.reset_index())
+    assert "flow out cannot" in rg.describe_public_pool(p.reset_index()).text
     frames = fixture_frames()
     frames["accounts"] = frames["accounts"].assign(is_public_pool=pd.array([None] * 6, dtype="boolean"))
     unknown = rg.public_pool(frames, Q3)
     assert unknown["n_pool_accounts"].isna().all()
-    assert "does not record" in rg.describe_public_pool(unknown)
+    assert "Not in this source" in rg.describe_public_pool(unknown).text
 
 
 def test_history_periods_for() -> None:
