@@ -72,6 +72,15 @@ def current() -> str:
     return _current
 
 
+#: The HTML `lang` of each language: `zh-CN` makes browsers pick the Simplified Chinese glyphs of a CJK font.
+HTML_LANG = {"en": "en", "zh": "zh-CN"}
+
+
+def html_lang(code: str | None = None) -> str:
+    """The `lang` attribute of a page in `code` (default: the language in use)."""
+    return HTML_LANG[check_language(code or _current)]
+
+
 @contextmanager
 def language(code: str | None) -> Iterator[str]:
     """Use `code` inside the block (exports of one region, a test), then the previous language again."""

@@ -278,7 +278,7 @@ TABLE_CSS = """
 .crmlens-table-title { font-weight: 600; margin: 0 0 0.3em; }
 .crmlens-table table.crmlens-table-block { border-collapse: collapse; font-size: 12.5px; margin: 0 0 0.6em;
   table-layout: auto; max-width: 100%; }
-.crmlens-table th { background: #f1f4f8; border-bottom: 2px solid #9fb8d0; padding: 4px 8px; vertical-align: bottom;
+.crmlens-table th { background: #f1f4f8; border-bottom: 2px solid #8a96a6; padding: 4px 8px; vertical-align: bottom;
   white-space: normal; max-width: 11em; }
 .crmlens-table td { border-bottom: 1px solid #e3e7ed; padding: 3px 8px; max-width: 22em; overflow-wrap: anywhere; }
 .crmlens-table .num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }

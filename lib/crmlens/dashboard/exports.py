@@ -235,7 +235,7 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
              ".note{color:#8a6d00;font-size:12px}.tbl{border-collapse:collapse;font-size:11px}"
              ".tbl td,.tbl th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right}"
              "section{page-break-inside:avoid}")
-    lang = "zh-CN" if i18n.current() == "zh" else i18n.current()
+    lang = i18n.html_lang()
     return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from crmlens import atomic
+from crmlens import atomic, i18n
 from crmlens.errors import ParameterError, RunError
 from crmlens.i18n import N_
 from crmlens.kpis import STATUS_LABELS, TREND_LABELS
@@ -314,8 +314,6 @@ def export_region(region_dir: Path, notebooks: list[Path], kpis: pd.DataFrame, t
     if unknown:
         raise ParameterError(f"export formats: {', '.join(map(repr, unknown))} unknown; accepted: {', '.join(FORMATS)}")
     analyses = [load_analysis(p) for p in notebooks]
-    from crmlens import i18n
-
     with i18n.language(language_of(analyses)):
         return _export_region(region_dir, analyses, kpis, title, wanted, browser)
 
@@ -569,6 +567,7 @@ def render_html(analyses: list[Analysis], title: str, region: str) -> str:
                  "metadata": {"name": title}}
     page, _ = exporter.from_notebook_node(report_notebook(analyses, title, region), resources=resources)
     page = _NETWORK_TAG.sub("", page)  # e.g. a CDN script inside an output: it would not load offline anyway
+    page = page.replace('<html lang="en">', f'<html lang="{i18n.html_lang()}">', 1)
     head, slot, tail = page.partition(_PLOTLYJS_SLOT)
     if not slot:
         raise RunError("export: the report template lost its plotly.js slot")
@@ -789,6 +788,7 @@ def _write_workbook(path: Path, frame: pd.DataFrame, title: str, analyses: list[
         _add_charts(book, ws, name, rows, currency, caption, fmt, first_col=len(ANALYSIS_COLUMNS) + 1)
     tables = {f"{a.name} · {a.period}" if len({d.period for d in documents}) > 1 else a.name: shown_tables(a.nb)
               for a in documents}
+    tables = {key: shown for key, shown in tables.items() if shown}  # no empty sheet for an analysis without tables
     taken = [*reserved, *sheet_names(analyses, reserved=reserved).values()]
     labels = {key: _("{analysis} tables", analysis=key) for key in tables}
     for key, name in sheet_names(labels.values(), reserved=taken).items():

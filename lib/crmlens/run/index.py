@@ -214,7 +214,8 @@ def _summary_html(tasks: list[Mapping[str, Any]], language: Any = None) -> str:
         return ""
     with i18n.language(language if language in i18n.LANGUAGES else None):
         top = executive_summary([Finding.from_record(r) for r in records], SUMMARY_SIZE)
-        return (f'<div class="summary" data-summary="{len(top)}"><h3>{escape(i18n._("Executive summary"))}</h3>'
+        return (f'<div class="summary" lang="{i18n.html_lang()}" data-summary="{len(top)}">'
+                f'<h3>{escape(i18n._("Executive summary"))}</h3>'
                 f"{findings_html(top, links=False)}</div>")
 
 

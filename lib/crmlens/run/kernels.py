@@ -207,7 +207,10 @@ class KernelPool:
         with self._lock:
             self._live.add(km)
         try:
-            _run_sync(km.start_kernel)(env={**os.environ, **self.env}, cwd=self.cwd)
+            # no IPython history: kernels side by side share one history database and print
+            # "ERROR! Session/line number was not unique" into the notebook they run
+            _run_sync(km.start_kernel)(env={**os.environ, **self.env}, cwd=self.cwd,
+                                       extra_arguments=["--HistoryManager.enabled=False"])
             kc = km.client()
             kc.start_channels()
             try:

@@ -22,6 +22,8 @@ from crmlens.charts import COLORS, FIGURE_WIDTH
 from crmlens.errors import ParameterError, RunError
 from crmlens.notebook import FINDING_METADATA, KPI_MIMETYPE
 from crmlens.run import exports
+from crmlens.run.summary import executive_summary, recommendations
+from tests.unit.run.readers import table_problems, tables_cut_in_print
 
 REGION, PERIOD = "East", "2026-Q3"
 REAL = ("02_sales_funnel", "03_sales_performance")
@@ -110,8 +112,9 @@ CHART_COLORS = [hex_rgb(COLORS[k]) for k in ("actual", "comparison", "target", "
 
 
 def chart_pixel_pages(pdf_path: Path, min_pixels: int = 800) -> list[int]:
-    """Pages of the PDF with at least `min_pixels` pixels (at 36 dpi) in a chart colour (within 24 per channel): a chart
-    drawn there. Text is black/grey and the page background white, so they do not count."""
+    """Pages of the PDF with at least `min_pixels` pixels (at 36 dpi) in solid 2×2 blocks of a chart colour (within
+    24 per channel): a chart drawn there. Text is black/grey/blue and thin, the page background white: they do not
+    count."""
     import numpy as np
     import pypdfium2 as pdfium
 
@@ -120,7 +123,11 @@ def chart_pixel_pages(pdf_path: Path, min_pixels: int = 800) -> list[int]:
     try:
         for i in range(len(pdf)):
             image = np.asarray(pdf[i].render(scale=0.5).to_pil().convert("RGB")).astype(int)
-            hits = sum(int((np.abs(image - np.array(c)).max(axis=2) <= 24).sum()) for c in CHART_COLORS)
+            hits = 0
+            for c in CHART_COLORS:
+                mask = np.abs(image - np.array(c)).max(axis=2) <= 24
+                # solid 2×2 blocks only: bars and areas, not the anti-aliased edges of blue link text
+                hits += int((mask[:-1, :-1] & mask[1:, :-1] & mask[:-1, 1:] & mask[1:, 1:]).sum())
             if hits >= min_pixels:
                 pages.append(i)
     finally:
@@ -321,11 +328,21 @@ def test_report_html_is_self_contained_without_code(exported, notebooks):
 
 
 @pytest.mark.slow
-def test_report_xlsx_holds_every_kpi_with_formats_and_charts(exported, kpis):
+def test_report_tables_are_for_readers_and_fit_the_printed_page(exported):
+    assert table_problems(exported["html"].read_text(encoding="utf-8")) == []
+    assert tables_cut_in_print(exported["html"]) == []
+
+
+@pytest.mark.slow
+def test_report_xlsx_holds_every_kpi_with_formats_and_charts(exported, kpis, notebooks):
     import openpyxl
 
     book = openpyxl.load_workbook(exported["xlsx"])
-    assert book.sheetnames == ["Summary", *REAL, FAILED]
+    shown = [p.stem for p in notebooks if exports.shown_tables(exports.load_analysis(p).nb)]
+    assert set(REAL) <= set(shown), "the real notebooks show tables"
+    assert book.sheetnames == ["Executive summary", "Summary", *REAL, FAILED, *(f"{n} tables" for n in shown)]
+    summary_sheet = [r for r in book["Executive summary"].iter_rows(values_only=True) if any(r)]
+    assert len(summary_sheet) >= 2, "the ranked findings are on the first sheet"
 
     summary = book["Summary"]
     rows = list(summary.iter_rows(values_only=True))
@@ -370,14 +387,22 @@ def test_deck_has_a_slide_per_key_chart_titled_by_its_finding(exported, notebook
     slides = list(deck.slides)
     charts = exports.key_charts([exports.load_analysis(p) for p in notebooks])
     assert len(charts) == key_chart_count(notebooks) > 20
-    assert len(slides) == 1 + len(charts)
+    findings = exports.region_findings([exports.load_analysis(p) for p in notebooks])
+    per_slide = exports.FINDINGS_PER_SLIDE
+    n_summary = -(-len(executive_summary(findings)) // per_slide)
+    n_closing = -(-len(recommendations(findings)) // per_slide)
+    assert n_summary >= 1 and n_closing >= 1
+    assert len(slides) == 1 + n_summary + len(charts) + n_closing
+    assert all(s.shapes.title.text.startswith("Executive summary") for s in slides[1:1 + n_summary])
+    assert all(s.shapes.title.text.startswith("Conclusions and recommendations") for s in slides[-n_closing:])
+    chart_slides = slides[1 + n_summary:1 + n_summary + len(charts)]
 
     cover = slides[0]
     assert cover.shapes.title.text == TITLE
     assert REGION in cover.placeholders[1].text and PERIOD in cover.placeholders[1].text
 
     notes = []
-    for slide, chart in zip(slides[1:], charts, strict=True):
+    for slide, chart in zip(chart_slides, charts, strict=True):
         title = slide.shapes.title.text
         assert title and title == exports.slide_title(chart.finding) and "**" not in title
         assert len(title) <= exports.MAX_TITLE_CHARS

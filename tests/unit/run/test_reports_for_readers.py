@@ -21,6 +21,7 @@ import pytest
 from crmlens import i18n
 from crmlens.run import exports, runner
 from crmlens.run.runner import RunOptions
+from tests.unit.run.readers import table_problems, tables_cut_in_print
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def data_words(folder: Path) -> set[str]:
     for path in folder.glob("*.parquet"):
         frame = pd.read_parquet(path)
         for column in frame.columns:
-            if frame[column].dtype == object or str(frame[column].dtype).startswith("string"):
+            if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
                 for value in frame[column].dropna().astype(str).unique()[:20000]:
                     words.update(w.lower() for w in re.findall(r"[A-Za-z]+", value))
     return words
@@ -71,7 +72,8 @@ def data_words(folder: Path) -> set[str]:
 
 def english_words(text: str, allowed: set[str]) -> list[str]:
     text = re.sub(r"\b\w*[_\d]\w*\b", " ", text)  # ids, file names, snake_case names of notebooks
-    return [w for w in re.findall(r"[A-Za-z][A-Za-z'’]+", text) if w.lower() not in allowed and len(w) > 2]
+    words = (w.strip("'’") for w in re.findall(r"[A-Za-z][A-Za-z'’]+", text))
+    return [w for w in words if w.lower() not in allowed and len(w) > 2]
 
 
 def figure_texts(nb) -> list[str]:
@@ -114,6 +116,7 @@ def test_the_chinese_run_has_every_string_translated_and_no_english_prose(zh_run
     page = (zh_run.run_dir / "East" / "report.html").read_text(encoding="utf-8")
     text = visible_text(page)
     assert "管理层摘要" in text and "结论与建议" in text
+    assert '<html lang="zh-CN">' in page, "browsers pick the Simplified Chinese glyphs"
     allowed = ALLOWED_WORDS | data_words(Path(tiny_demo))
     left = english_words(text, allowed)
     assert not left, f"English words left in the zh report: {sorted(set(left))[:40]}"
@@ -131,7 +134,7 @@ def test_the_chinese_pdf_opens_with_the_summary_and_draws_cjk_glyphs(zh_run, tmp
 
     pdf_path = zh_run.run_dir / "East" / "report.pdf"
     raw = pdf_path.read_bytes()
-    assert re.search(rb"/BaseFont\s*/[A-Z]{6}\+Noto\w*CJK", raw), "a CJK font is embedded"
+    assert re.search(rb"/FontName\s*/[A-Z]{6}\+Noto\w*CJKsc", raw), "a CJK font is embedded"
     pdf = pdfium.PdfDocument(str(pdf_path))
     try:
         first = pdf[0].get_textpage().get_text_range()
@@ -144,7 +147,7 @@ def test_the_chinese_pdf_opens_with_the_summary_and_draws_cjk_glyphs(zh_run, tmp
     pdf = pdfium.PdfDocument(str(control))
     try:
         without = np.asarray(pdf[0].render(scale=1).to_pil().convert("L")).astype(int)
-        assert not re.search(rb"/BaseFont\s*/[A-Z]{6}\+Noto\w*CJK", control.read_bytes())
+        assert not re.search(rb"/FontName\s*/[A-Z]{6}\+Noto\w*CJKsc", control.read_bytes())
     finally:
         pdf.close()
     rows = min(with_font.shape[0], without.shape[0])
@@ -170,39 +173,6 @@ def _print_without_cjk_fonts(html_path: Path, tmp_path: Path) -> Path:
         finally:
             browser.close()
     return target
-
-
-_SNAKE = re.compile(r"^[a-z]+(_[a-z0-9]+)+$")
-_RAW_RATE = re.compile(r"^-?0\.\d{3,}$")
-
-
-def table_problems(page: str) -> list[str]:
-    """Report tables that are not for readers."""
-    problems = []
-    if 'class="dataframe' in page:
-        problems.append("a raw pandas table (class dataframe)")
-    for header in re.findall(r"<th(?:\s[^>]*)?>(.*?)</th>", page, re.S):
-        text = re.sub(r"<[^>]+>", "", header).strip()
-        if not text:
-            problems.append("an empty header (an index column)")
-        elif _SNAKE.match(text):
-            problems.append(f"snake_case header {text!r}")
-    for cell in re.findall(r"<td(?:\s[^>]*)?>(.*?)</td>", page, re.S):
-        text = re.sub(r"<[^>]+>", "", cell).strip()
-        if _RAW_RATE.match(text) or text in ("NaN", "nan", "None", "<NA>", "NaT"):
-            problems.append(f"unformatted cell {text!r}")
-    return sorted(set(problems))
-
-
-def tables_cut_in_print(html_path: Path) -> list[str]:
-    """Tables wider than the printed page (A4 landscape, 10 mm margins: 277 mm ≈ 1047 px)."""
-    with exports.chromium() as browser, exports.report_page(html_path, browser) as report:
-        page = report._page
-        page.emulate_media(media="print")
-        page.set_viewport_size({"width": 1047, "height": 1400})
-        return page.evaluate("""() => Array.from(document.querySelectorAll('table'))
-            .filter(t => t.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
-            .map(t => (t.querySelector('th') || t).textContent.slice(0, 40))""")
 
 
 def test_the_chinese_report_tables_are_for_readers_and_fit_the_page(zh_run):
