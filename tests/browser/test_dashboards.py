@@ -298,6 +298,7 @@ def test_language_zh_deep_link_shows_chinese_with_the_english_numbers(page, serv
         assert english_text not in body, english_text
     assert shown(page, "comparison") == "上一期（环比）" and shown(page, "region") == "East"
     assert "Traceback" not in body and page.outside == []
+    assert page.evaluate("document.documentElement.lang") == "zh-CN", "the loading text was Chinese too"
     # the control in the filter bar: back to English, same filters, same numbers, English labels
     before = render_count(page)
     page.locator(".crmlens-filter-language button", has_text="English").click()
