@@ -99,7 +99,7 @@ bench: $(STAMP) run-deps $(DEMO_DIR)/opportunities.parquet ## run the benchmarks
 lock: ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --generate-hashes --no-header --quiet -o requirements.lock
+	  --generate-hashes --no-header --quiet --no-emit-package rfc3987-syntax --no-emit-package lark -o requirements.lock
 
 clean: ## remove the venv, outputs and generated demo data
 	rm -rf $(VENV) outputs/* data/demo .pytest_cache .ruff_cache

@@ -26,6 +26,7 @@ import math
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -550,15 +551,20 @@ def report_notebook(analyses: list[Analysis], title: str, region: str) -> nbform
     return merged
 
 
+_EXPORTERS = threading.local()
+
+
 def render_html(analyses: list[Analysis], title: str, region: str) -> str:
     """The region's report page: every analysis, no code, plotly.js embedded once, no network references."""
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
     from plotly.offline import get_plotlyjs
 
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
-                            template_file=_TEMPLATE_NAME, exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = getattr(_EXPORTERS, "html", None)
+    if exporter is None:  # one per thread: it compiles its Jinja templates once (0.3 s), and is not thread-safe
+        exporter = _EXPORTERS.html = HTMLExporter(
+            template_name="lab", extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
+            template_file=_TEMPLATE_NAME, exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     # plotly.js (4.8 MB) goes in after nbconvert: its HTML clean-up parses the whole page (BeautifulSoup)
     from crmlens.present import TABLE_CSS
     from crmlens.run.summary import SUMMARY_CSS
