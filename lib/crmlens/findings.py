@@ -22,7 +22,6 @@ Severity = Literal["act", "watch", "good", "info"]
 #: Most urgent first: the order of an executive summary.
 SEVERITIES: tuple[str, ...] = ("act", "watch", "good", "info")
 SEVERITY_LABELS = {"act": N_("Act"), "watch": N_("Watch"), "good": N_("Good news"), "info": N_("Context")}
-SEVERITY_ICONS = {"act": "🔴", "watch": "🟠", "good": "🟢", "info": "⚪"}
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,8 @@ def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
     both are text: the positions come from Arrow's hash ``index_in`` (pandas 3 indexes pyarrow-backed text
     through Python objects — seconds for a million ids). A missing key, or one not in `table`, gives a missing
     value, as with ``map``; the result has `keys`' index and `table`'s dtype."""
+    if not len(table):  # (``map`` with an empty datetime table fails in pandas 3: it casts it to float)
+        return pd.Series(index=keys.index, dtype=table.dtype, name=keys.name)
     index = table.index
     if not (_is_arrow_text(keys.dtype) and isinstance(index.dtype, pd.StringDtype) and len(table) and index.is_unique):
         return keys.map(table)

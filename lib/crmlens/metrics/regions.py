@@ -959,7 +959,7 @@ def activities_per_rep(frames: Frames, ctx: KpiContext, *, by: str = "team") -> 
     rep_index = pd.Series(sorted(headcount), dtype="string")
     n_reps = rep_index.groupby(_group_of(frames, rep_index, by).to_numpy()).size().rename("n_reps")
     group = _group_of(frames, done["rep_id"], by)
-    counts = pd.crosstab(group.to_numpy(), done["activity_type"].astype("string").to_numpy())
+    counts = _crosstab(group, done["activity_type"].astype("string"))
     types = sorted(counts.columns)
     stats = pd.DataFrame(index=n_reps.index.union(counts.index))
     stats["n_reps"] = n_reps.reindex(stats.index, fill_value=0)
@@ -972,6 +972,17 @@ def activities_per_rep(frames: Frames, ctx: KpiContext, *, by: str = "team") -> 
     out = out.sort_values(["activities_per_rep", "name"], ascending=[False, True],
                           na_position="last").reset_index(drop=True)
     return _noting(out, _not_in_source(acts, "activities", "occurred_at"))
+
+
+def _crosstab(rows: pd.Series, columns: pd.Series) -> pd.DataFrame:
+    """``pd.crosstab(rows, columns)`` (pairs with a missing side left out; labels sorted), counted on the
+    factorized keys: crosstab groups a million text pairs in seconds, this in a fraction of it."""
+    row_codes, row_keys = pd.factorize(rows.to_numpy(), sort=True)
+    col_codes, col_keys = pd.factorize(columns.to_numpy(), sort=True)
+    both = (row_codes >= 0) & (col_codes >= 0)
+    cells = np.bincount(row_codes[both] * len(col_keys) + col_codes[both], minlength=len(row_keys) * len(col_keys))
+    return pd.DataFrame(cells.reshape(len(row_keys), len(col_keys)), index=pd.Index(row_keys, dtype="string"),
+                        columns=pd.Index(col_keys, dtype="string"))
 
 
 def _extremes(rated: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1223,7 +1234,7 @@ def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int | None = Non
                         "name": _col(owned, "name").astype("string").to_numpy(),
                         "owner_rep_id": owned["owner_rep_id"].astype("string").to_numpy(),
                         "account_level": _col(owned, "level").astype("string").to_numpy()})
-    out["last_activity_at"] = last.reindex(out["account_id"]).to_numpy()
+    out["last_activity_at"] = lookup(out["account_id"], last).to_numpy()
     out["days_since_activity"] = (ref - out["last_activity_at"]).dt.total_seconds() / 86400
     out["is_forgotten"] = ~(out["last_activity_at"] >= ref - pd.Timedelta(days=days)).fillna(False).astype(bool)
     amount = pd.Series(dtype="float64")
@@ -1232,11 +1243,13 @@ def account_follow_up(frames: Frames, ctx: KpiContext, *, days: int | None = Non
         opps = frames["opportunities"]
         still_open = opps["is_won"].isna() | (opps["closed_at"] >= ref).fillna(False).astype(bool)
         open_opps = opps[still_open & opps["account_id"].notna()]
-        keys = open_opps["account_id"].astype("string")
-        amount = open_opps["amount"].astype("float64").fillna(0.0).groupby(keys).sum()
-        count = keys.value_counts()
-    out["n_open_opportunities"] = out["account_id"].map(count).fillna(0).astype("int64")
-    out["open_opportunity_amount"] = out["account_id"].map(amount).astype("float64").fillna(0.0)
+        codes, uniques = pd.factorize(open_opps["account_id"].astype("string"))  # grouped once, by codes
+        index = pd.Index(pd.array(uniques, dtype="string"))
+        amount = pd.Series(np.bincount(codes, open_opps["amount"].astype("float64").fillna(0.0).to_numpy(),
+                                       minlength=len(uniques)), index=index)
+        count = pd.Series(np.bincount(codes, minlength=len(uniques)).astype("float64"), index=index)
+    out["n_open_opportunities"] = lookup(out["account_id"], count).fillna(0).astype("int64").to_numpy()
+    out["open_opportunity_amount"] = lookup(out["account_id"], amount).astype("float64").fillna(0.0).to_numpy()
     return _noting(out.sort_values(["owner_rep_id", "account_id"]).reset_index(drop=True), gaps, days=days)
 
 
@@ -1648,8 +1661,26 @@ def kpi_forgotten_accounts(frames: Frames, ctx: KpiContext) -> float | None:
     days = ctx.forgotten_days
     if reference_time(ctx) - pd.Timedelta(days=days) < pd.Timestamp(ctx.period_start):
         return None
-    state = account_follow_up(frames, ctx, days=days)
-    return float(state["is_forgotten"].sum()) if len(state) else None
+    return forgotten_count(frames, ctx, days=days)
+
+
+@memo_by_inputs
+def forgotten_count(frames: Frames, ctx: KpiContext, *, days: int | None = None) -> float | None:
+    """How many of `account_follow_up`'s accounts are forgotten (its ``is_forgotten`` summed; None when the
+    region has no owned account), without building the per-account frame: the owned accounts not among those
+    whose latest activity is within the `days` days before the reference time."""
+    days = _days(days, ctx)
+    _need(frames, "accounts", "activities")
+    ref = reference_time(ctx)
+    owned = _owned_accounts(frames["accounts"], ctx)
+    owned = owned[~(_col(owned, "created_at", "datetime64[us]") >= ref).fillna(False).astype(bool)]
+    if owned.empty:
+        return None
+    latest = getattr(frames, "latest", None)
+    last = (_last_activity_series(latest("activities", "occurred_at", "account_id", ref)) if callable(latest)
+            else last_activity(frames["activities"], ref))
+    recent = last.index[(last >= ref - pd.Timedelta(days=days)).fillna(False).to_numpy(dtype=bool)]
+    return float((~isin(owned["account_id"].astype("string"), pd.Series(recent, dtype="string"))).sum())
 
 
 @register_kpi("public_pool_accounts", label="Accounts in the public pool", unit="count", direction="neutral",

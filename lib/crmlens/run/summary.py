@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from crmlens.findings import FINDING_MIMETYPE, SEVERITY_ICONS, SEVERITY_LABELS, Finding, summary
+from crmlens.findings import FINDING_MIMETYPE, SEVERITY_LABELS, Finding, summary
 from crmlens.i18n import _
 
 #: Findings in a region's executive summary.
@@ -73,10 +73,12 @@ def _markdown_inline(text: str) -> str:
 
 
 def severity_badge(severity: str) -> str:
-    """A small coloured badge: 🔴 Act, 🟠 Watch, 🟢 Good news, ⚪ Context."""
+    """A small coloured badge — a dot and the label: Act (red), Watch (orange), Good news (green), Context
+    (grey). The dot is drawn by CSS, not an emoji: no emoji font is needed in the PDF (Chromium prints a box
+    for a glyph it has no font for)."""
     label = _(SEVERITY_LABELS.get(severity, SEVERITY_LABELS["info"]))
-    return (f'<span class="crmlens-sev crmlens-sev-{html.escape(severity)}">{SEVERITY_ICONS.get(severity, "")} '
-            f"{html.escape(label)}</span>")
+    return (f'<span class="crmlens-sev crmlens-sev-{html.escape(severity)}"><span class="crmlens-sev-dot" '
+            f'aria-hidden="true"></span>{html.escape(label)}</span>')
 
 
 def findings_html(findings: list[Finding], *, links: bool = True, titles: Mapping[str, str] | None = None,
@@ -108,6 +110,8 @@ SUMMARY_CSS = """
 .crmlens-summary-list li { margin: 0 0 0.8em; line-height: 1.45; break-inside: avoid; }
 .crmlens-sev { display: inline-block; font-size: 0.8em; font-weight: 600; border-radius: 3px; padding: 0 6px;
   margin-right: 6px; white-space: nowrap; }
+.crmlens-sev-dot { display: inline-block; width: 0.6em; height: 0.6em; border-radius: 50%;
+                   background: currentColor; margin-right: 0.35em; vertical-align: 0.05em; }
 .crmlens-sev-act { background: #fdecea; color: #b71c1c; }
 .crmlens-sev-watch { background: #fff4e5; color: #a15c00; }
 .crmlens-sev-good { background: #e8f5e9; color: #1b5e20; }

@@ -357,6 +357,9 @@ def test_account_follow_up_and_forgotten_by_rep() -> None:
     assert found.recommendation == "A Ann: call the 1 account silent for 60+ days."
     longer = rg.forgotten_by_rep(fixture_frames(), Q3, days=90)
     assert longer["n_forgotten_accounts"].sum() == 0
+    assert rg.forgotten_count(fixture_frames(), Q3, days=60) == 1.0  # the KPI's count: a2
+    assert rg.forgotten_count(fixture_frames(), Q3, days=10) == 3.0 and rg.forgotten_count(fixture_frames(), Q3,
+                                                                                             days=90) == 0.0
 
 
 def test_follow_up_failure_modes() -> None:
@@ -491,6 +494,10 @@ def test_last_activities_from_the_engine_equal_the_history_path(tiny_demo, regio
     ctx = _ctx(s)
     for fn in (rg.account_follow_up, rg.forgotten_by_rep, rg.call_next):
         pd.testing.assert_frame_equal(fn(by_engine, ctx, days=45), fn(by_history, ctx, days=45), obj=fn.__name__)
+    # the KPI's count (no per-account frame) is the per-account states' count, from the engine or from frames
+    for frames in (by_engine, by_history, s.tables):
+        state = rg.account_follow_up(frames, ctx, days=45)
+        assert rg.forgotten_count(frames, ctx, days=45) == float(state["is_forgotten"].sum()) > 0
     ref = rg.reference_time(ctx)
     pd.testing.assert_series_equal(rg.last_activity(latest, ref), rg.last_activity(history, ref))
     # the store flags its result as one row per account: asked again (same or later time) it is not regrouped

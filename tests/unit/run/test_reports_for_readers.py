@@ -117,6 +117,8 @@ def test_the_chinese_run_has_every_string_translated_and_no_english_prose(zh_run
     text = visible_text(page)
     assert "管理层摘要" in text and "结论与建议" in text
     assert '<html lang="zh-CN">' in page, "browsers pick the Simplified Chinese glyphs"
+    emoji = re.findall(r"[\U0001F000-\U0001FFFF]", text)
+    assert not emoji, f"no emoji font is installed: the PDF would print boxes for {sorted(set(emoji))}"
     allowed = ALLOWED_WORDS | data_words(Path(tiny_demo))
     left = english_words(text, allowed)
     assert not left, f"English words left in the zh report: {sorted(set(left))[:40]}"
