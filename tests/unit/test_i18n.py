@@ -108,3 +108,23 @@ def test_catalogue_placeholders_match_the_english():
         for form in forms:
             allowed = set(field.findall(msgid)) | ({"n"} if isinstance(text, tuple) else set())  # n_() fills {n}
             assert set(field.findall(form)) <= allowed, (msgid, form)
+
+
+def test_a_msgid_in_two_catalogue_files_means_the_same():
+    """The catalogue is keyed by the English text: "Lost" (a lost deal, 丢单) in one area's file and "Lost" (a
+    lost customer, 流失客户) in another's would silently take the last file's translation everywhere."""
+    from babel.messages.pofile import read_po
+
+    seen: dict[str, tuple[str, object]] = {}
+    clashes = []
+    for path in sorted((i18n.LOCALE_DIR / "zh").glob("*.po")):
+        with path.open("rb") as f:
+            for message in read_po(f):
+                if not message.id:
+                    continue
+                key = message.id[0] if isinstance(message.id, tuple) else message.id
+                text = tuple(message.string) if isinstance(message.string, tuple | list) else message.string
+                if key in seen and seen[key][1] != text:
+                    clashes.append(f"{key!r}: {seen[key][0]} {seen[key][1]!r} vs {path.name} {text!r}")
+                seen.setdefault(key, (path.name, text))
+    assert not clashes, "; ".join(clashes[:10])

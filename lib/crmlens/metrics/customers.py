@@ -1,0 +1,470 @@
+"""Customers (客户洞察): the customer base — active, new, reactivated, churned, net growth —, RFM value tiers
+and their migration, and cohort retention.
+
+Pure functions over validated frames, as the other areas. A **purchase** is a signed contract (``contracts``:
+``account_id``, ``signed_at``, ``amount``); a **customer** is an account with at least one purchase. A purchase
+covers its account for `term_days` (customers renew yearly) plus `grace_days` before the account counts as
+churned — the definitions of `crmlens.truths.ChurnDrivers`. So, at a time *t*, a customer is **active** when
+its latest purchase before *t* was less than ``term_days + grace_days`` days before *t*.
+
+In a period [start, end) with reference time R (the as-of time, capped at the period end):
+
+* ``n_active_start``: customers active at the start; ``n_active_end``: active at R;
+* ``n_new_customers``: accounts whose first purchase ever falls in [start, R);
+* ``n_reactivated``: customers inactive at the start (but not new) who bought again and are active at R;
+* ``n_churned``: customers active at the start and not at R;
+* ``n_active_end = n_active_start + n_new_customers + n_reactivated − n_churned``; ``net_growth`` is that difference and
+  ``net_growth_rate`` = net growth ÷ ``n_active_start`` (missing when nobody was active at the start).
+
+Purchases must reach back far enough: a slice holds only the period's contracts, so pass a history
+(`purchase_history`, 16 periods by default). The first purchase "ever" is the first one the history holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmlens.analysis import on_slice
+from crmlens.errors import ParameterError, SchemaError
+from crmlens.findings import Finding, finding
+from crmlens.i18n import N_, _, format_number, n_
+from crmlens.kpis import KpiContext
+from crmlens.metrics.common import bucket, check_choice, isin, ratio
+from crmlens.present import register_columns
+
+AREA = "customers"
+Frames = Mapping[str, pd.DataFrame]
+
+#: A purchase covers its customer this long (customers renew yearly) ...
+TERM_DAYS = 365
+#: ... and this much longer before the customer counts as churned (a late renewal is not a churn).
+GRACE_DAYS = 90
+#: Account attributes a customer base can be split by.
+SEGMENTS = ("industry", "size_band", "region_id", "level", "source_channel", "country", "province", "city")
+UNKNOWN = N_("(unknown)")
+#: RFM tiers, best first (see `rfm_tier`).
+TIERS = ("champions", "loyal", "promising", "at_risk", "hibernating", "lost")
+TIER_LABELS = {"champions": N_("Champions"), "loyal": N_("Loyal"), "promising": N_("Promising"),
+               "at_risk": N_("At risk"), "hibernating": N_("Hibernating"), "lost": N_("Lost customers")}
+VALUE_TIERS = ("high", "mid", "low")
+VALUE_LABELS = {"high": N_("High value"), "mid": N_("Mid value"), "low": N_("Low value")}
+NEW_IN_TIER = "new"
+COHORT_BASES = ("purchase", "active")
+COHORT_FREQS = ("month", "quarter", "year")
+
+register_columns({
+    "segment": (N_("Segment"), "text"),
+    "n_active_start": (N_("Active customers at the start"), "count"),
+    "n_new_customers": (N_("New customers"), "count"),
+    "n_reactivated": (N_("Reactivated customers"), "count"),
+    "n_churned": (N_("Churned customers"), "count"),
+    "n_active_end": (N_("Active customers at the end"), "count"),
+    "net_growth": (N_("Net growth"), "count"),
+    "net_growth_rate": (N_("Net growth rate"), "rate"),
+    "churn_rate": (N_("Churn rate"), "rate"),
+    "last_purchase_at": (N_("Last purchase"), "date"),
+    "recency_days": (N_("Days since the last purchase"), "days"),
+    "frequency": (N_("Purchases"), "count"),
+    "monetary_amount": (N_("Revenue"), "amount"),
+    "r_score": (N_("R score"), "score"),
+    "f_score": (N_("F score"), "score"),
+    "m_score": (N_("M score"), "score"),
+    "rfm_tier": (N_("RFM tier"), "text"),
+    "value_tier": (N_("Value tier"), "text"),
+    "n_customers": (N_("Customers"), "count"),
+    "customer_share": (N_("Share of customers"), "share"),
+    "revenue_share": (N_("Share of revenue"), "share"),
+    "cohort": (N_("Cohort (first purchase)"), "text"),
+    "cohort_size": (N_("Customers in the cohort"), "count"),
+})
+
+
+# ------------------------------------------------------------------------------------------------ purchases
+
+def purchases_of(contracts: pd.DataFrame) -> pd.DataFrame:
+    """The purchases in `contracts`: account_id, purchased_at, amount (missing → 0), one row per contract with an
+    account and a signing time, ordered by time then account. A SchemaError names a missing column."""
+    missing = [c for c in ("account_id", "signed_at") if c not in contracts.columns]
+    if missing:
+        raise SchemaError(f"contracts: column(s) {', '.join(missing)} needed for purchases are not in this source")
+    amount = contracts["amount"] if "amount" in contracts.columns else pd.Series(np.nan, index=contracts.index)
+    out = pd.DataFrame({"account_id": contracts["account_id"].astype("string").to_numpy(),
+                        "purchased_at": contracts["signed_at"].astype("datetime64[us]").to_numpy(),
+                        "amount": pd.to_numeric(amount, errors="coerce").astype("float64").fillna(0.0).to_numpy()})
+    out = out[out["account_id"].notna() & out["purchased_at"].notna()]
+    return out.sort_values(["purchased_at", "account_id"], kind="mergesort").reset_index(drop=True)
+
+
+def purchase_history(s: Any, n_periods: int = 16) -> pd.DataFrame | None:
+    """The slice's purchases over the `n_periods` periods ending with its own (``contracts`` read in the
+    engine, `crmlens.data.Slice.history`); None when the source has no contracts."""
+    if not s.has("contracts"):
+        return None
+    return purchases_of(s.history("contracts", n_periods))
+
+
+def reference_time(ctx: KpiContext) -> pd.Timestamp:
+    """The as-of time, capped at the period end."""
+    end = pd.Timestamp(ctx.period_end)
+    return min(pd.Timestamp(ctx.as_of), end) if ctx.as_of is not None else end
+
+
+def _check_days(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"{name}: {value!r} is not allowed; use a whole number of days ≥ {minimum}")
+    return value
+
+
+def _last_before(purchases: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
+    """Per account (index), its latest purchase strictly before `t`."""
+    before = purchases[purchases["purchased_at"] < t]
+    return before.groupby("account_id", sort=True)["purchased_at"].max()
+
+
+def _active_at(purchases: pd.DataFrame, t: pd.Timestamp, cover: pd.Timedelta) -> pd.Index:
+    last = _last_before(purchases, t)
+    return last.index[(last + cover > t).to_numpy()]
+
+
+def _customer_frame(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
+    accounts = accounts if ctx.region == "all" or "region_id" not in accounts.columns else \
+        accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
+    return accounts.drop_duplicates("account_id")
+
+
+# ------------------------------------------------------------------------------------------ customer base
+
+def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiContext, *,
+                    term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+    """Every customer of the region that was active at the start or bought before the reference time, with its
+    state in the period: account_id, first_purchase_at, active_start, active_end, is_new, is_reactivated,
+    is_churned (see the module doc)."""
+    term_days, grace_days = _check_days("term_days", term_days, 1), _check_days("grace_days", grace_days)
+    cover = pd.Timedelta(days=term_days + grace_days)
+    start, ref = pd.Timestamp(ctx.period_start), reference_time(ctx)
+    mine = _customer_frame(accounts, ctx)
+    bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
+    bought = bought[bought["purchased_at"] < ref]
+    first = bought.groupby("account_id", sort=True)["purchased_at"].min()
+    out = pd.DataFrame({"account_id": first.index.astype("string"), "first_purchase_at": first.to_numpy()})
+    out["active_start"] = out["account_id"].isin(_active_at(bought, start, cover)).to_numpy()
+    out["active_end"] = out["account_id"].isin(_active_at(bought, ref, cover)).to_numpy()
+    out["is_new"] = (out["first_purchase_at"] >= start).to_numpy()
+    out["is_reactivated"] = ~out["active_start"] & out["active_end"] & ~out["is_new"]
+    out["is_churned"] = out["active_start"] & ~out["active_end"]
+    return out
+
+
+@on_slice("accounts")
+def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
+                  by: str | None = None, term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+    """The customer base of the period (see the module doc), for the whole region or per segment `by` (an
+    account attribute of `SEGMENTS`): segment, n_active_start, n_new_customers, n_reactivated, n_churned, n_active_end,
+    net_growth, net_growth_rate, churn_rate (churned ÷ active at the start). Segments ordered by active
+    customers at the end (then name); accounts with no value of `by` are "(unknown)". With a slice:
+    ``customers.customer_base(s, customers.purchase_history(s), by="industry")``."""
+    if purchases is None:
+        raise SchemaError("customer_base needs purchases (table `contracts`), which are not in this source")
+    if by is not None:
+        check_choice("by", by, SEGMENTS)
+    states = customer_states(accounts, purchases, ctx, term_days=term_days, grace_days=grace_days)
+    if by is None:
+        states["segment"] = "all"
+    else:
+        if by not in accounts.columns:
+            raise SchemaError(f"accounts: column {by!r} is not in this source")
+        frame = _customer_frame(accounts, ctx)
+        seg = pd.Series(frame[by].astype("string").to_numpy(), index=pd.Index(frame["account_id"].astype("string")))
+        states["segment"] = states["account_id"].map(seg).astype("string").fillna(_(UNKNOWN)).to_numpy()
+    flags = {"n_active_start": "active_start", "n_new_customers": "is_new", "n_reactivated": "is_reactivated",
+             "n_churned": "is_churned", "n_active_end": "active_end"}
+    out = states.groupby("segment", sort=True)[list(flags.values())].sum().astype("int64")
+    out.columns = list(flags)
+    out = out.reset_index()
+    out["net_growth"] = out["n_active_end"] - out["n_active_start"]
+    out["net_growth_rate"] = [ratio(g, a) for g, a in zip(out["net_growth"], out["n_active_start"], strict=True)]
+    out["churn_rate"] = [ratio(c, a) for c, a in zip(out["n_churned"], out["n_active_start"], strict=True)]
+    out[["net_growth_rate", "churn_rate"]] = out[["net_growth_rate", "churn_rate"]].astype("float64")
+    out = out.sort_values(["n_active_end", "segment"], ascending=[False, True], kind="mergesort")
+    out.attrs["by"] = by
+    return out.reset_index(drop=True)
+
+
+def _fmt(value: Any, unit: str, digits: int | None = None) -> str:
+    return format_number(value, unit, digits=digits)
+
+
+def describe_customer_base(result: pd.DataFrame) -> Finding | None:
+    """The period's net growth of the customer base, in numbers (whole region), or the segment that shrank or
+    grew most (per segment; equal changes are named together, none is ranked when all are equal)."""
+    if result is None:
+        return None
+    if result.empty or int(result["n_active_start"].sum() + result["n_active_end"].sum()) == 0:
+        return finding(_("No customer was active in this slice: the source records no purchase in reach."),
+                       "info", kpi="active_customers")
+    total = result[["n_active_start", "n_new_customers", "n_reactivated", "n_churned", "n_active_end"]].sum()
+    start, end = int(total["n_active_start"]), int(total["n_active_end"])
+    growth = end - start
+    change = format_number(ratio(growth, start), "rate", signed=True, digits=1) if start else \
+        format_number(growth, "count", signed=True)
+    text = _("Active customers went from {start} to {end} ({change}): {new} new, {back} reactivated, {lost} "
+             "churned.", start=_fmt(start, "count"), end=_fmt(end, "count"), change=change,
+             new=_fmt(int(total["n_new_customers"]), "count"), back=_fmt(int(total["n_reactivated"]), "count"),
+             lost=_fmt(int(total["n_churned"]), "count"))
+    severity = "act" if growth < 0 else ("good" if growth > 0 else "info")
+    recommendation = None
+    by = result.attrs.get("by")
+    if by is not None and len(result) > 1:
+        rated = result[result["n_active_start"] > 0]
+        if len(rated) > 1 and rated["net_growth_rate"].nunique() > 1:
+            worst_rate = rated["net_growth_rate"].min()
+            worst = rated[rated["net_growth_rate"] == worst_rate]
+            if worst_rate < 0:
+                names = ", ".join(str(v) for v in worst["segment"])
+                text += " " + n_("{segments} shrank most ({rate}).", "{segments} shrank most ({rate} each).",
+                                 len(worst), segments=names, rate=_fmt(worst_rate, "rate", 1))
+                recommendation = _("Review why customers of {segments} did not renew, and call those due for "
+                                   "renewal first.", segments=names)
+    elif growth < 0:
+        recommendation = _("Review the churned customers' last contracts and call those due for renewal next.")
+    return finding(text, severity, recommendation=recommendation, kpi="active_customers")
+
+
+# ----------------------------------------------------------------------------------------------------- RFM
+
+def _score(values: pd.Series, higher_is_better: bool = True) -> pd.Series:
+    """Quintile scores 1–5 by percentile rank (equal values share a score: average ranks)."""
+    if values.empty:
+        return pd.Series(dtype="int64", index=values.index)
+    pct = (values if higher_is_better else -values).rank(method="average", pct=True)
+    return np.ceil(pct * 5).clip(1, 5).astype("int64")
+
+
+def rfm_tier(r: int, f: int, m: int) -> str:
+    """The tier of R, F and M scores (1–5), with FM = (F + M) / 2:
+
+    champions R ≥ 4 and FM ≥ 4; loyal R ≥ 3 and FM ≥ 3 (not champions); promising R ≥ 3 and FM < 3;
+    at_risk R ≤ 2 and FM ≥ 3; hibernating R = 2 and FM < 3; lost R = 1 and FM < 3."""
+    fm = (f + m) / 2
+    if r >= 3:
+        return "champions" if r >= 4 and fm >= 4 else ("loyal" if fm >= 3 else "promising")
+    if fm >= 3:
+        return "at_risk"
+    return "hibernating" if r == 2 else "lost"
+
+
+def value_tier(m: int) -> str:
+    """high (M score 4–5), mid (3), low (1–2)."""
+    return "high" if m >= 4 else ("mid" if m == 3 else "low")
+
+
+@on_slice("accounts")
+def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
+        window_days: int | None = None) -> pd.DataFrame:
+    """Recency, frequency and monetary value of every customer of the region at the reference time (purchases
+    before it; within `window_days` when given): account_id, name, last_purchase_at, recency_days, frequency,
+    monetary_amount, r_score, f_score, m_score (1–5, quintiles of the customers; equal values share a score),
+    rfm_tier (`rfm_tier`) and value_tier (`value_tier`). Ordered by tier, then revenue (descending), then id."""
+    if purchases is None:
+        raise SchemaError("rfm needs purchases (table `contracts`), which are not in this source")
+    ref = reference_time(ctx)
+    mine = _customer_frame(accounts, ctx)
+    bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
+    bought = bought[bought["purchased_at"] < ref]
+    if window_days is not None:
+        bought = bought[bought["purchased_at"] >= ref - pd.Timedelta(days=_check_days("window_days", window_days, 1))]
+    grouped = bought.groupby("account_id", sort=True)
+    out = pd.DataFrame({"last_purchase_at": grouped["purchased_at"].max(), "frequency": grouped.size(),
+                        "monetary_amount": grouped["amount"].sum()}).reset_index()
+    out["account_id"] = out["account_id"].astype("string")
+    names = mine.set_index(mine["account_id"].astype("string"))["name"] if "name" in mine.columns else pd.Series(
+        dtype="string")
+    out.insert(1, "name", out["account_id"].map(names).astype("string"))
+    out["recency_days"] = (ref - out["last_purchase_at"]).dt.total_seconds() / 86400
+    out["r_score"] = _score(out["recency_days"], higher_is_better=False)
+    out["f_score"] = _score(out["frequency"].astype("float64"))
+    out["m_score"] = _score(out["monetary_amount"])
+    out["rfm_tier"] = [rfm_tier(r, f, m) for r, f, m in zip(out["r_score"], out["f_score"], out["m_score"],
+                                                           strict=True)]
+    out["value_tier"] = [value_tier(m) for m in out["m_score"]]
+    order = {t: i for i, t in enumerate(TIERS)}
+    out = out.assign(_o=out["rfm_tier"].map(order)).sort_values(["_o", "monetary_amount", "account_id"],
+                                                                 ascending=[True, False, True], kind="mergesort")
+    cols = ["account_id", "name", "last_purchase_at", "recency_days", "frequency", "monetary_amount", "r_score",
+            "f_score", "m_score", "rfm_tier", "value_tier"]
+    return out[cols].reset_index(drop=True)
+
+
+def rfm_tiers(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per RFM tier (all six, in `TIERS` order): rfm_tier, n_customers, customer_share, monetary_amount,
+    revenue_share (missing when there is no revenue at all), recency_days and frequency (medians)."""
+    grouped = scored.groupby("rfm_tier")
+    out = pd.DataFrame({"n_customers": grouped.size(), "monetary_amount": grouped["monetary_amount"].sum(),
+                        "recency_days": grouped["recency_days"].median(),
+                        "frequency": grouped["frequency"].median()}).reindex(list(TIERS))
+    out["n_customers"] = out["n_customers"].fillna(0).astype("int64")
+    out["monetary_amount"] = out["monetary_amount"].fillna(0.0)
+    total_n, total_m = int(out["n_customers"].sum()), float(out["monetary_amount"].sum())
+    out["customer_share"] = out["n_customers"] / total_n if total_n else np.nan
+    out["revenue_share"] = out["monetary_amount"] / total_m if total_m > 0 else np.nan
+    out = out.rename_axis("rfm_tier").reset_index()
+    return out[["rfm_tier", "n_customers", "customer_share", "monetary_amount", "revenue_share", "recency_days",
+                "frequency"]]
+
+
+def tier_migration(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """How customers moved between RFM tiers: a count matrix with the comparison tier as rows (plus "new" for
+    customers not scored then) and the current tier as columns, both in `TIERS` order; every tier is a row
+    and a column, so the matrix is square apart from the "new" row."""
+    then = before.set_index(before["account_id"].astype("string"))["rfm_tier"]
+    now = after.set_index(after["account_id"].astype("string"))["rfm_tier"]
+    origin = now.index.map(then).to_series(index=now.index).fillna(NEW_IN_TIER)
+    counts = pd.crosstab(origin.to_numpy(), now.to_numpy())
+    out = counts.reindex(index=[*TIERS, NEW_IN_TIER], columns=list(TIERS), fill_value=0).astype("int64")
+    out.index.name, out.columns.name = "from_tier", "to_tier"
+    return out
+
+
+def describe_rfm_tiers(tiers: pd.DataFrame) -> Finding | None:
+    """Where the revenue sits: the champions' share of customers and of revenue, and the revenue at risk."""
+    if tiers is None:
+        return None
+    total = int(tiers["n_customers"].sum())
+    if total == 0:
+        return finding(_("No customer bought before the reference time: there is nothing to score."), "info")
+    if total < 5:
+        return finding(n_("Only {n} customer bought: too few to score them in quintiles.",
+                          "Only {n} customers bought: too few to score them in quintiles.", total), "info")
+    row = tiers.set_index("rfm_tier")
+    champions, at_risk = row.loc["champions"], row.loc["at_risk"]
+    text = _("Champions are {share} of the customers and bring {revenue} of the revenue.",
+             share=_fmt(champions["customer_share"], "share", 0), revenue=_fmt(champions["revenue_share"], "share", 0))
+    severity, recommendation = "info", None
+    if at_risk["n_customers"] > 0 and pd.notna(at_risk["revenue_share"]) and at_risk["revenue_share"] > 0:
+        text += " " + n_("{n} customer is at risk (bought often, not lately) with {revenue} of the revenue.",
+                         "{n} customers are at risk (bought often, not lately) with {revenue} of the revenue.",
+                         int(at_risk["n_customers"]), revenue=_fmt(at_risk["revenue_share"], "share", 0))
+        severity = "watch"
+        recommendation = _("Call the at-risk customers with the highest revenue before their renewal is due.")
+    return finding(text, severity, recommendation=recommendation)
+
+
+# ------------------------------------------------------------------------------------------------ cohorts
+
+def _period_index(labels: pd.Series, freq: str) -> pd.Series:
+    """An integer per period label, consecutive periods one apart."""
+    if freq == "year":
+        return labels.astype("int64")
+    year = labels.str.slice(0, 4).astype("int64")
+    if freq == "quarter":
+        return year * 4 + labels.str.slice(6, 7).astype("int64") - 1
+    return year * 12 + labels.str.slice(5, 7).astype("int64") - 1
+
+
+@on_slice("accounts")
+def cohort_retention(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
+                     freq: str = "quarter", n_periods: int = 8, basis: str = "purchase",
+                     measure: str = "customers", term_days: int = TERM_DAYS,
+                     grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+    """Cohorts of customers by the `freq` period of their first purchase × periods since (0 … `n_periods`):
+    cohort, cohort_size, then one column per period since (``0``, ``1``, …).
+
+    `measure` "customers": the share of the cohort retained in that period — with `basis` "purchase", who bought
+    in it; with "active", who were active at its end (or at the reference time, for the current period).
+    `measure` "revenue": the cohort's revenue in that period ÷ its revenue in its first period. Periods not
+    over yet at the reference time are missing (not yet observed — not a zero). The last `n_periods` + 1
+    cohorts up to the reference time are shown."""
+    if purchases is None:
+        raise SchemaError("cohort_retention needs purchases (table `contracts`), which are not in this source")
+    check_choice("freq", freq, COHORT_FREQS)
+    check_choice("basis", basis, COHORT_BASES)
+    check_choice("measure", measure, ("customers", "revenue"))
+    if isinstance(n_periods, bool) or not isinstance(n_periods, int) or n_periods < 1:
+        raise ParameterError(f"n_periods: {n_periods!r} is not allowed; use a whole number ≥ 1")
+    ref = reference_time(ctx)
+    mine = _customer_frame(accounts, ctx)
+    bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
+    bought = bought[bought["purchased_at"] < ref].copy()
+    columns = ["cohort", "cohort_size", *[str(k) for k in range(n_periods + 1)]]
+    if bought.empty:
+        return pd.DataFrame(columns=columns)
+    bought["period"] = _period_index(bucket(bought["purchased_at"], freq), freq).to_numpy()
+    now = int(_period_index(bucket(pd.Series([ref - pd.Timedelta(microseconds=1)]), freq), freq).iloc[0])
+    first = bought.groupby("account_id")["period"].min()
+    labels = bucket(bought["purchased_at"], freq)
+    label_of = dict(zip(bought["period"], labels, strict=True))
+    cohorts = sorted(set(first))[-(n_periods + 1):]
+    rows = []
+    cover = pd.Timedelta(days=term_days + grace_days)
+    for cohort in cohorts:
+        members = first.index[first == cohort]
+        mine_rows = bought[bought["account_id"].isin(members)]
+        row: dict[str, Any] = {"cohort": label_of[cohort], "cohort_size": len(members)}
+        base_revenue = float(mine_rows.loc[mine_rows["period"] == cohort, "amount"].sum())
+        for k in range(n_periods + 1):
+            p = cohort + k
+            if p > now or (p == now and k > 0 and ref < _period_end(now, freq)):
+                row[str(k)] = np.nan  # not observed yet, or not over at the reference time: not a zero
+                continue
+            in_p = mine_rows[mine_rows["period"] == p]
+            if measure == "revenue":
+                row[str(k)] = ratio(float(in_p["amount"].sum()), base_revenue) if base_revenue > 0 else np.nan
+            elif basis == "purchase":
+                row[str(k)] = in_p["account_id"].nunique() / len(members)
+            else:
+                end = _period_end(p, freq) if p < now else ref
+                active = _active_at(mine_rows, end, cover)
+                row[str(k)] = len(active) / len(members)
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=columns)
+    out[columns[2:]] = out[columns[2:]].astype("float64")
+    out.attrs.update(freq=freq, basis=basis, measure=measure)
+    return out
+
+
+def _period_end(index: int, freq: str) -> pd.Timestamp:
+    if freq == "year":
+        return pd.Timestamp(year=index + 1, month=1, day=1)
+    months = 3 if freq == "quarter" else 1
+    per_year = 12 // months
+    year, part = divmod(index + 1, per_year)
+    return pd.Timestamp(year=year, month=part * months + 1, day=1)
+
+
+def describe_cohort_retention(result: pd.DataFrame) -> Finding | None:
+    """The cohort that kept the fewest of its customers one period on (among cohorts observed that far;
+    equal shares named together), against the median of the others."""
+    if result is None or result.empty or "1" not in result.columns:
+        return finding(_("No cohort of customers is in reach of this slice."), "info") if result is not None \
+            else None
+    seen = result[result["1"].notna() & (result["cohort_size"] > 0)]
+    if len(seen) < 2 or seen["1"].nunique() == 1:
+        return None
+    worst_value = seen["1"].min()
+    worst = seen[seen["1"] == worst_value]
+    others = seen.loc[seen["1"] != worst_value, "1"]
+    text = n_("The {cohorts} cohort kept {share} of its customers one period on; the other cohorts' median is "
+              "{median}.", "The {cohorts} cohorts kept {share} of their customers one period on; the other "
+              "cohorts' median is {median}.", len(worst), cohorts=", ".join(worst["cohort"]),
+              share=_fmt(worst_value, "share", 0), median=_fmt(float(others.median()), "share", 0))
+    severity = "watch" if float(others.median()) - worst_value >= 0.1 else "info"
+    return finding(text, severity, recommendation=_(
+        "Look at what the {cohorts} cohort was sold and how it was onboarded.", cohorts=", ".join(worst["cohort"]))
+        if severity == "watch" else None)
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+def tier_label(tier: str) -> str:
+    """The reader's name of an RFM or value tier."""
+    return _(TIER_LABELS.get(tier) or VALUE_LABELS.get(tier) or tier)
+
+
+__all__ = ["COHORT_BASES", "GRACE_DAYS", "SEGMENTS", "TERM_DAYS", "TIERS", "cohort_retention", "customer_base",
+           "customer_states", "describe_cohort_retention", "describe_customer_base", "describe_rfm_tiers",
+           "purchase_history", "purchases_of", "rfm", "rfm_tier", "rfm_tiers", "tier_label", "tier_migration",
+           "value_tier"]
