@@ -271,6 +271,15 @@ def format_date(value: Any) -> str:
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
+def sentences(*parts: str) -> str:
+    """Sentences as one text: a space after an English sentence, none after a Chinese one (ends with "。");
+    empty parts are left out."""
+    text = ""
+    for part in (p for p in parts if p):
+        text += part if not text or text.endswith(("。", "！", "？", "）")) else " " + part
+    return text
+
+
 def has_cjk(text: str) -> bool:
     """True when `text` holds Chinese characters."""
     return bool(_CJK.search(text))
@@ -294,6 +303,7 @@ def labels(mapping: Mapping[str, str]) -> dict[str, str]:
 KEYWORDS = {"_": None, "N_": None, "n_": (1, 2), "t": None}
 
 
+_TITLE_ARG = re.compile(r"""\btitle=(["'])((?:(?!\1).)+)\1""")
 _INLINE_CALL = re.compile(r"""(?<![\w.])_\((["'])((?:(?!\1).)+)\1\s*[,)]""")
 
 
@@ -326,6 +336,9 @@ def extract_messages(root: Path | None = None) -> dict[str, str]:
         for index, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown" and cell.source.strip():
                 found.setdefault(_cell_key(cell.source), f"{nb_path.name}:cell {index}")
+            elif cell.cell_type == "code":  # chart and table titles written in the cells: title="..."
+                for match in _TITLE_ARG.finditer(cell.source):
+                    found.setdefault(match.group(2), f"{nb_path.name}:cell {index}")
     from crmlens import kpis, present
 
     for kpi in kpis.load_all().values():

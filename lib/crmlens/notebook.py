@@ -191,18 +191,24 @@ def context(s: data.Slice, which: str = "current") -> kpis.KpiContext:
                            forgotten_days=s.params.forgotten_days)
 
 
-def kpi_summary(s: data.Slice, names: Iterable[str]) -> pd.DataFrame:
-    """The named KPIs for the slice, against its comparison period."""
-    return kpis.kpi_table(list(names), s.tables, context(s), s.comparison, context(s, "comparison"),
+def kpi_summary(s: data.Slice, names: Iterable[str],
+                with_frames: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The named KPIs for the slice, against its comparison period. `with_frames` adds frames both periods'
+    KPIs read (e.g. a purchase history that reaches before the period)."""
+    current, comparison = s.tables, s.comparison
+    if with_frames:
+        current, comparison = current.with_frames(**with_frames), comparison.with_frames(**with_frames)
+    return kpis.kpi_table(list(names), current, context(s), comparison, context(s, "comparison"),
                           currency=s.params.currency)
 
 
-def record_kpis(s: data.Slice, names: Iterable[str], area: str) -> None:
+def record_kpis(s: data.Slice, names: Iterable[str], area: str,
+                with_frames: Mapping[str, pd.DataFrame] | None = None) -> None:
     """Emit the notebook's headline KPIs for the run index (last cell of every notebook) and show them as a
     reader's table (`kpi_table_for_readers`). (`kpi_summary` returns the same table as a frame.)"""
     from IPython.display import display
 
-    table = kpi_summary(s, names)
+    table = kpi_summary(s, names, with_frames)
     payload = {
         "area": area,
         "region": s.params.region,

@@ -128,3 +128,24 @@ def test_a_msgid_in_two_catalogue_files_means_the_same():
                     clashes.append(f"{key!r}: {seen[key][0]} {seen[key][1]!r} vs {path.name} {text!r}")
                 seen.setdefault(key, (path.name, text))
     assert not clashes, "; ".join(clashes[:10])
+
+
+def test_notebook_prose_translations_keep_headings_and_code():
+    """A translated markdown cell (or chart/table title of a cell) keeps its structure: paragraphs or none, the
+    same headings (level by level) and the same `code` spans (table and column names are not translated) — a
+    translation filed under another cell's msgid shows up here."""
+    import re
+
+    heading = re.compile(r"^(#+)\s", re.M)
+    code = re.compile(r"`[^`]+`")
+    catalogue = i18n.catalogue("zh")
+    checked = 0
+    for msgid, where in i18n.extract_messages().items():
+        if ".ipynb:cell" not in where or msgid not in catalogue:
+            continue
+        text = catalogue[msgid]
+        assert ("\n\n" in text) == ("\n\n" in msgid), (where, "paragraphs", msgid[:60])
+        assert heading.findall(text) == heading.findall(msgid), (where, msgid[:60])
+        assert sorted(code.findall(text)) == sorted(code.findall(msgid)), (where, msgid[:60])
+        checked += 1
+    assert checked > 20

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-AREAS: tuple[str, ...] = ("funnel", "performance", "regions")
+AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers")
 
 for _area in AREAS:
     try:

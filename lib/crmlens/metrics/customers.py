@@ -31,9 +31,9 @@ import pandas as pd
 from crmlens.analysis import on_slice
 from crmlens.errors import ParameterError, SchemaError
 from crmlens.findings import Finding, finding
-from crmlens.i18n import N_, _, format_number, n_
-from crmlens.kpis import KpiContext
-from crmlens.metrics.common import bucket, check_choice, isin, ratio
+from crmlens.i18n import N_, _, format_number, n_, sentences
+from crmlens.kpis import KpiContext, register_kpi
+from crmlens.metrics.common import bucket, check_choice, isin, memo_by_inputs, ratio
 from crmlens.present import register_columns
 
 AREA = "customers"
@@ -53,6 +53,7 @@ TIER_LABELS = {"champions": N_("Champions"), "loyal": N_("Loyal"), "promising": 
 VALUE_TIERS = ("high", "mid", "low")
 VALUE_LABELS = {"high": N_("High value"), "mid": N_("Mid value"), "low": N_("Low value")}
 NEW_IN_TIER = "new"
+NEW_CUSTOMERS = N_("New since then")
 COHORT_BASES = ("purchase", "active")
 COHORT_FREQS = ("month", "quarter", "year")
 
@@ -70,14 +71,18 @@ register_columns({
     "recency_days": (N_("Days since the last purchase"), "days"),
     "frequency": (N_("Purchases"), "count"),
     "monetary_amount": (N_("Revenue"), "amount"),
-    "r_score": (N_("R score"), "score"),
-    "f_score": (N_("F score"), "score"),
-    "m_score": (N_("M score"), "score"),
+    "r_score": (N_("R score"), "count"),
+    "f_score": (N_("F score"), "count"),
+    "m_score": (N_("M score"), "count"),
     "rfm_tier": (N_("RFM tier"), "text"),
     "value_tier": (N_("Value tier"), "text"),
     "n_customers": (N_("Customers"), "count"),
     "customer_share": (N_("Share of customers"), "share"),
     "revenue_share": (N_("Share of revenue"), "share"),
+    "tier_name": (N_("RFM tier"), "text"),
+    "value_name": (N_("Value tier"), "text"),
+    "from_tier": (N_("Tier in the comparison period"), "text"),
+    **{tier: (label, "count") for tier, label in TIER_LABELS.items()},
     "cohort": (N_("Cohort (first purchase)"), "text"),
     "cohort_size": (N_("Customers in the cohort"), "count"),
 })
@@ -160,6 +165,7 @@ def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiCon
 
 
 @on_slice("accounts")
+@memo_by_inputs
 def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
                   by: str | None = None, term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
     """The customer base of the period (see the module doc), for the whole region or per segment `by` (an
@@ -199,13 +205,16 @@ def _fmt(value: Any, unit: str, digits: int | None = None) -> str:
 
 
 def describe_customer_base(result: pd.DataFrame) -> Finding | None:
-    """The period's net growth of the customer base, in numbers (whole region), or the segment that shrank or
-    grew most (per segment; equal changes are named together, none is ranked when all are equal)."""
+    """For the whole region: the period's change of active customers, in numbers. Per segment: the segment(s)
+    that shrank most (equal rates named together), or, when none shrank, the one that grew most — nothing when
+    every segment changed alike."""
     if result is None:
         return None
     if result.empty or int(result["n_active_start"].sum() + result["n_active_end"].sum()) == 0:
         return finding(_("No customer was active in this slice: the source records no purchase in reach."),
                        "info", kpi="active_customers")
+    if result.attrs.get("by") is not None:
+        return _describe_segments(result)
     total = result[["n_active_start", "n_new_customers", "n_reactivated", "n_churned", "n_active_end"]].sum()
     start, end = int(total["n_active_start"]), int(total["n_active_end"])
     growth = end - start
@@ -215,23 +224,35 @@ def describe_customer_base(result: pd.DataFrame) -> Finding | None:
              "churned.", start=_fmt(start, "count"), end=_fmt(end, "count"), change=change,
              new=_fmt(int(total["n_new_customers"]), "count"), back=_fmt(int(total["n_reactivated"]), "count"),
              lost=_fmt(int(total["n_churned"]), "count"))
-    severity = "act" if growth < 0 else ("good" if growth > 0 else "info")
-    recommendation = None
-    by = result.attrs.get("by")
-    if by is not None and len(result) > 1:
-        rated = result[result["n_active_start"] > 0]
-        if len(rated) > 1 and rated["net_growth_rate"].nunique() > 1:
-            worst_rate = rated["net_growth_rate"].min()
-            worst = rated[rated["net_growth_rate"] == worst_rate]
-            if worst_rate < 0:
-                names = ", ".join(str(v) for v in worst["segment"])
-                text += " " + n_("{segments} shrank most ({rate}).", "{segments} shrank most ({rate} each).",
-                                 len(worst), segments=names, rate=_fmt(worst_rate, "rate", 1))
-                recommendation = _("Review why customers of {segments} did not renew, and call those due for "
-                                   "renewal first.", segments=names)
-    elif growth < 0:
-        recommendation = _("Review the churned customers' last contracts and call those due for renewal next.")
-    return finding(text, severity, recommendation=recommendation, kpi="active_customers")
+    if growth < 0:
+        return finding(text, "act", kpi="active_customers", recommendation=_(
+            "Review the churned customers' last contracts and call those due for renewal next."))
+    return finding(text, "good" if growth > 0 else "info", kpi="active_customers")
+
+
+def _describe_segments(result: pd.DataFrame) -> Finding | None:
+    rated = result[result["n_active_start"] > 0]
+    if len(rated) < 2 or rated["net_growth_rate"].nunique() == 1:
+        return None
+    low, high = rated["net_growth_rate"].min(), rated["net_growth_rate"].max()
+    median = float(rated["net_growth_rate"].median())
+    if low < 0:
+        worst = rated[rated["net_growth_rate"] == low]
+        names = ", ".join(str(v) for v in worst["segment"])
+        text = n_("{segments} shrank most ({rate}); the median segment changed by {median}.",
+                  "{segments} shrank most ({rate} each); the median segment changed by {median}.", len(worst),
+                  segments=names, rate=format_number(low, "rate", signed=True, digits=1),
+                  median=format_number(median, "rate", signed=True, digits=1))
+        return finding(text, "watch", kpi="active_customers", recommendation=_(
+            "Review why customers of {segments} did not renew, and call those due for renewal first.",
+            segments=names))
+    best = rated[rated["net_growth_rate"] == high]
+    names = ", ".join(str(v) for v in best["segment"])
+    text = n_("{segments} grew most ({rate}); the median segment grew by {median}.",
+              "{segments} grew most ({rate} each); the median segment grew by {median}.", len(best),
+              segments=names, rate=format_number(high, "rate", signed=True, digits=1),
+              median=format_number(median, "rate", signed=True, digits=1))
+    return finding(text, "good", kpi="active_customers")
 
 
 # ----------------------------------------------------------------------------------------------------- RFM
@@ -268,7 +289,8 @@ def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext,
     """Recency, frequency and monetary value of every customer of the region at the reference time (purchases
     before it; within `window_days` when given): account_id, name, last_purchase_at, recency_days, frequency,
     monetary_amount, r_score, f_score, m_score (1–5, quintiles of the customers; equal values share a score),
-    rfm_tier (`rfm_tier`) and value_tier (`value_tier`). Ordered by tier, then revenue (descending), then id."""
+    rfm_tier (`rfm_tier`) and value_tier (`value_tier`) — ids —, and tier_name and value_name, their names in the
+    language in use. Ordered by tier, then revenue (descending), then id."""
     if purchases is None:
         raise SchemaError("rfm needs purchases (table `contracts`), which are not in this source")
     ref = reference_time(ctx)
@@ -291,16 +313,18 @@ def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext,
     out["rfm_tier"] = [rfm_tier(r, f, m) for r, f, m in zip(out["r_score"], out["f_score"], out["m_score"],
                                                            strict=True)]
     out["value_tier"] = [value_tier(m) for m in out["m_score"]]
+    out["tier_name"] = out["rfm_tier"].map(tier_label).astype("string")
+    out["value_name"] = out["value_tier"].map(tier_label).astype("string")
     order = {t: i for i, t in enumerate(TIERS)}
     out = out.assign(_o=out["rfm_tier"].map(order)).sort_values(["_o", "monetary_amount", "account_id"],
                                                                  ascending=[True, False, True], kind="mergesort")
     cols = ["account_id", "name", "last_purchase_at", "recency_days", "frequency", "monetary_amount", "r_score",
-            "f_score", "m_score", "rfm_tier", "value_tier"]
+            "f_score", "m_score", "rfm_tier", "value_tier", "tier_name", "value_name"]
     return out[cols].reset_index(drop=True)
 
 
 def rfm_tiers(scored: pd.DataFrame) -> pd.DataFrame:
-    """Per RFM tier (all six, in `TIERS` order): rfm_tier, n_customers, customer_share, monetary_amount,
+    """Per RFM tier (all six, in `TIERS` order): rfm_tier, tier_name, n_customers, customer_share, monetary_amount,
     revenue_share (missing when there is no revenue at all), recency_days and frequency (medians)."""
     grouped = scored.groupby("rfm_tier")
     out = pd.DataFrame({"n_customers": grouped.size(), "monetary_amount": grouped["monetary_amount"].sum(),
@@ -312,20 +336,38 @@ def rfm_tiers(scored: pd.DataFrame) -> pd.DataFrame:
     out["customer_share"] = out["n_customers"] / total_n if total_n else np.nan
     out["revenue_share"] = out["monetary_amount"] / total_m if total_m > 0 else np.nan
     out = out.rename_axis("rfm_tier").reset_index()
-    return out[["rfm_tier", "n_customers", "customer_share", "monetary_amount", "revenue_share", "recency_days",
-                "frequency"]]
+    out["tier_name"] = out["rfm_tier"].map(tier_label).astype("string")
+    return out[["rfm_tier", "tier_name", "n_customers", "customer_share", "monetary_amount", "revenue_share",
+                "recency_days", "frequency"]]
+
+
+def in_tier(scored: pd.DataFrame, tier: str) -> pd.DataFrame:
+    """The customers of an `rfm` frame in RFM tier `tier`, by revenue (the frame's order within a tier)."""
+    check_choice("tier", tier, TIERS)
+    return scored.loc[scored["rfm_tier"] == tier, [c for c in scored.columns if c not in _ID_COLUMNS]
+                      ].reset_index(drop=True)
+
+
+#: Tier ids beside their names: a reader's table shows the names (`in_tier`, `TIERS_TABLE`).
+_ID_COLUMNS = ("rfm_tier", "value_tier")
+#: The columns of a `rfm_tiers` frame a reader's table shows.
+TIERS_TABLE = ("tier_name", "n_customers", "customer_share", "monetary_amount", "revenue_share", "recency_days",
+               "frequency")
 
 
 def tier_migration(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """How customers moved between RFM tiers: a count matrix with the comparison tier as rows (plus "new" for
-    customers not scored then) and the current tier as columns, both in `TIERS` order; every tier is a row
-    and a column, so the matrix is square apart from the "new" row."""
+    """How customers moved between RFM tiers: a count matrix with the comparison tier as rows (index: the tier
+    ids, plus "new" for customers not scored then; column ``from_tier``: their names) and the current
+    tier as columns (one per tier id, in `TIERS` order)."""
     then = before.set_index(before["account_id"].astype("string"))["rfm_tier"]
     now = after.set_index(after["account_id"].astype("string"))["rfm_tier"]
     origin = now.index.map(then).to_series(index=now.index).fillna(NEW_IN_TIER)
     counts = pd.crosstab(origin.to_numpy(), now.to_numpy())
     out = counts.reindex(index=[*TIERS, NEW_IN_TIER], columns=list(TIERS), fill_value=0).astype("int64")
-    out.index.name, out.columns.name = "from_tier", "to_tier"
+    out.columns.name = None
+    names = [tier_label(t) if t != NEW_IN_TIER else _(NEW_CUSTOMERS) for t in out.index]
+    out.index = pd.Index(list(out.index))  # the tier ids, unnamed: a reader's table shows the names only
+    out.insert(0, "from_tier", pd.array(names, dtype="string"))
     return out
 
 
@@ -345,9 +387,9 @@ def describe_rfm_tiers(tiers: pd.DataFrame) -> Finding | None:
              share=_fmt(champions["customer_share"], "share", 0), revenue=_fmt(champions["revenue_share"], "share", 0))
     severity, recommendation = "info", None
     if at_risk["n_customers"] > 0 and pd.notna(at_risk["revenue_share"]) and at_risk["revenue_share"] > 0:
-        text += " " + n_("{n} customer is at risk (bought often, not lately) with {revenue} of the revenue.",
+        text = sentences(text, n_("{n} customer is at risk (bought often, not lately) with {revenue} of the revenue.",
                          "{n} customers are at risk (bought often, not lately) with {revenue} of the revenue.",
-                         int(at_risk["n_customers"]), revenue=_fmt(at_risk["revenue_share"], "share", 0))
+                         int(at_risk["n_customers"]), revenue=_fmt(at_risk["revenue_share"], "share", 0)))
         severity = "watch"
         recommendation = _("Call the at-risk customers with the highest revenue before their renewal is due.")
     return finding(text, severity, recommendation=recommendation)
@@ -455,6 +497,62 @@ def describe_cohort_retention(result: pd.DataFrame) -> Finding | None:
     return finding(text, severity, recommendation=_(
         "Look at what the {cohorts} cohort was sold and how it was onboarded.", cohorts=", ".join(worst["cohort"]))
         if severity == "watch" else None)
+
+
+# ---------------------------------------------------------------------------------------------------- KPIs
+
+#: The frame name under which a notebook hands the purchase history to its KPIs:
+#: ``nb.record_kpis(s, [...], area=AREA, with_frames={PURCHASES: purchases})``.
+PURCHASES = "purchases"
+_HISTORY_NOTE = (" Needs the purchase history (the notebook hands it to its KPIs); from the period's contracts "
+                 "alone it is not computed.")
+
+
+def _kpi_base(frames: Frames, ctx: KpiContext) -> pd.DataFrame | None:
+    purchases = frames.get(PURCHASES) if PURCHASES in frames else None
+    if purchases is None or "accounts" not in frames:
+        return None
+    base = customer_base(frames["accounts"], purchases, ctx)
+    return None if base.empty else base
+
+
+@register_kpi("active_customers", label="Active customers", unit="count", direction="higher",
+              tables=("accounts", "contracts"), area=AREA,
+              description="Customers whose latest purchase (signed contract) before the as-of time (capped at the "
+              "period end) is less than a term (365 days) plus a grace period (90 days) old." + _HISTORY_NOTE)
+def kpi_active_customers(frames: Frames, ctx: KpiContext) -> float | None:
+    base = _kpi_base(frames, ctx)
+    return None if base is None else float(base["n_active_end"].sum())
+
+
+@register_kpi("customer_churn_rate", label="Customer churn rate", unit="rate", direction="lower",
+              tables=("accounts", "contracts"), area=AREA,
+              description="Customers active at the period start and no longer active at its end (the as-of time, "
+              "capped at the period end), divided by the customers active at the start." + _HISTORY_NOTE)
+def kpi_customer_churn_rate(frames: Frames, ctx: KpiContext) -> float | None:
+    base = _kpi_base(frames, ctx)
+    return None if base is None else ratio(float(base["n_churned"].sum()), float(base["n_active_start"].sum()))
+
+
+@register_kpi("customer_net_growth_rate", label="Customer net growth", unit="rate", direction="higher",
+              tables=("accounts", "contracts"), area=AREA,
+              description="(Active customers at the end − active customers at the start) ÷ active customers at the "
+              "start: new and reactivated customers minus churned ones." + _HISTORY_NOTE)
+def kpi_customer_net_growth_rate(frames: Frames, ctx: KpiContext) -> float | None:
+    base = _kpi_base(frames, ctx)
+    return None if base is None else ratio(float(base["net_growth"].sum()), float(base["n_active_start"].sum()))
+
+
+@register_kpi("paying_customers", label="Buying customers", unit="count", direction="higher",
+              tables=("accounts", "contracts"), area=AREA,
+              description="Customers of the region who signed at least one contract in the period.")
+def kpi_paying_customers(frames: Frames, ctx: KpiContext) -> float | None:
+    contracts = frames["contracts"]
+    mine = _customer_frame(frames["accounts"], ctx)
+    signed = contracts[((contracts["signed_at"] >= ctx.period_start) & (contracts["signed_at"] < reference_time(ctx))
+                        ).fillna(False).astype(bool)]
+    signed = signed[isin(signed["account_id"].astype("string"), mine["account_id"].astype("string"))]
+    return float(signed["account_id"].nunique())
 
 
 # ------------------------------------------------------------------------------------------------ labels

@@ -36,6 +36,7 @@ from crmlens.analysis import is_slice, on_slice
 from crmlens.errors import ParameterError, SchemaError
 from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, n_
+from crmlens.i18n import sentences as _sentences
 from crmlens.kpis import KpiContext, register_kpi
 from crmlens.metrics.common import (
     check_choice,
@@ -260,14 +261,6 @@ def _join(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return _("{items} and {last}", items=_(", ").join(items[:-1]), last=items[-1])
-
-
-def _sentences(*parts: str) -> str:
-    """Sentences as one text: a space after an English sentence, none after a Chinese one (ends with "。")."""
-    text = ""
-    for part in (p for p in parts if p):
-        text += part if not text or text.endswith(("。", "！", "？", "）")) else " " + part
-    return text
 
 
 def _some(names: Sequence[str], limit: int = 3) -> str:

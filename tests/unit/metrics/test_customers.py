@@ -91,9 +91,19 @@ def test_customer_base_as_of_mid_period_and_terms() -> None:
 
 
 def test_customer_base_findings() -> None:
-    found = cu.describe_customer_base(cu.customer_base(accounts(), purchases(), Q3, by="industry"))
-    assert found.text.startswith("Active customers went from 2 to 4 (+100.0%): 2 new, 1 reactivated, 1 churned.")
-    assert found.severity == "good" and "Retail shrank" not in found.text  # Retail's net growth is 0, not < 0
+    found = cu.describe_customer_base(cu.customer_base(accounts(), purchases(), Q3))
+    assert found.text == "Active customers went from 2 to 4 (+100.0%): 2 new, 1 reactivated, 1 churned."
+    assert found.severity == "good"
+    # per segment: Tech +100%, Retail 0% (not a shrink), "(unknown)" has no rate (nobody active at the start)
+    by = cu.describe_customer_base(cu.customer_base(accounts(), purchases(), Q3, by="industry"))
+    assert by.text == "Tech grew most (+100.0%); the median segment grew by +50.0%." and by.severity == "good"
+    shrinking = purchases()[purchases()["account_id"] != "a4"]  # Retail: a3 churns, nobody comes back
+    worse = cu.describe_customer_base(cu.customer_base(accounts(), shrinking, Q3, by="industry"))
+    assert worse.text.startswith("Retail shrank most (-100.0%)") and worse.severity == "watch" and "Retail" in \
+        worse.recommendation
+    alike = cu.customer_base(accounts(), purchases(), Q3, by="industry")
+    alike["net_growth_rate"] = 0.5
+    assert cu.describe_customer_base(alike) is None  # every segment changed alike: no ranking
     everyone_gone = purchases()[purchases()["account_id"] == "a3"]
     lost = cu.describe_customer_base(cu.customer_base(accounts(), everyone_gone, Q3))
     assert "from 1 to 0 (-100.0%)" in lost.text and lost.severity == "act" and lost.recommendation
@@ -118,6 +128,8 @@ def test_rfm_scores_and_tiers() -> None:
     assert list(scored.index) == ["a5", "a4", "a1", "a6", "a3", "a2"]
     assert scored["rfm_tier"].tolist() == ["champions", "champions", "loyal", "promising", "at_risk", "lost"]
     assert scored["value_tier"].tolist() == ["high", "high", "high", "low", "mid", "low"]
+    assert scored["tier_name"].tolist()[:3] == ["Champions", "Champions", "Loyal"]
+    assert "rfm_tier" not in cu.in_tier(scored.reset_index(), "at_risk").columns
     tiers = cu.rfm_tiers(cu.rfm(accounts(), purchases(), Q3)).set_index("rfm_tier")
     assert list(tiers.index) == list(cu.TIERS)
     assert tiers["n_customers"].tolist() == [2, 1, 1, 1, 0, 1]
@@ -152,10 +164,14 @@ def test_rfm_edge_cases() -> None:
 def test_tier_migration() -> None:
     before, after = cu.rfm(accounts(), purchases(), Q2), cu.rfm(accounts(), purchases(), Q3)
     moves = cu.tier_migration(before, after)
-    assert list(moves.columns) == list(cu.TIERS) and list(moves.index) == [*cu.TIERS, "new"]
-    assert int(moves.to_numpy().sum()) == len(after) == 6
-    assert int(moves.loc["new"].sum()) == 2  # a5 and a6 first bought in Q3
-    assert int(moves.loc[:, "champions"].sum()) == 2
+    assert list(moves.columns) == ["from_tier", *cu.TIERS] and list(moves.index) == [*cu.TIERS, "new"]
+    counts = moves[list(cu.TIERS)]
+    assert int(counts.to_numpy().sum()) == len(after) == 6
+    assert int(counts.loc["new"].sum()) == 2  # a5 and a6 first bought in Q3
+    assert int(counts["champions"].sum()) == 2
+    assert moves.loc["at_risk", "from_tier"] == "At risk" and moves.loc["new", "from_tier"] == "New since then"
+    with i18n.language("zh"):
+        assert cu.tier_migration(before, after).loc["champions", "from_tier"] == "重要价值客户"
 
 
 def cohort_purchases() -> pd.DataFrame:
@@ -200,3 +216,35 @@ def test_cohort_retention_mid_period_and_active_basis() -> None:
     with pytest.raises(ParameterError, match="basis"):
         cu.cohort_retention(cohort_accounts(), cohort_purchases(), Q3, basis="vibes")
     assert cu.cohort_retention(cohort_accounts(), cohort_purchases().iloc[:0], Q3).empty
+
+
+def test_kpis_need_the_purchase_history_and_agree_with_the_base() -> None:
+    from crmlens import kpis
+
+    frames = {"accounts": accounts(), "contracts": contracts()}
+    with_history = {**frames, cu.PURCHASES: purchases()}
+    assert kpis.compute_kpi("active_customers", with_history, Q3) == 4.0
+    assert kpis.compute_kpi("customer_churn_rate", with_history, Q3) == 0.5
+    assert kpis.compute_kpi("customer_net_growth_rate", with_history, Q3) == 1.0
+    # without the history the period's contracts alone would undercount: no value, not a wrong one
+    assert kpis.compute_kpi("active_customers", frames, Q3) is None
+    assert kpis.compute_kpi("paying_customers", frames, Q3) == 3.0  # a4, a5, a6 signed in Q3 (a7 after it)
+
+
+def test_customer_charts_draw_the_frames_in_the_language_in_use() -> None:
+    from crmlens.charts import customers as charts
+
+    base = cu.customer_base(accounts(), purchases(), Q3)
+    bridge = charts.plot_customer_bridge(base)
+    assert list(bridge.data[0].y) == [2.0, 2.0, 1.0, -1.0, 4.0]
+    by = cu.customer_base(accounts(), purchases(), Q3, by="industry")
+    growth = charts.plot_growth_by_segment(by)
+    assert list(growth.data[0].y) == ["Retail", "Tech"]  # "(unknown)" had nobody at the start: no rate
+    tiers = charts.plot_rfm_tiers(cu.rfm_tiers(cu.rfm(accounts(), purchases(), Q3)))
+    assert next(iter(tiers.data[0].x)) == "Champions" and len(tiers.data) == 2
+    heat = charts.plot_cohort_heatmap(cu.cohort_retention(cohort_accounts(), cohort_purchases(), Q3, n_periods=2))
+    assert heat.layout.title.text == "Customer retention by cohort" and list(heat.data[0].y) == ["2026-Q1", "2026-Q2"]
+    with i18n.language("zh"):
+        assert charts.plot_customer_bridge(base).layout.title.text == "活跃客户：期初 → 期末"
+        assert next(iter(charts.plot_rfm_tiers(cu.rfm_tiers(cu.rfm(accounts(), purchases(), Q3))).data[0].x)) == \
+            "重要价值客户"

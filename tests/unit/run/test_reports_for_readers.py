@@ -25,10 +25,10 @@ from tests.unit.run.readers import table_problems, tables_cut_in_print
 
 pytestmark = pytest.mark.slow
 
-NOTEBOOKS = "02_sales_funnel,03_sales_performance,08_regions_teams"
+NOTEBOOKS = "02_sales_funnel,03_sales_performance,04_customers,08_regions_teams"
 #: Words a Chinese report may keep: product and format names, CRM acronyms, units.
 ALLOWED_WORDS = {"crm", "lens", "usd", "mql", "mqls", "sql", "sqls", "kpi", "kpis", "pdf", "xlsx", "report", "html",
-                 "ipynb", "csv", "id", "ids", "vs", "all", "demo", "p25", "p75", "cny", "eur", "sdr", "sdrs"}
+                 "ipynb", "csv", "id", "ids", "vs", "all", "demo", "p25", "p75", "cny", "eur", "sdr", "sdrs", "rfm"}
 
 
 class _Text(HTMLParser):

@@ -1,0 +1,95 @@
+"""Figures of the customers analysis. They draw frames computed by `crmlens.metrics.customers`; every text a
+reader sees is in the language in use (`tr`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from crmlens import i18n
+from crmlens.charts import COLORS, _layout, tr
+from crmlens.i18n import N_
+
+if TYPE_CHECKING:  # plotly loads with the first figure, not with the notebook's imports
+    import plotly.graph_objects as go
+
+
+def plot_customer_bridge(base: pd.DataFrame, *, title: str = N_("Active customers: start → end of the period")
+                         ) -> go.Figure:
+    """A waterfall of a `customer_base` frame (summed over its segments): active at the start, + new,
+    + reactivated, − churned, active at the end."""
+    import plotly.graph_objects as go
+
+    total = base[["n_active_start", "n_new_customers", "n_reactivated", "n_churned", "n_active_end"]].sum()
+    steps = [(N_("Active at the start"), "absolute", total["n_active_start"]),
+             (N_("New"), "relative", total["n_new_customers"]),
+             (N_("Reactivated"), "relative", total["n_reactivated"]),
+             (N_("Churned"), "relative", -total["n_churned"]),
+             (N_("Active at the end"), "total", total["n_active_end"])]
+    fig = go.Figure(go.Waterfall(
+        x=[tr(s[0]) for s in steps], measure=[s[1] for s in steps], y=[float(s[2]) for s in steps],
+        text=[i18n.format_number(s[2], "count", signed=s[1] == "relative") for s in steps], textposition="outside",
+        increasing={"marker": {"color": COLORS["good"]}}, decreasing={"marker": {"color": COLORS["bad"]}},
+        totals={"marker": {"color": COLORS["actual"]}}, connector={"line": {"color": "#9e9e9e"}}))
+    fig.update_layout(showlegend=False)
+    fig.update_yaxes(title=tr(N_("Customers")))
+    return _layout(fig, title)
+
+
+def plot_growth_by_segment(base: pd.DataFrame, *, title: str = N_("Net growth rate by segment")) -> go.Figure:
+    """Bars of a per-segment `customer_base` frame: each segment's net growth rate (segments with nobody active
+    at the start have no rate and are left out), shrinking segments in the 'bad' colour."""
+    import plotly.graph_objects as go
+
+    shown = base.dropna(subset=["net_growth_rate"]).sort_values(["net_growth_rate", "segment"])
+    unknown = N_("(unknown)")
+    labels = shown["segment"].astype(str).where(shown["segment"].astype(str) != unknown, tr(unknown))
+    fig = go.Figure(go.Bar(
+        x=shown["net_growth_rate"], y=labels, orientation="h",
+        marker_color=[COLORS["bad"] if v < 0 else COLORS["actual"] for v in shown["net_growth_rate"]],
+        text=[i18n.format_number(v, "rate", signed=True, digits=1) for v in shown["net_growth_rate"]],
+        textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x:+.1%}<extra></extra>"))
+    fig.update_xaxes(tickformat="+.0%", title=tr(N_("Net growth rate")))
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, height=max(320, 60 + 28 * len(shown)))
+
+
+def plot_rfm_tiers(tiers: pd.DataFrame, *, title: str = N_("RFM tiers: share of customers and of revenue")
+                   ) -> go.Figure:
+    """Side-by-side bars of a `rfm_tiers` frame: each tier's share of the customers and of the revenue."""
+    import plotly.graph_objects as go
+
+    from crmlens.metrics.customers import tier_label
+
+    labels = [tier_label(t) for t in tiers["rfm_tier"]]
+    fig = go.Figure()
+    for column, name, color in (("customer_share", N_("Share of customers"), COLORS["comparison"]),
+                                ("revenue_share", N_("Share of revenue"), COLORS["actual"])):
+        fig.add_bar(x=labels, y=tiers[column], name=tr(name), marker_color=color,
+                    text=[i18n.format_number(v, "share", digits=0) for v in tiers[column]], textposition="outside")
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_xaxes(type="category")
+    fig.update_layout(barmode="group")
+    return _layout(fig, title)
+
+
+def plot_cohort_heatmap(matrix: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """A heatmap of a `cohort_retention` frame: cohorts as rows (oldest on top), periods since the first purchase
+    as columns, the retained share in each cell (empty where not observed yet)."""
+    import plotly.graph_objects as go
+
+    periods = [c for c in matrix.columns if c.isdigit()]
+    measure = matrix.attrs.get("measure", "customers")
+    if title is None:
+        title = N_("Revenue retention by cohort") if measure == "revenue" else N_("Customer retention by cohort")
+    values = matrix[periods].astype("float64")
+    text = [[("" if pd.isna(v) else i18n.format_number(v, "share", digits=0)) for v in row]
+            for row in values.to_numpy()]
+    fig = go.Figure(go.Heatmap(
+        z=values.to_numpy(), x=periods, y=matrix["cohort"].astype(str), text=text, texttemplate="%{text}",
+        colorscale="Blues", zmin=0, zmax=1 if measure != "revenue" else None, hoverongaps=False,
+        colorbar={"tickformat": ".0%"}))
+    fig.update_yaxes(autorange="reversed", type="category", title=tr(N_("Cohort (first purchase)")))
+    fig.update_xaxes(type="category", title=tr(N_("Periods since the first purchase")))
+    return _layout(fig, title, height=max(360, 80 + 30 * len(matrix)))
