@@ -164,7 +164,7 @@ def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiCon
     return out
 
 
-@on_slice("accounts")
+@on_slice("accounts", "contracts")
 @memo_by_inputs
 def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
                   by: str | None = None, term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
@@ -283,7 +283,7 @@ def value_tier(m: int) -> str:
     return "high" if m >= 4 else ("mid" if m == 3 else "low")
 
 
-@on_slice("accounts")
+@on_slice("accounts", "contracts")
 def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
         window_days: int | None = None) -> pd.DataFrame:
     """Recency, frequency and monetary value of every customer of the region at the reference time (purchases
@@ -323,9 +323,12 @@ def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext,
     return out[cols].reset_index(drop=True)
 
 
-def rfm_tiers(scored: pd.DataFrame) -> pd.DataFrame:
-    """Per RFM tier (all six, in `TIERS` order): rfm_tier, tier_name, n_customers, customer_share, monetary_amount,
-    revenue_share (missing when there is no revenue at all), recency_days and frequency (medians)."""
+def rfm_tiers(scored: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per RFM tier (all six, in `TIERS` order): rfm_tier, tier_name, n_customers, customer_share,
+    monetary_amount, revenue_share (missing when there is no revenue at all), recency_days and frequency
+    (medians). None for None (a skipped section)."""
+    if scored is None:
+        return None
     grouped = scored.groupby("rfm_tier")
     out = pd.DataFrame({"n_customers": grouped.size(), "monetary_amount": grouped["monetary_amount"].sum(),
                         "recency_days": grouped["recency_days"].median(),
@@ -341,9 +344,12 @@ def rfm_tiers(scored: pd.DataFrame) -> pd.DataFrame:
                 "recency_days", "frequency"]]
 
 
-def in_tier(scored: pd.DataFrame, tier: str) -> pd.DataFrame:
-    """The customers of an `rfm` frame in RFM tier `tier`, by revenue (the frame's order within a tier)."""
+def in_tier(scored: pd.DataFrame | None, tier: str) -> pd.DataFrame | None:
+    """The customers of an `rfm` frame in RFM tier `tier`, by revenue (the frame's order within a tier); None
+    for None (a skipped section)."""
     check_choice("tier", tier, TIERS)
+    if scored is None:
+        return None
     return scored.loc[scored["rfm_tier"] == tier, [c for c in scored.columns if c not in _ID_COLUMNS]
                       ].reset_index(drop=True)
 
@@ -355,10 +361,12 @@ TIERS_TABLE = ("tier_name", "n_customers", "customer_share", "monetary_amount", 
                "frequency")
 
 
-def tier_migration(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+def tier_migration(before: pd.DataFrame | None, after: pd.DataFrame | None) -> pd.DataFrame | None:
     """How customers moved between RFM tiers: a count matrix with the comparison tier as rows (index: the tier
     ids, plus "new" for customers not scored then; column ``from_tier``: their names) and the current
-    tier as columns (one per tier id, in `TIERS` order)."""
+    tier as columns (one per tier id, in `TIERS` order). None when either is None (a skipped section)."""
+    if before is None or after is None:
+        return None
     then = before.set_index(before["account_id"].astype("string"))["rfm_tier"]
     now = after.set_index(after["account_id"].astype("string"))["rfm_tier"]
     origin = now.index.map(then).to_series(index=now.index).fillna(NEW_IN_TIER)
@@ -407,7 +415,7 @@ def _period_index(labels: pd.Series, freq: str) -> pd.Series:
     return year * 12 + labels.str.slice(5, 7).astype("int64") - 1
 
 
-@on_slice("accounts")
+@on_slice("accounts", "contracts")
 def cohort_retention(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
                      freq: str = "quarter", n_periods: int = 8, basis: str = "purchase",
                      measure: str = "customers", term_days: int = TERM_DAYS,

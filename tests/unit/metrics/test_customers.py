@@ -248,3 +248,12 @@ def test_customer_charts_draw_the_frames_in_the_language_in_use() -> None:
         assert charts.plot_customer_bridge(base).layout.title.text == "活跃客户：期初 → 期末"
         assert next(iter(charts.plot_rfm_tiers(cu.rfm_tiers(cu.rfm(accounts(), purchases(), Q3))).data[0].x)) == \
             "重要价值客户"
+
+
+def test_a_source_without_contracts_skips_the_sections() -> None:
+    """On a slice lacking `contracts` the analyses show the "needs table" note and return None; what takes
+    their results passes None on (the notebook's cells then show nothing)."""
+    assert cu.customer_base.needs == ("accounts", "contracts") and cu.rfm.needs == ("accounts", "contracts")
+    assert cu.rfm_tiers(None) is None and cu.tier_migration(None, None) is None and cu.in_tier(None, "lost") is None
+    assert cu.describe_customer_base(None) is None and cu.describe_rfm_tiers(None) is None
+    assert cu.describe_cohort_retention(None) is None
