@@ -53,6 +53,13 @@ def bucket(times: pd.Series, freq: str) -> pd.Series:
     return out.astype("string")
 
 
+def reference_time(ctx: KpiContext) -> pd.Timestamp:
+    """The "now" of a slice's state metrics (follow-up, active customers): the as-of time, but not later than
+    the period end (the slice holds nothing after it)."""
+    end = pd.Timestamp(ctx.period_end)
+    return min(pd.Timestamp(ctx.as_of), end) if ctx.as_of is not None else end
+
+
 def in_period(times: pd.Series, ctx: KpiContext) -> pd.Series:
     """True where a timestamp falls in the context's period [start, end)."""
     return ((times >= ctx.period_start) & (times < ctx.period_end)).fillna(False).astype(bool)

@@ -33,7 +33,7 @@ from crmlens.errors import ParameterError, SchemaError
 from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, format_number, n_, sentences
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import bucket, check_choice, isin, memo_by_inputs, ratio
+from crmlens.metrics.common import bucket, check_choice, isin, memo_by_inputs, ratio, reference_time
 from crmlens.present import register_columns
 
 AREA = "customers"
@@ -110,12 +110,6 @@ def purchase_history(s: Any, n_periods: int = 16) -> pd.DataFrame | None:
     if not s.has("contracts"):
         return None
     return purchases_of(s.history("contracts", n_periods))
-
-
-def reference_time(ctx: KpiContext) -> pd.Timestamp:
-    """The as-of time, capped at the period end."""
-    end = pd.Timestamp(ctx.period_end)
-    return min(pd.Timestamp(ctx.as_of), end) if ctx.as_of is not None else end
 
 
 def _check_days(name: str, value: Any, minimum: int = 0) -> int:
@@ -569,8 +563,3 @@ def tier_label(tier: str) -> str:
     """The reader's name of an RFM or value tier."""
     return _(TIER_LABELS.get(tier) or VALUE_LABELS.get(tier) or tier)
 
-
-__all__ = ["COHORT_BASES", "GRACE_DAYS", "SEGMENTS", "TERM_DAYS", "TIERS", "cohort_retention", "customer_base",
-           "customer_states", "describe_cohort_retention", "describe_customer_base", "describe_rfm_tiers",
-           "purchase_history", "purchases_of", "rfm", "rfm_tier", "rfm_tiers", "tier_label", "tier_migration",
-           "value_tier"]

@@ -49,6 +49,7 @@ from crmlens.metrics.common import (
     memo_small,
     ratio,
     ratio_series,
+    reference_time,
     target_periods,
     won_in_period,
     won_mask,
@@ -194,12 +195,6 @@ def _in_region(df: pd.DataFrame, ctx: KpiContext, column: str = "region_id") -> 
     if ctx.region == "all" or column not in df.columns:
         return df
     return df[df[column].eq(ctx.region).fillna(False).astype(bool)]
-
-
-def reference_time(ctx: KpiContext) -> pd.Timestamp:
-    """The "now" of follow-up metrics: the as-of time, but not later than the period end."""
-    end = pd.Timestamp(ctx.period_end)
-    return min(pd.Timestamp(ctx.as_of), end) if ctx.as_of is not None else end
 
 
 def history_periods_for(period: Period, as_of: pd.Timestamp | None, days: int) -> int:
