@@ -91,8 +91,10 @@ register_columns({
 # ------------------------------------------------------------------------------------------------ purchases
 
 def purchases_of(contracts: pd.DataFrame) -> pd.DataFrame:
-    """The purchases in `contracts`: account_id, purchased_at, amount (missing → 0), one row per contract with an
-    account and a signing time, ordered by time then account. A SchemaError names a missing column."""
+    """The purchases in `contracts`: account_id, purchased_at, amount (missing → 0), one row per account and
+    signing time (the contracts, or order lines, an account signed at the same time are one purchase; their
+    amounts summed), contracts without an account or a signing time left out, ordered by time then account.
+    A SchemaError names a missing column."""
     missing = [c for c in ("account_id", "signed_at") if c not in contracts.columns]
     if missing:
         raise SchemaError(f"contracts: column(s) {', '.join(missing)} needed for purchases are not in this source")
@@ -101,7 +103,10 @@ def purchases_of(contracts: pd.DataFrame) -> pd.DataFrame:
                         "purchased_at": contracts["signed_at"].astype("datetime64[us]").to_numpy(),
                         "amount": pd.to_numeric(amount, errors="coerce").astype("float64").fillna(0.0).to_numpy()})
     out = out[out["account_id"].notna() & out["purchased_at"].notna()]
-    return out.sort_values(["purchased_at", "account_id"], kind="mergesort").reset_index(drop=True)
+    # one purchase per account and signing time: the lines of one order (a transactional export maps each
+    # invoice line to a contract) are one purchase, with their amounts summed
+    out = out.groupby(["purchased_at", "account_id"], sort=True, as_index=False)["amount"].sum()
+    return out[["account_id", "purchased_at", "amount"]]
 
 
 def purchase_history(s: Any, n_periods: int = 16) -> pd.DataFrame | None:

@@ -257,3 +257,14 @@ def test_a_source_without_contracts_skips_the_sections() -> None:
     assert cu.rfm_tiers(None) is None and cu.tier_migration(None, None) is None and cu.in_tier(None, "lost") is None
     assert cu.describe_customer_base(None) is None and cu.describe_rfm_tiers(None) is None
     assert cu.describe_cohort_retention(None) is None
+
+
+def test_the_lines_of_one_order_are_one_purchase() -> None:
+    times = pd.to_datetime(["2026-08-01 10:00", "2026-08-01 10:00", "2026-08-03 00:00", "2026-08-01 10:00",
+                            "2026-08-02 00:00"]).astype("datetime64[us]")
+    lines = pd.DataFrame({"account_id": pd.array(["a1", "a1", "a1", "a2", None], dtype="string"),
+                          "signed_at": times, "amount": [10.0, 5.0, None, 7.0, 3.0]})
+    bought = cu.purchases_of(lines)
+    assert bought.to_dict("list") == {"account_id": ["a1", "a2", "a1"],
+                                      "purchased_at": [times[0], times[0], times[2]], "amount": [15.0, 7.0, 0.0]}
+    assert cu.rfm(accounts(), bought, Q3).set_index("account_id").loc["a1", "frequency"] == 2
