@@ -83,6 +83,8 @@ register_columns({
     "value_name": (N_("Value tier"), "text"),
     "from_tier": (N_("Tier in the comparison period"), "text"),
     **{tier: (label, "count") for tier, label in TIER_LABELS.items()},
+    "revenue_amount": (N_("Revenue"), "amount"),
+    "revenue_per_customer": (N_("Revenue per customer"), "amount"),
     "cohort": (N_("Cohort (first purchase)"), "text"),
     "cohort_size": (N_("Customers in the cohort"), "count"),
 })
@@ -252,6 +254,76 @@ def _describe_segments(result: pd.DataFrame) -> Finding | None:
               segments=names, rate=format_number(high, "rate", signed=True, digits=1),
               median=format_number(median, "rate", signed=True, digits=1))
     return finding(text, "good", kpi="active_customers")
+
+
+# ------------------------------------------------------------------------------------------------ profiles
+
+PLACE = "place"
+_PLACE_PATH = ("region_id", "country", "province", "city")
+
+
+@on_slice("accounts", "contracts")
+@memo_by_inputs
+def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *, by: str = "industry",
+            window_days: int = 365, term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+    """Who the active customers are (客户画像): per value of the account attribute `by` (one of `SEGMENTS`, or
+    "place" for region → country → province → city), the active customers at the reference time
+    (n_customers, customer_share) and their revenue over the `window_days` before it (revenue_amount,
+    revenue_share, revenue_per_customer). Accounts without a value are "(unknown)". Ordered by revenue, then
+    customers (both descending), then value."""
+    if purchases is None:
+        raise SchemaError("profile needs purchases (table `contracts`), which are not in this source")
+    keys = list(_PLACE_PATH) if by == PLACE else [check_choice("by", by, SEGMENTS)]
+    mine = _customer_frame(accounts, ctx)
+    missing = [k for k in keys if k not in mine.columns]
+    if missing:
+        raise SchemaError(f"accounts: column(s) {', '.join(missing)} are not in this source")
+    states = customer_states(accounts, purchases, ctx, term_days=term_days, grace_days=grace_days)
+    active = states.loc[states["active_end"], "account_id"]
+    ref = reference_time(ctx)
+    recent = purchases[(purchases["purchased_at"] >= ref - pd.Timedelta(days=_check_days("window_days",
+                                                                                        window_days, 1)))
+                       & (purchases["purchased_at"] < ref)]
+    revenue = recent.groupby("account_id")["amount"].sum()
+    rows = mine[isin(mine["account_id"].astype("string"), active)]
+    frame = pd.DataFrame({k: rows[k].astype("string").fillna(_(UNKNOWN)).to_numpy() for k in keys})
+    frame["revenue_amount"] = rows["account_id"].astype("string").map(revenue).fillna(0.0).astype("float64").to_numpy()
+    out = frame.groupby(keys, sort=True).agg(n_customers=("revenue_amount", "size"),
+                                             revenue_amount=("revenue_amount", "sum")).reset_index()
+    total_n, total_m = int(out["n_customers"].sum()), float(out["revenue_amount"].sum())
+    out["customer_share"] = out["n_customers"] / total_n if total_n else np.nan
+    out["revenue_share"] = out["revenue_amount"] / total_m if total_m > 0 else np.nan
+    out["revenue_per_customer"] = out["revenue_amount"] / out["n_customers"]
+    out = out.sort_values(["revenue_amount", "n_customers", *keys], ascending=[False, False, *[True] * len(keys)],
+                          kind="mergesort").reset_index(drop=True)
+    out.attrs.update(by=by, window_days=window_days)
+    return out[[*keys, "n_customers", "customer_share", "revenue_amount", "revenue_share", "revenue_per_customer"]]
+
+
+def describe_profile(result: pd.DataFrame | None) -> Finding | None:
+    """Where the revenue concentrates: the value of the attribute whose revenue share most exceeds its share of
+    customers (named only when it is a single value and exceeds it by 5 points or more)."""
+    if result is None:
+        return None
+    if result.empty or not result["revenue_share"].notna().any():
+        return finding(_("No active customer bought in the window: there is no profile of revenue to show."),
+                       "info")
+    key = result.columns[0] if result.attrs.get("by") != PLACE else "city"
+    lift = result["revenue_share"] - result["customer_share"]
+    top = lift.max()
+    if len(result) < 2 or top < 0.05 or int((lift == top).sum()) > 1:
+        return None
+    row = result[lift == top].iloc[0]
+    text = _("{value} customers are {customers} of the active customers and bring {revenue} of their revenue "
+             "({per} per customer).", value=_shown(row[key]), customers=_fmt(row["customer_share"], "share", 0),
+             revenue=_fmt(row["revenue_share"], "share", 0), per=_fmt(row["revenue_per_customer"], "amount"))
+    return finding(text, "info", recommendation=_("Look for more accounts like the {value} customers: they are "
+                                                  "worth more than the average.", value=_shown(row[key])))
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return _(UNKNOWN) if text == UNKNOWN else text
 
 
 # ----------------------------------------------------------------------------------------------------- RFM

@@ -268,3 +268,23 @@ def test_the_lines_of_one_order_are_one_purchase() -> None:
     assert bought.to_dict("list") == {"account_id": ["a1", "a2", "a1"],
                                       "purchased_at": [times[0], times[0], times[2]], "amount": [15.0, 7.0, 0.0]}
     assert cu.rfm(accounts(), bought, Q3).set_index("account_id").loc["a1", "frequency"] == 2
+
+
+def test_profile_of_the_active_customers() -> None:
+    prof = cu.profile(accounts(), purchases(), Q3, by="industry")
+    # active at 2026-10-01: a1 (Tech, 120 in the last year), a5 (Tech, 200), a4 (Retail, 60), a6 (unknown, 30)
+    assert prof["industry"].tolist() == ["Tech", "Retail", "(unknown)"]
+    assert prof["n_customers"].tolist() == [2, 1, 1] and prof["revenue_amount"].tolist() == [320.0, 60.0, 30.0]
+    assert prof["customer_share"].tolist() == [0.5, 0.25, 0.25]
+    assert prof.loc[0, "revenue_share"] == pytest.approx(320 / 410) and prof.loc[0, "revenue_per_customer"] == 160.0
+    found = cu.describe_profile(prof)
+    assert found.text.startswith("Tech customers are 50% of the active customers and bring 78% of their revenue")
+    places = cu.profile(accounts().assign(country="CN", province=None, city=None), purchases(), Q3, by="place")
+    assert list(places.columns[:4]) == ["region_id", "country", "province", "city"]
+    assert places["n_customers"].sum() == 4 and set(places["region_id"]) == {"R1", "R2"}
+    with pytest.raises(SchemaError, match="country"):
+        cu.profile(accounts(), purchases(), Q3, by="place")
+    with pytest.raises(ParameterError, match="by"):
+        cu.profile(accounts(), purchases(), Q3, by="zodiac")
+    even = prof.assign(revenue_share=prof["customer_share"])
+    assert cu.describe_profile(even) is None  # revenue follows the customers: nothing to say
