@@ -212,3 +212,67 @@ def test_the_known_problems_are_rejected_with_their_reason(expected):
     assert cancellations.sum() == 9_288
     rejected = expected["contracts"]["rejected"]
     assert rejected[cancellations].all(), "every cancellation line is rejected"
+
+
+# ------------------------------------------------------------- customers: RFM and cohorts against pandas
+
+UCI_PERIOD, UCI_AS_OF = "2011-Q4", pd.Timestamp("2011-12-10")
+
+
+@pytest.fixture(scope="module")
+def uci_customers(uci_con):
+    """The customers analysis on the mapped export (the whole company, 2011-Q4 up to the last invoice day)."""
+    from crmlens.metrics import customers as cu
+    from crmlens.params import validate_params
+
+    params = validate_params({"source": str(UCI_DIR), "mapping": str(UCI_MAPPING), "region": "all",
+                              "period": UCI_PERIOD, "as_of": str(UCI_AS_OF.date())})
+    s = data.open_slice(params, uci_con)
+    purchases = cu.purchase_history(s)
+    return {"rfm": cu.rfm(s, purchases),
+            "cohorts": cu.cohort_retention(s, purchases, freq="month", n_periods=12, basis="purchase")}
+
+
+def _pandas_orders(expected: dict) -> pd.DataFrame:
+    """The accepted invoice lines (pandas' own reading of the rules), one order per customer and invoice time."""
+    lines = expected["contracts"]["accepted"]
+    lines = lines[lines["signed_at"] < UCI_AS_OF]
+    return lines.groupby(["account_id", "signed_at"], as_index=False)["amount"].sum()
+
+
+def test_rfm_tiers_on_uci_equal_an_independent_pandas_computation(uci_customers, expected):
+    orders = _pandas_orders(expected)
+    per = orders.groupby("account_id").agg(last=("signed_at", "max"), frequency=("signed_at", "size"),
+                                           monetary=("amount", "sum"))
+    recency = (UCI_AS_OF - per["last"]).dt.total_seconds() / 86400
+
+    def quintile(values: pd.Series) -> np.ndarray:  # percentile of the average rank, in fifths, 1..5
+        return np.clip(np.ceil(values.rank(method="average", pct=True).to_numpy() * 5), 1, 5).astype(int)
+
+    r, f, m = quintile(-recency), quintile(per["frequency"].astype(float)), quintile(per["monetary"])
+    fm = (f + m) / 2
+    tier = np.select([(r >= 4) & (fm >= 4), (r >= 3) & (fm >= 3), r >= 3, fm >= 3, r == 2],
+                     ["champions", "loyal", "promising", "at_risk", "hibernating"], default="lost")
+    want = pd.Series(tier).value_counts().sort_index()
+    scored = uci_customers["rfm"]
+    got = scored["rfm_tier"].value_counts().sort_index()
+    assert len(scored) == len(per) > 4000
+    assert got.to_dict() == want.to_dict()
+    mine = scored.set_index("account_id")
+    assert mine["frequency"].sum() == per["frequency"].sum()  # orders, not invoice lines
+    assert mine["monetary_amount"].sum() == pytest.approx(per["monetary"].sum())
+
+
+def test_the_first_cohorts_retention_on_uci_equals_pandas(uci_customers, expected):
+    orders = _pandas_orders(expected)
+    month = orders["signed_at"].dt.to_period("M")
+    first = month.groupby(orders["account_id"]).transform("min")
+    cohort = orders.loc[first == pd.Period("2010-12", "M"), "account_id"].unique()
+    ours = orders[orders["account_id"].isin(cohort)]
+    ours_month = ours["signed_at"].dt.to_period("M")
+    want = [ours.loc[ours_month == pd.Period("2010-12", "M") + k, "account_id"].nunique() / len(cohort)
+            for k in range(12)]  # 2010-12 … 2011-11; 2011-12 is not over at the as-of time
+    row = uci_customers["cohorts"].set_index("cohort").loc["2010-12"]
+    assert row["cohort_size"] == len(cohort) > 800
+    assert [row[str(k)] for k in range(12)] == pytest.approx(want)
+    assert np.isnan(row["12"])
