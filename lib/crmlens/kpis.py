@@ -41,6 +41,7 @@ class KpiContext:
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     period_label: str = ""
     forgotten_days: int = 60  # the run's `forgotten_days` parameter
+    churn_days: int = 455  # the run's `churn_days` parameter
 
 
 KpiFn = Callable[[Mapping[str, pd.DataFrame], KpiContext], "float | None"]

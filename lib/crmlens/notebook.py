@@ -188,7 +188,7 @@ def context(s: data.Slice, which: str = "current") -> kpis.KpiContext:
     period = s.period if which == "current" else s.comparison_period
     return kpis.KpiContext(period_start=period.start, period_end=period.end, region=s.params.region,
                            as_of=s.as_of, vocabulary=s.info.vocabulary, period_label=period.label,
-                           forgotten_days=s.params.forgotten_days)
+                           forgotten_days=s.params.forgotten_days, churn_days=s.params.churn_days)
 
 
 def kpi_summary(s: data.Slice, names: Iterable[str],

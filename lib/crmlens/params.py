@@ -115,6 +115,12 @@ class Params(BaseModel):
         description="A customer with no activity for this many days counts as forgotten.",
         json_schema_extra=_allowed("a whole number of days > 0"),
     )
+    churn_days: int = Field(
+        455,
+        description="A customer whose latest purchase is this many days old or more counts as churned (not "
+        "active): a yearly contract term plus a grace period by default (365 + 90); a retailer might use 90 or 180.",
+        json_schema_extra=_allowed("a whole number of days > 0"),
+    )
     language: str = Field(
         "en",
         description="Language of everything a reader sees (titles, text, table headers, KPI labels, findings, "
@@ -242,14 +248,14 @@ class Params(BaseModel):
             "end of the data's latest period"
         )
 
-    @field_validator("forgotten_days", mode="before")
+    @field_validator("forgotten_days", "churn_days", mode="before")
     @classmethod
-    def _check_forgotten_days(cls, value: Any) -> int:
+    def _check_days(cls, value: Any, info: Any) -> int:
         number = int(value.strip()) if isinstance(value, str) and value.strip().isdigit() else value
         if isinstance(number, float) and number.is_integer():
             number = int(number)
         if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
-            raise ParameterError(f"forgotten_days: {value!r} is not allowed; use a whole number of days > 0")
+            raise ParameterError(f"{info.field_name}: {value!r} is not allowed; use a whole number of days > 0")
         return number
 
     @field_validator("options", mode="before")

@@ -174,7 +174,7 @@ def period_context(s: data.Slice, period: Period) -> kpis.KpiContext:
     """The KPI context of `period` in the slice's region (as `notebook.context` builds the current one)."""
     return kpis.KpiContext(period_start=period.start, period_end=period.end, region=s.params.region,
                            as_of=s.as_of, vocabulary=s.info.vocabulary, period_label=period.label,
-                           forgotten_days=s.params.forgotten_days)
+                           forgotten_days=s.params.forgotten_days, churn_days=s.params.churn_days)
 
 
 def sparkline_periods(s: data.Slice, n_periods: int = 8) -> list[Period]:

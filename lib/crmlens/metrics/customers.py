@@ -3,9 +3,10 @@ and their migration, and cohort retention.
 
 Pure functions over validated frames, as the other areas. A **purchase** is a signed contract (``contracts``:
 ``account_id``, ``signed_at``, ``amount``); a **customer** is an account with at least one purchase. A purchase
-covers its account for `term_days` (customers renew yearly) plus `grace_days` before the account counts as
-churned — the definitions of `crmlens.truths.ChurnDrivers`. So, at a time *t*, a customer is **active** when
-its latest purchase before *t* was less than ``term_days + grace_days`` days before *t*.
+covers its account for `churn_days` (the run's parameter; by default a yearly term plus a grace period,
+365 + 90 days, the definitions of `crmlens.truths.ChurnDrivers`; a retailer might use 90 or 180). So, at a
+time *t*, a customer is **active** when its latest purchase before *t* was less than `churn_days` days before
+*t*, and **churned** once that time passes without a new purchase.
 
 In a period [start, end) with reference time R (the as-of time, capped at the period end):
 
@@ -39,9 +40,10 @@ from crmlens.present import register_columns
 AREA = "customers"
 Frames = Mapping[str, pd.DataFrame]
 
-#: A purchase covers its customer this long (customers renew yearly) ...
+#: By default a purchase covers its customer a yearly term ...
 TERM_DAYS = 365
-#: ... and this much longer before the customer counts as churned (a late renewal is not a churn).
+#: ... and a grace period before the customer counts as churned (a late renewal is not a churn): the default
+#: of the `churn_days` parameter is their sum.
 GRACE_DAYS = 90
 #: Account attributes a customer base can be split by.
 SEGMENTS = ("industry", "size_band", "region_id", "level", "source_channel", "country", "province", "city")
@@ -125,6 +127,12 @@ def _check_days(name: str, value: Any, minimum: int = 0) -> int:
     return value
 
 
+def _cover(ctx: KpiContext, churn_days: int | None) -> pd.Timedelta:
+    """How long a purchase keeps its customer active: `churn_days`, or the context's (the run's parameter)."""
+    days = getattr(ctx, "churn_days", TERM_DAYS + GRACE_DAYS) if churn_days is None else churn_days
+    return pd.Timedelta(days=_check_days("churn_days", days, 1))
+
+
 def _last_before(purchases: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
     """Per account (index), its latest purchase strictly before `t`."""
     before = purchases[purchases["purchased_at"] < t]
@@ -145,12 +153,11 @@ def _customer_frame(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------ customer base
 
 def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiContext, *,
-                    term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+                    churn_days: int | None = None) -> pd.DataFrame:
     """Every customer of the region that was active at the start or bought before the reference time, with its
     state in the period: account_id, first_purchase_at, active_start, active_end, is_new, is_reactivated,
     is_churned (see the module doc)."""
-    term_days, grace_days = _check_days("term_days", term_days, 1), _check_days("grace_days", grace_days)
-    cover = pd.Timedelta(days=term_days + grace_days)
+    cover = _cover(ctx, churn_days)
     start, ref = pd.Timestamp(ctx.period_start), reference_time(ctx)
     mine = _customer_frame(accounts, ctx)
     bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
@@ -168,7 +175,7 @@ def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiCon
 @on_slice("accounts", "contracts")
 @memo_by_inputs
 def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
-                  by: str | None = None, term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+                  by: str | None = None, churn_days: int | None = None) -> pd.DataFrame:
     """The customer base of the period (see the module doc), for the whole region or per segment `by` (an
     account attribute of `SEGMENTS`): segment, n_active_start, n_new_customers, n_reactivated, n_churned, n_active_end,
     net_growth, net_growth_rate, churn_rate (churned ÷ active at the start). Segments ordered by active
@@ -178,7 +185,7 @@ def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: K
         raise SchemaError("customer_base needs purchases (table `contracts`), which are not in this source")
     if by is not None:
         check_choice("by", by, SEGMENTS)
-    states = customer_states(accounts, purchases, ctx, term_days=term_days, grace_days=grace_days)
+    states = customer_states(accounts, purchases, ctx, churn_days=churn_days)
     if by is None:
         states["segment"] = "all"
     else:
@@ -265,7 +272,7 @@ _PLACE_PATH = ("region_id", "country", "province", "city")
 @on_slice("accounts", "contracts")
 @memo_by_inputs
 def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *, by: str = "industry",
-            window_days: int = 365, term_days: int = TERM_DAYS, grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+            window_days: int = 365, churn_days: int | None = None) -> pd.DataFrame:
     """Who the active customers are (客户画像): per value of the account attribute `by` (one of `SEGMENTS`, or
     "place" for region → country → province → city), the active customers at the reference time
     (n_customers, customer_share) and their revenue over the `window_days` before it (revenue_amount,
@@ -278,7 +285,7 @@ def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiCont
     missing = [k for k in keys if k not in mine.columns]
     if missing:
         raise SchemaError(f"accounts: column(s) {', '.join(missing)} are not in this source")
-    states = customer_states(accounts, purchases, ctx, term_days=term_days, grace_days=grace_days)
+    states = customer_states(accounts, purchases, ctx, churn_days=churn_days)
     active = states.loc[states["active_end"], "account_id"]
     ref = reference_time(ctx)
     recent = purchases[(purchases["purchased_at"] >= ref - pd.Timedelta(days=_check_days("window_days",
@@ -489,8 +496,7 @@ def _period_index(labels: pd.Series, freq: str) -> pd.Series:
 @on_slice("accounts", "contracts")
 def cohort_retention(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
                      freq: str = "quarter", n_periods: int = 8, basis: str = "purchase",
-                     measure: str = "customers", term_days: int = TERM_DAYS,
-                     grace_days: int = GRACE_DAYS) -> pd.DataFrame:
+                     measure: str = "customers", churn_days: int | None = None) -> pd.DataFrame:
     """Cohorts of customers by the `freq` period of their first purchase × periods since (0 … `n_periods`):
     cohort, cohort_size, then one column per period since (``0``, ``1``, …).
 
@@ -520,7 +526,7 @@ def cohort_retention(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx
     label_of = dict(zip(bought["period"], labels, strict=True))
     cohorts = sorted(set(first))[-(n_periods + 1):]
     rows = []
-    cover = pd.Timedelta(days=term_days + grace_days)
+    cover = _cover(ctx, churn_days)
     for cohort in cohorts:
         members = first.index[first == cohort]
         mine_rows = bought[bought["account_id"].isin(members)]
@@ -598,7 +604,8 @@ def _kpi_base(frames: Frames, ctx: KpiContext) -> pd.DataFrame | None:
 @register_kpi("active_customers", label="Active customers", unit="count", direction="higher",
               tables=("accounts", "contracts"), area=AREA,
               description="Customers whose latest purchase (signed contract) before the as-of time (capped at the "
-              "period end) is less than a term (365 days) plus a grace period (90 days) old." + _HISTORY_NOTE)
+              "period end) is less than `churn_days` (a parameter: 455 = a yearly term plus 90 grace days by default) "
+              "old." + _HISTORY_NOTE)
 def kpi_active_customers(frames: Frames, ctx: KpiContext) -> float | None:
     base = _kpi_base(frames, ctx)
     return None if base is None else float(base["n_active_end"].sum())

@@ -78,10 +78,15 @@ def test_customer_base_as_of_mid_period_and_terms() -> None:
     # by 2026-07-25: a3 still covered (to 07-30), a5 new, a4 and a6 not yet bought
     assert row[["n_active_start", "n_new_customers", "n_reactivated", "n_churned", "n_active_end"]].tolist() == [
         2, 1, 0, 0, 3]
-    no_grace = cu.customer_base(accounts(), purchases(), Q3, grace_days=0).iloc[0]
+    no_grace = cu.customer_base(accounts(), purchases(), Q3, churn_days=365).iloc[0]
     assert no_grace["n_active_start"] == 1  # a3's cover ended 2026-05-01 without the grace days
-    with pytest.raises(ParameterError, match="term_days"):
-        cu.customer_base(accounts(), purchases(), Q3, term_days=0)
+    retail = KpiContext(period_start=Q3.period_start, period_end=Q3.period_end, churn_days=90)  # the run's parameter
+    row = cu.customer_base(accounts(), purchases(), retail).iloc[0]
+    # 90 days: at the start only purchases after 2026-04-02 count (none); at the end after 2026-07-03: a4 a5 a6
+    assert row[["n_active_start", "n_new_customers", "n_reactivated", "n_churned", "n_active_end"]].tolist() == [
+        0, 2, 1, 0, 3]
+    with pytest.raises(ParameterError, match="churn_days"):
+        cu.customer_base(accounts(), purchases(), Q3, churn_days=0)
     with pytest.raises(ParameterError, match="by"):
         cu.customer_base(accounts(), purchases(), Q3, by="shoe_size")
     with pytest.raises(SchemaError, match="contracts"):
