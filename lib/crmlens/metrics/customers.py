@@ -58,6 +58,8 @@ NEW_IN_TIER = "new"
 NEW_CUSTOMERS = N_("New since then")
 COHORT_BASES = ("purchase", "active")
 COHORT_FREQS = ("month", "quarter", "year")
+#: A cohort is named as keeping fewer customers only this far (or more) below the other cohorts' median.
+MIN_COHORT_GAP = 0.05
 
 register_columns({
     "segment": (N_("Segment"), "text"),
@@ -219,6 +221,8 @@ def describe_customer_base(result: pd.DataFrame) -> Finding | None:
     if result is None:
         return None
     if result.empty or int(result["n_active_start"].sum() + result["n_active_end"].sum()) == 0:
+        if result.attrs.get("by") is not None:
+            return None  # the whole region's finding says it once
         return finding(_("No customer was active in this slice: the source records no purchase in reach."),
                        "info", kpi="active_customers")
     if result.attrs.get("by") is not None:
@@ -447,7 +451,8 @@ def tier_migration(before: pd.DataFrame | None, after: pd.DataFrame | None) -> p
         return None
     then = before.set_index(before["account_id"].astype("string"))["rfm_tier"]
     now = after.set_index(after["account_id"].astype("string"))["rfm_tier"]
-    origin = now.index.map(then).to_series(index=now.index).fillna(NEW_IN_TIER)
+    origin = pd.Series(then.reindex(now.index).astype("object").to_numpy(), index=now.index)
+    origin = origin.where(origin.notna(), NEW_IN_TIER)  # not scored then (none were: all new)
     counts = pd.crosstab(origin.to_numpy(), now.to_numpy())
     out = counts.reindex(index=[*TIERS, NEW_IN_TIER], columns=list(TIERS), fill_value=0).astype("int64")
     out.columns.name = None
@@ -564,7 +569,8 @@ def _period_end(index: int, freq: str) -> pd.Timestamp:
 
 def describe_cohort_retention(result: pd.DataFrame) -> Finding | None:
     """The cohort that kept the fewest of its customers one period on (among cohorts observed that far;
-    equal shares named together), against the median of the others."""
+    equal shares named together), against the median of the others — only when it is `MIN_COHORT_GAP` or
+    more below it."""
     if result is None or result.empty or "1" not in result.columns:
         return finding(_("No cohort of customers is in reach of this slice."), "info") if result is not None \
             else None
@@ -574,6 +580,8 @@ def describe_cohort_retention(result: pd.DataFrame) -> Finding | None:
     worst_value = seen["1"].min()
     worst = seen[seen["1"] == worst_value]
     others = seen.loc[seen["1"] != worst_value, "1"]
+    if float(others.median()) - worst_value < MIN_COHORT_GAP:
+        return None  # 99% against 100% is not a finding
     text = n_("The {cohorts} cohort kept {share} of its customers one period on; the other cohorts' median is "
               "{median}.", "The {cohorts} cohorts kept {share} of their customers one period on; the other "
               "cohorts' median is {median}.", len(worst), cohorts=", ".join(worst["cohort"]),

@@ -293,3 +293,18 @@ def test_profile_of_the_active_customers() -> None:
         cu.profile(accounts(), purchases(), Q3, by="zodiac")
     even = prof.assign(revenue_share=prof["customer_share"])
     assert cu.describe_profile(even) is None  # revenue follows the customers: nothing to say
+
+
+def test_degenerate_inputs_give_no_false_sentence_and_no_crash() -> None:
+    after = cu.rfm(accounts(), purchases(), Q3)
+    nobody_before = cu.rfm(accounts(), purchases().iloc[:0], Q2)
+    moves = cu.tier_migration(nobody_before, after)
+    assert int(moves.loc["new", list(cu.TIERS)].sum()) == len(after)  # everyone is new
+    empty_by = cu.customer_base(accounts(), purchases().iloc[:0], Q3, by="industry")
+    assert cu.describe_customer_base(empty_by) is None  # the whole region's finding says it once
+    close = pd.DataFrame({"cohort": ["2026-Q1", "2026-Q2", "2026-Q3"], "cohort_size": [100, 100, 100],
+                          "0": [1.0, 1.0, 1.0], "1": [0.99, 1.0, 1.0]})
+    assert cu.describe_cohort_retention(close) is None  # 99% vs 100%: not a finding
+    far = close.assign(**{"1": [0.7, 1.0, 0.95]})
+    found = cu.describe_cohort_retention(far)
+    assert "The 2026-Q1 cohort kept 70%" in found.text and found.severity == "watch"
