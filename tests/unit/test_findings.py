@@ -53,7 +53,7 @@ class FakeSlice:
 
         self.tables = tables
         self.comparison = {"leads": "previous"}
-        self.params = SimpleNamespace(region="East", forgotten_days=60)
+        self.params = SimpleNamespace(region="East", forgotten_days=60, churn_days=455)
         self.period = self.comparison_period = parse_period("2026-Q3")
         self.as_of = pd.Timestamp("2026-10-01")
         self.info = SimpleNamespace(source="demo", vocabulary=Vocabulary())

@@ -364,7 +364,7 @@ def test_analyses_take_the_slice_and_skip_without_their_table(monkeypatch):
     shown = []
     monkeypatch.setattr(notebook, "md", lambda text, finding=False: shown.append(text))
     leads = _lead_funnel([4, 2, 1, 1]).assign(source_channel=_str(["web", "web", "mail", None]))
-    params = SimpleNamespace(region="all", forgotten_days=60)
+    params = SimpleNamespace(region="all", forgotten_days=60, churn_days=455)
     info = SimpleNamespace(vocabulary=VOCAB, source="test", tables=("leads",))
     period = SimpleNamespace(start=Q3.period_start, end=Q3.period_end, label="2026-Q3")
     s = _Slice(tables={"leads": leads}, params=params, info=info, period=period, comparison_period=period,

@@ -37,7 +37,7 @@ class FakeSlice:
     def __init__(self, frames: dict[str, pd.DataFrame]) -> None:
         self.tables = frames
         self.comparison = frames
-        self.params = SimpleNamespace(region="all", comparison="previous", forgotten_days=60)
+        self.params = SimpleNamespace(region="all", comparison="previous", forgotten_days=60, churn_days=455)
         self.period = Period(label="2026-Q3", start=Q3.period_start, end=Q3.period_end, kind="quarter")
         self.comparison_period = Period(label="2026-Q2", start=Q2.period_start, end=Q2.period_end, kind="quarter")
         self.as_of = Q3.as_of

@@ -301,7 +301,8 @@ def fake_slice(frames: dict[str, pd.DataFrame]) -> SimpleNamespace:
 
     tables = _Tables(frames)
     return SimpleNamespace(
-        tables=tables, comparison=_Tables(comparison_frames()), params=SimpleNamespace(region="all", forgotten_days=60),
+        tables=tables, comparison=_Tables(comparison_frames()),
+        params=SimpleNamespace(region="all", forgotten_days=60, churn_days=455),
         period=parse_period("2026-Q3"), comparison_period=parse_period("2026-Q2"), as_of=Q3.as_of,
         info=SimpleNamespace(vocabulary=None, source="fixture"),
         missing=lambda *names: [n for n in names if n not in tables])
