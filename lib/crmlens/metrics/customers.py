@@ -154,6 +154,7 @@ def _customer_frame(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------ customer base
 
+@memo_by_inputs
 def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiContext, *,
                     churn_days: int | None = None) -> pd.DataFrame:
     """Every customer of the region that was active at the start or bought before the reference time, with its
@@ -530,27 +531,36 @@ def cohort_retention(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx
     labels = bucket(bought["purchased_at"], freq)
     label_of = dict(zip(bought["period"], labels, strict=True))
     cohorts = sorted(set(first))[-(n_periods + 1):]
+    sizes = first.value_counts()
+    bought["cohort"] = bought["account_id"].map(first).to_numpy()
+    # every count is grouped once, by (cohort, period), not per cohort and period
+    if measure == "revenue":
+        values = bought.groupby(["cohort", "period"])["amount"].sum()
+    elif basis == "purchase":
+        values = bought.groupby(["cohort", "period"])["account_id"].nunique()
+    else:
+        cover = _cover(ctx, churn_days)
+        counts = {}
+        for p in range(min(cohorts), now + 1):  # active at each period's end (at the reference time for the last)
+            end = _period_end(p, freq) if p < now else ref
+            recent = bought[(bought["purchased_at"] < end) & (bought["purchased_at"] > end - cover)]
+            counts[p] = first.reindex(recent["account_id"].unique()).value_counts()
+        values = pd.concat(counts, names=["period", "cohort"]).swaplevel() if counts else pd.Series(dtype="float64")
     rows = []
-    cover = _cover(ctx, churn_days)
     for cohort in cohorts:
-        members = first.index[first == cohort]
-        mine_rows = bought[bought["account_id"].isin(members)]
-        row: dict[str, Any] = {"cohort": label_of[cohort], "cohort_size": len(members)}
-        base_revenue = float(mine_rows.loc[mine_rows["period"] == cohort, "amount"].sum())
+        size = int(sizes[cohort])
+        row: dict[str, Any] = {"cohort": label_of[cohort], "cohort_size": size}
+        base_revenue = float(values.get((cohort, cohort), 0.0)) if measure == "revenue" else 0.0
         for k in range(n_periods + 1):
             p = cohort + k
             if p > now or (p == now and k > 0 and ref < _period_end(now, freq)):
                 row[str(k)] = np.nan  # not observed yet, or not over at the reference time: not a zero
                 continue
-            in_p = mine_rows[mine_rows["period"] == p]
+            value = float(values.get((cohort, p), 0.0))
             if measure == "revenue":
-                row[str(k)] = ratio(float(in_p["amount"].sum()), base_revenue) if base_revenue > 0 else np.nan
-            elif basis == "purchase":
-                row[str(k)] = in_p["account_id"].nunique() / len(members)
+                row[str(k)] = ratio(value, base_revenue) if base_revenue > 0 else np.nan
             else:
-                end = _period_end(p, freq) if p < now else ref
-                active = _active_at(mine_rows, end, cover)
-                row[str(k)] = len(active) / len(members)
+                row[str(k)] = value / size
         rows.append(row)
     out = pd.DataFrame(rows, columns=columns)
     out[columns[2:]] = out[columns[2:]].astype("float64")
