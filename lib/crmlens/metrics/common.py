@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from crmlens import i18n
 from crmlens.errors import ParameterError
 from crmlens.kpis import KpiContext
 from crmlens.schema import Vocabulary
@@ -280,3 +281,19 @@ def map_keys(keys: pd.Series, lookup: pd.Series | Mapping[Any, Any]) -> pd.Serie
     out = out.reset_index(drop=True)
     out.index = keys.index
     return out.mask(codes < 0) if len(mapped) else out
+
+
+#: A group or place a source leaves empty, as the analyses name it (translated where shown).
+UNKNOWN = i18n.N_("(unknown)")
+
+
+def fmt(value: Any, unit: str, digits: int | None = None) -> str:
+    """A number for a finding's text (`crmlens.i18n.format_number`)."""
+    return i18n.format_number(value, unit, digits=digits)
+
+
+def shown(value: Any) -> str:
+    """A place or group as readers see it: "(unknown)" translated, a missing value as "–"."""
+    if i18n.is_missing(value):
+        return i18n.MISSING_VALUE
+    return i18n._(UNKNOWN) if value == UNKNOWN else str(value)

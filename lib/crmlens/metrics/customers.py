@@ -34,7 +34,9 @@ from crmlens.errors import ParameterError, SchemaError
 from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, format_number, n_, sentences
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import bucket, check_choice, isin, memo_by_inputs, ratio, reference_time
+from crmlens.metrics.common import UNKNOWN, bucket, check_choice, isin, memo_by_inputs, ratio, reference_time
+from crmlens.metrics.common import fmt as _fmt
+from crmlens.metrics.common import shown as _shown
 from crmlens.present import register_columns
 
 AREA = "customers"
@@ -47,7 +49,6 @@ TERM_DAYS = 365
 GRACE_DAYS = 90
 #: Account attributes a customer base can be split by.
 SEGMENTS = ("industry", "size_band", "region_id", "level", "source_channel", "country", "province", "city")
-UNKNOWN = N_("(unknown)")
 #: RFM tiers, best first (see `rfm_tier`).
 TIERS = ("champions", "loyal", "promising", "at_risk", "hibernating", "lost")
 TIER_LABELS = {"champions": N_("Champions"), "loyal": N_("Loyal"), "promising": N_("Promising"),
@@ -211,9 +212,6 @@ def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: K
     return out.reset_index(drop=True)
 
 
-def _fmt(value: Any, unit: str, digits: int | None = None) -> str:
-    return format_number(value, unit, digits=digits)
-
 
 def describe_customer_base(result: pd.DataFrame) -> Finding | None:
     """For the whole region: the period's change of active customers, in numbers. Per segment: the segment(s)
@@ -332,10 +330,6 @@ def describe_profile(result: pd.DataFrame | None) -> Finding | None:
     return finding(text, "info", recommendation=_("Look for more accounts like the {value} customers: they are "
                                                   "worth more than the average.", value=_shown(row[key])))
 
-
-def _shown(value: Any) -> str:
-    text = str(value)
-    return _(UNKNOWN) if text == UNKNOWN else text
 
 
 # ----------------------------------------------------------------------------------------------------- RFM

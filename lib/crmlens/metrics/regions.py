@@ -39,6 +39,7 @@ from crmlens.i18n import N_, _, n_
 from crmlens.i18n import sentences as _sentences
 from crmlens.kpis import KpiContext, register_kpi
 from crmlens.metrics.common import (
+    UNKNOWN,
     check_choice,
     closed_in_period,
     in_period,
@@ -54,6 +55,8 @@ from crmlens.metrics.common import (
     won_in_period,
     won_mask,
 )
+from crmlens.metrics.common import fmt as _fmt
+from crmlens.metrics.common import shown as _shown
 from crmlens.periods import Period, parse_period
 from crmlens.present import register_columns
 
@@ -64,7 +67,6 @@ Frames = Mapping[str, pd.DataFrame]
 GEO_LEVELS: tuple[str, ...] = ("region", "country", "province", "city")
 _GEO_COLUMNS = {"region": "region_id", "country": "country", "province": "province", "city": "city"}
 #: Label used where an account (or its geography) is unknown (a data value; readers see it translated).
-UNKNOWN = N_("(unknown)")
 #: Grouping levels of leaderboards and team metrics.
 GROUP_LEVELS: tuple[str, ...] = ("rep", "team", "region")
 _GROUP_KEYS = {"rep": "rep_id", "team": "team_id", "region": "region_id"}
@@ -246,10 +248,6 @@ def _noting(out: pd.DataFrame, gaps: Sequence[str], **attrs: Any) -> pd.DataFram
 # ---------------------------------------------------------------------------------------------- findings
 
 
-def _fmt(value: Any, unit: str, digits: int | None = None) -> str:
-    return i18n.format_number(value, unit, digits=digits)
-
-
 def _join(items: Sequence[str]) -> str:
     """"A", "A and B", "A, B and C" in the language in use."""
     items = [str(i) for i in items]
@@ -264,13 +262,6 @@ def _some(names: Sequence[str], limit: int = 3) -> str:
     if len(names) <= limit:
         return _join(names)
     return _join([*names[:limit], n_("{n} more", "{n} more", len(names) - limit)])
-
-
-def _shown(value: Any) -> str:
-    """A place or group as readers see it: "(unknown)" translated, a missing value as "–"."""
-    if i18n.is_missing(value):
-        return i18n.MISSING_VALUE
-    return _(UNKNOWN) if value == UNKNOWN else str(value)
 
 
 def _who(result: pd.DataFrame, key: str, name: str = "name") -> pd.Series:
