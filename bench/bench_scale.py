@@ -17,7 +17,7 @@ Rows (--data default / large):
   validation row ran first in the same store folder); naive: read_parquet + validate_tables, then the pandas
   filter to the region and to the period, previous period and same period last year (the rule of
   ``crmlens.data.period_mask``), as a slice holds.
-* 02/03/08 notebook — papermill's Python API, kernel "crmlens", cwd notebooks/, parameters region "all" and
+* 02/03/04/06/08 notebook — papermill's Python API, kernel "crmlens", cwd notebooks/, parameters region "all" and
   the source folder, store warm, without a save after every cell (as `crmlens run` executes). Project only.
 * dashboard cold start (default, or --kernel alone after warming the store) — a fresh Python process that
   imports ``crmlens.notebook``, opens the slice for "all" at the default period and computes the overview tiles
@@ -59,7 +59,7 @@ DATA = {
 }
 UCI_MAPPING = ROOT / "params" / "sources" / "uci_online_retail.yaml"
 UCI_FILE = "online_retail.csv.gz"
-NOTEBOOKS = ("02_sales_funnel", "03_sales_performance", "08_regions_teams")
+NOTEBOOKS = ("02_sales_funnel", "03_sales_performance", "04_customers", "06_customer_health", "08_regions_teams")
 STORE_DIR_ENV = "CRMLENS_STORE_DIR"  # (crmlens.store.STORE_DIR_ENV; not imported: the parent stays light)
 DASH = "–"
 

@@ -8,6 +8,7 @@
 * `validate_source(...)` validates every table of a source (what ``crmlens validate`` prints).
 * `open_slice(params)` returns the validated tables of one region × period and of its comparison
   periods, with filters pushed down to the engine.
+* `custom_fields(slice, table)` names the custom fields a mapping keeps in a table, with their declared types.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class SourceInfo:
     tables: tuple[str, ...] = ()
     as_of_cache: pd.Timestamp | None = None
     store: Any = None  # the validated store (`crmlens.store.Store`), once opened
+    custom_fields: dict[str, dict[str, str]] = field(default_factory=dict)  # table → field → declared type
+    declared_as_of: pd.Timestamp | None = None  # the export's 'today', when its mapping declares one
 
 
 # Stored on the connection object itself: ibis backends compare equal by database identity (two in-memory
@@ -83,7 +86,9 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
         spec = load_mapping(_resolve(Path(mapping)))
         raw, fixes = build_mapped_source(_resolve(Path(text)), spec)
         con = ibis.duckdb.from_connection(raw)
-        info = SourceInfo(text, "mapped", mapping=str(mapping), vocabulary=spec.vocab(), fixes=fixes)
+        info = SourceInfo(text, "mapped", mapping=str(mapping), vocabulary=spec.vocab(), fixes=fixes,
+                          custom_fields=spec.custom_fields(),
+                          declared_as_of=pd.Timestamp(spec.as_of) if spec.as_of is not None else None)
     elif _is_url(text):
         import ibis
 
@@ -273,11 +278,13 @@ def data_as_of(con: BaseBackend) -> pd.Timestamp:
     Only timestamps that cannot lie in the future count (not planned due dates), and only those up to the
     current time (a stray future value does not move it). Derived from the data, so re-running on the same
     data gives the same answer whatever day it is. Read from the validated store (rows whose time cannot be
-    read do not count).
+    read do not count). A mapping that declares the export's `as_of` (an export with no dates) gives that.
     """
     from crmlens.store import ensure_validated
 
     info = source_info(con)
+    if getattr(info, "declared_as_of", None) is not None:
+        return info.declared_as_of
     if info.as_of_cache is not None:
         return info.as_of_cache
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
@@ -506,6 +513,10 @@ class Slice:
         """Which of the named tables this source lacks (for "needs tables X, Y" sections)."""
         return [n for n in names if n not in self.info.tables]
 
+    def custom_fields(self, name: str) -> dict[str, str]:
+        """The custom fields the mapping keeps in table `name`: name → declared type (see `custom_fields`)."""
+        return custom_fields(self, name)
+
 
 def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     """Open the source named by `params`, and return the validated slice and comparison slices.
@@ -541,6 +552,23 @@ def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
                  rejected=rejected, report=report, con=con, info=info,
                  as_of=pd.Timestamp(params.as_of) if params.as_of else data_as_of(con),
                  _check_as_of=as_of)
+
+
+def custom_fields(s: Slice, table: str) -> dict[str, str]:
+    """The custom fields the source's mapping keeps in `table` (docs/mappings.md, "Custom fields"): field name →
+    declared type, in column order; ``{}`` when there are none or the source lacks the table.
+
+    Each is a column of the table's frames (``s.tables[table]``, ``s.previous[table]``...), after the canonical
+    columns, read as its type: ``string`` and ``category`` → pandas ``string``, ``integer`` → ``Int64``,
+    ``number`` → ``float64``, ``boolean`` → ``boolean``, ``timestamp`` and ``date`` → ``datetime64``. A
+    ``category`` is text meant for grouping (segments, filters, one-hot features); ``string`` is free text.
+    """
+    from crmlens.schema import table as canonical_table
+
+    canonical_table(table)  # an unknown table name is a SchemaError listing the known ones
+    if table not in s.info.tables:
+        return {}
+    return s.store.custom_fields(table)
 
 
 #: Environment variable naming a folder where validated slices are shared between the notebooks of one run

@@ -3,7 +3,9 @@
 A mapping (``params/sources/<name>.yaml``, documented in ``docs/mappings.md``) says which export file
 feeds which canonical table, how source columns become canonical columns (a column name, a SQL
 expression, or a constant), which files to join for columns that live elsewhere, which values to fix
-(every fix is counted and reported), and the source's sales-stage vocabulary.
+(every fix is counted and reported), the source's sales-stage vocabulary, the custom fields each table keeps
+beside its canonical columns (``custom_fields:``, each with a declared type, `crmlens.schema.CUSTOM_FIELD_TYPES`)
+and, for exports with no dates, the export's as-of date (``as_of:``, read in SQL expressions as ``as_of()``).
 
 Everything runs in an in-memory DuckDB database: the raw files become tables in the schema ``raw``
 (every value read as text, plus ``_source_row``, the line number in the file), fixes are applied
@@ -14,6 +16,7 @@ rather than silently turned into an empty one.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crmlens.errors import SourceError
-from crmlens.schema import SCHEMA, TABLE_NAMES, Vocabulary
+from crmlens.schema import SCHEMA, TABLE_NAMES, Vocabulary, custom_field_problem
 from crmlens.validate import SOURCE_ROW
 
 
@@ -66,13 +69,41 @@ class ColumnValue(_Strict):
 ColumnSpec = str | ColumnSql | ColumnValue
 
 
+class CustomField(_Strict):
+    """A custom field: a value of the source kept beside the canonical columns, with a declared type."""
+
+    type: str = Field(description="string, category, integer, number, boolean, timestamp or date.")
+    column: str | None = Field(None, description="Source column (default: the field's own name).")
+    sql: str | None = Field(None, description="A DuckDB SQL expression instead of a column.")
+
+    def source(self, name: str) -> ColumnSpec:
+        if self.column is not None and self.sql is not None:
+            raise ValueError("give either column or sql, not both")
+        return ColumnSql(sql=self.sql) if self.sql is not None else (self.column or name)
+
+
 class TableMap(_Strict):
     """How one canonical table is built."""
 
     from_: str = Field(alias="from", description="Key of the main file under `files`.")
     join: list[Join] = Field(default_factory=list)
     distinct: bool = Field(False, description="Keep one row per distinct combination of the mapped columns.")
+    where: str | None = Field(None, description="A DuckDB SQL condition on the main file's columns: only the rows "
+                              "where it holds feed this table (e.g. an export's cancellation lines feed "
+                              "`credit_notes`, the other lines `contracts`).")
     columns: dict[str, ColumnSpec]
+    custom_fields: dict[str, str | CustomField] = Field(
+        default_factory=dict,
+        description="Extra columns kept with a declared type: `Name: type` (the source column of that name) "
+                    "or `name: {type: ..., column: ...}` / `{type: ..., sql: ...}`.")
+
+    def custom_types(self) -> dict[str, str]:
+        """Custom field name → declared type."""
+        return {n: f if isinstance(f, str) else f.type for n, f in self.custom_fields.items()}
+
+    def custom_sources(self) -> dict[str, ColumnSpec]:
+        """Custom field name → where its value comes from."""
+        return {n: n if isinstance(f, str) else f.source(n) for n, f in self.custom_fields.items()}
 
 
 class VocabularySpec(_Strict):
@@ -86,6 +117,8 @@ class Mapping(_Strict):
 
     name: str
     description: str = ""
+    as_of: date | None = Field(None, description="The export's 'today' (as the as_of parameter): analyses "
+                               "default to it, and SQL expressions read it as as_of().")
     files: dict[str, FileSpec]
     vocabulary: VocabularySpec | None = None
     fixes: list[Fix] = Field(default_factory=list)
@@ -102,9 +135,28 @@ class Mapping(_Strict):
                 if col not in model_cols:
                     raise ValueError(
                         f"tables.{name}.columns: {col!r} is not a column of {name}; "
-                        f"its columns are: {', '.join(model_cols)}"
+                        f"its columns are: {', '.join(model_cols)} (to keep another column, declare it "
+                        f"under tables.{name}.custom_fields)"
                     )
+            seen: dict[str, str] = {}
+            for field, declared in spec.custom_types().items():
+                problem = custom_field_problem(SCHEMA[name], field, declared)
+                if problem is None and field.lower() in seen:
+                    problem = f"{field!r} and {seen[field.lower()]!r} differ only by case"
+                custom = spec.custom_fields[field]
+                if problem is None and not isinstance(custom, str):
+                    try:
+                        custom.source(field)
+                    except ValueError as err:
+                        problem = str(err)
+                if problem is not None:
+                    raise ValueError(f"tables.{name}.custom_fields.{field}: {problem}")
+                seen[field.lower()] = field
         return tables
+
+    def custom_fields(self) -> dict[str, dict[str, str]]:
+        """Per table with custom fields: field name → declared type."""
+        return {name: spec.custom_types() for name, spec in self.tables.items() if spec.custom_fields}
 
     def vocab(self) -> Vocabulary:
         if self.vocabulary is None:
@@ -200,21 +252,23 @@ def _apply_fixes(con: duckdb.DuckDBPyConnection, mapping: Mapping, columns: dict
 def _build_table(con: duckdb.DuckDBPyConnection, mapping: Mapping, name: str, spec: TableMap,
                  columns: dict[str, list[str]]) -> None:
     available = set(columns[spec.from_]) | {c for j in spec.join for c in columns[j.file]}
-    exprs = []
-    for canonical, source in spec.columns.items():
+
+    def expr(section: str, target: str, source: ColumnSpec) -> str:
         if isinstance(source, str):
             if source not in available:
                 files = [spec.from_] + [j.file for j in spec.join]
                 listing = "; ".join(f"{f}: {', '.join(c for c in columns[f] if c != SOURCE_ROW)}" for f in files)
-                raise SourceError(f"mapping '{mapping.name}': tables.{name}.columns.{canonical}: source column "
+                raise SourceError(f"mapping '{mapping.name}': tables.{name}.{section}.{target}: source column "
                                   f"{source!r} not found (available — {listing})")
             owner = spec.from_ if source in columns[spec.from_] else next(
                 j.file for j in spec.join if source in columns[j.file])
-            exprs.append(f"{_ident(owner)}.{_ident(source)} AS {_ident(canonical)}")
-        elif isinstance(source, ColumnSql):
-            exprs.append(f"({source.sql}) AS {_ident(canonical)}")
-        else:
-            exprs.append(f"{_literal(source.value)} AS {_ident(canonical)}")
+            return f"{_ident(owner)}.{_ident(source)} AS {_ident(target)}"
+        if isinstance(source, ColumnSql):
+            return f"({source.sql}) AS {_ident(target)}"
+        return f"{_literal(source.value)} AS {_ident(target)}"
+
+    exprs = [expr("columns", canonical, source) for canonical, source in spec.columns.items()]
+    exprs += [expr("custom_fields", field, source) for field, source in spec.custom_sources().items()]
     if not spec.distinct:
         exprs.append(f"{_ident(spec.from_)}.{SOURCE_ROW} AS {SOURCE_ROW}")
     joins = "".join(
@@ -223,14 +277,16 @@ def _build_table(con: duckdb.DuckDBPyConnection, mapping: Mapping, name: str, sp
         for j in spec.join
     )
     order = "" if spec.distinct else f" ORDER BY {_ident(spec.from_)}.{SOURCE_ROW}"
+    where = f" WHERE ({spec.where})" if spec.where else ""
     sql = (f"SELECT {'DISTINCT ' if spec.distinct else ''}{', '.join(exprs)} "
-           f"FROM raw.{_ident(spec.from_)} AS {_ident(spec.from_)}{joins}{order}")
+           f"FROM raw.{_ident(spec.from_)} AS {_ident(spec.from_)}{joins}{where}{order}")
     try:
         con.execute(f"CREATE OR REPLACE TABLE main.{_ident(name)} AS {sql}")
     except duckdb.Error as err:
         raise SourceError(f"mapping '{mapping.name}': cannot build table {name}: {err}") from None
     if spec.join and not spec.distinct:
-        (n_main,) = con.execute(f"SELECT count(*) FROM raw.{_ident(spec.from_)}").fetchone()
+        (n_main,) = con.execute(f"SELECT count(*) FROM raw.{_ident(spec.from_)} AS {_ident(spec.from_)}"
+                                f"{where}").fetchone()
         (n_out,) = con.execute(f"SELECT count(*) FROM main.{_ident(name)}").fetchone()
         if n_main != n_out:
             raise SourceError(
@@ -249,6 +305,13 @@ def build_mapped_source(folder: str | Path, mapping: Mapping) -> tuple[duckdb.Du
     if not folder.is_dir():
         raise SourceError(f"source folder {folder} does not exist")
     con = duckdb.connect()
+    # as_of() in SQL expressions: the export's 'today' declared by the mapping (a clear error when it has none)
+    if mapping.as_of is not None:
+        con.execute(f"CREATE MACRO as_of() AS TIMESTAMP {_literal(mapping.as_of.isoformat())}")
+    else:
+        con.execute("CREATE MACRO as_of() AS CAST(error(" + _literal(
+            f"mapping '{mapping.name}' uses as_of() but declares no as_of (add e.g. 'as_of: 2019-01-01')")
+            + ") AS TIMESTAMP)")
     columns = _read_files(con, folder, mapping)
     fixes = _apply_fixes(con, mapping, columns)
     for name, spec in mapping.tables.items():

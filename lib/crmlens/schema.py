@@ -10,8 +10,8 @@ Column names follow the suffix conventions: `*_id` keys, `*_at` timestamps (naiv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
@@ -77,6 +77,7 @@ class Column:
     references: str | None = None  # "table.column" this column is a foreign key to
     not_future: bool = False  # a timestamp that cannot be later than the as-of time
     warn_if_null: str | None = None  # nullable, but a missing value is reported (this text says why)
+    custom_type: str | None = None  # a custom field kept by a mapping: its declared type (`CUSTOM_FIELD_TYPES`)
 
     def rules_text(self) -> str:
         """Human-readable list of the column's rules (for the generated docs)."""
@@ -94,6 +95,37 @@ class Column:
         if self.not_future:
             parts.append("not in the future")
         return "; ".join(parts)
+
+
+#: Types a mapping may declare for a custom field (`custom_fields:`, docs/mappings.md) → the canonical type it is
+#: read and stored as. "category" is text meant for grouping (a segment, a gender, a tier); "string" is free text.
+CUSTOM_FIELD_TYPES: dict[str, DType] = {
+    "string": "string",
+    "category": "string",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "timestamp": "timestamp",
+    "date": "date",
+}
+
+
+def custom_field_problem(table: Table, name: str, declared: str) -> str | None:
+    """Why `name` cannot be a custom field of `table` with type `declared` (None when it can).
+
+    A custom field may not take a canonical column's name (compared ignoring case, as SQL engines do), nor
+    start with ``_`` (reserved for meta columns such as ``_source_row``)."""
+    if declared not in CUSTOM_FIELD_TYPES:
+        return f"type {declared!r} is not a custom field type; use one of: {', '.join(CUSTOM_FIELD_TYPES)}"
+    if not name.strip() or name != name.strip():
+        return f"{name!r} is not a usable name (empty, or leading/trailing spaces)"
+    if name.startswith("_"):
+        return f"{name!r} starts with '_', which is reserved for meta columns such as _source_row"
+    clash = next((c for c in table.column_names if c.lower() == name.lower()), None)
+    if clash is not None:
+        return (f"{name!r} clashes with the canonical column {clash!r} of {table.name}; map the value to "
+                f"{clash!r} under columns, or give the custom field another name (e.g. 'src_{name}')")
+    return None
 
 
 RuleCheck = Callable[[pd.DataFrame, Vocabulary], pd.Series]
@@ -148,6 +180,33 @@ class Table:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def custom_fields(self) -> dict[str, str]:
+        """The custom fields of this table (name → declared type); empty for the canonical table."""
+        return {c.name: c.custom_type for c in self.columns if c.custom_type is not None}
+
+    def with_custom_fields(self, fields: Mapping[str, str]) -> Table:
+        """This table plus custom fields (name → declared type, one of `CUSTOM_FIELD_TYPES`) after its columns.
+
+        A custom field is nullable and has no rule but its type: a value that cannot be read as the type
+        rejects its row, as for a canonical column. A bad name or type raises `SchemaError`."""
+        if not fields:
+            return self
+        from crmlens.errors import SchemaError
+
+        extra: list[Column] = []
+        seen: dict[str, str] = {}
+        for name, declared in fields.items():
+            problem = custom_field_problem(self, name, declared)
+            if problem is None and name.lower() in seen:
+                problem = f"{name!r} and {seen[name.lower()]!r} differ only by case"
+            if problem is not None:
+                raise SchemaError(f"custom field {self.name}.{name}: {problem}")
+            seen[name.lower()] = name
+            extra.append(Column(name, CUSTOM_FIELD_TYPES[declared], f"Custom field ({declared}) kept by the mapping.",
+                                custom_type=declared))
+        return replace(self, columns=self.columns + tuple(extra))
 
     @property
     def foreign_keys(self) -> Iterator[tuple[Column, str, str]]:
@@ -248,7 +307,8 @@ TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "accounts", "One row per customer company.", "Customer and prospect companies (客户).",
+        "accounts", "One row per customer company.", "Customer and prospect companies (客户). A mapping may "
+        "keep custom fields of the source after these columns (see docs/mappings.md, Custom fields).",
         key=("account_id",), kind="dimension", region="region_id",
         columns=(
             _c("account_id", "string", "Account identifier.", nullable=False),
@@ -267,7 +327,10 @@ TABLES: tuple[Table, ...] = (
             _c("is_public_pool", "bool", "Whether the account sits in the public pool (公海) with no owner."),
             _c("pool_entered_at", "timestamp", "When the account last entered the public pool.",
                not_future=True),
+            _c("churned_at", "timestamp", "When the customer was lost (churned), for sources that record "
+               "churn; empty while a customer.", not_future=True),
         ),
+        rules=(_not_before("churned_at", "created_at"),),
     ),
     Table(
         "contacts", "One row per person at an account.", "People at customer companies.",
@@ -418,6 +481,25 @@ TABLES: tuple[Table, ...] = (
             _c("due_date", "date", "When payment is due."),
             _c("amount", "float", "Invoiced amount.", nullable=False, min=0),
             _c("status", "string", "Invoice status.", nullable=False, allowed=INVOICE_STATUSES),
+        ),
+    ),
+    Table(
+        "credit_notes", "One row per credit note.",
+        "Credits to customers (退货/退款/取消订单): returns, refunds and cancelled orders. A credit reduces its "
+        "customer's net revenue; it is never a purchase. Sources that record none have no such table.",
+        key=("credit_note_id",), period=PeriodFilter("at", ("credited_at",)), region="region_id",
+        columns=(
+            _c("credit_note_id", "string", "Credit note identifier.", nullable=False),
+            _c("account_id", "string", "Customer credited.", nullable=False, references="accounts.account_id"),
+            _c("contract_id", "string", "Contract (purchase) credited, when the source links it.",
+               references="contracts.contract_id"),
+            _c("product_id", "string", "Product returned or cancelled.", references="products.product_id"),
+            _c("region_id", "string", "Region credited.", nullable=False, references="regions.region_id"),
+            _c("credited_at", "timestamp", "When the credit was issued.", nullable=False, not_future=True),
+            _c("quantity", "int", "Units returned or cancelled (a positive number).", min=0),
+            _c("amount", "float", "Value credited back to the customer (a positive number).", nullable=False,
+               min=0),
+            _c("reason", "string", "Why: return, refund, cancellation, ..."),
         ),
     ),
     Table(

@@ -9,7 +9,8 @@ into ``<store root>/<version>/``:
 * ``accepted/<table>.parquet`` — accepted rows in canonical types, in source order;
 * ``rejected/<table>.parquet`` — rejected rows as the source had them, with every reason (``_reasons``);
 * ``problems.parquet`` — every problem row (table, column, row key, source row, value, rule, message);
-* ``meta.json`` — per-table counts, notes, fixes, and what the version was made from.
+* ``meta.json`` — per-table counts, notes, custom fields (name → declared type), fixes, and what the version
+  was made from.
 
 Readers (`open_slice`, notebooks, run tasks, dashboard kernels, ``crmlens validate``) query those files
 with DuckDB, the region and period filters pushed into the scan: opening a slice costs a filter, not a
@@ -234,9 +235,10 @@ def _validate_all(dcon: Any, info: Any, relations: dict[str, tuple[str, bool, bo
             continue
         t0 = time.perf_counter()
         rel, has_src, as_view = relations[name]
-        result = validate_in_engine(dcon, name, SCHEMA[name], rel, vocab=info.vocabulary, parent_sql=parent_sql,
-                                    out_dir=out, has_source_row=has_src, accepted_as_view=as_view,
-                                    cluster_rows=CLUSTER_ROWS)
+        custom = dict(getattr(info, "custom_fields", {}).get(name) or {})
+        result = validate_in_engine(dcon, name, SCHEMA[name].with_custom_fields(custom), rel,
+                                    vocab=info.vocabulary, parent_sql=parent_sql, out_dir=out,
+                                    has_source_row=has_src, accepted_as_view=as_view, cluster_rows=CLUSTER_ROWS)
         accepted[name] = (f"({result.accepted_sql})" if result.accepted_sql
                           else f"read_parquet({literal(str(result.accepted_path))})")
         rep = result.report
@@ -248,7 +250,8 @@ def _validate_all(dcon: Any, info: Any, relations: dict[str, tuple[str, bool, bo
                         "max_future_at": None if result.max_future_at is None else result.max_future_at.isoformat(),
                         "seconds": round(time.perf_counter() - t0, 3), "steps": result.steps,
                         "accepted_sql": result.accepted_sql.replace(str(out), _STORE_FOLDER_MARK)
-                        if result.accepted_sql else None, "clustered": result.clustered}
+                        if result.accepted_sql else None, "clustered": result.clustered,
+                        "custom_fields": custom}
         if progress is not None:
             progress(name, rep)
     problems = (pd.concat(problem_frames, ignore_index=True) if problem_frames
@@ -444,6 +447,15 @@ class Store:
     def tables(self) -> tuple[str, ...]:
         return tuple(n for n in TABLE_NAMES if n in self.meta["tables"])
 
+    def table(self, name: str) -> Table:
+        """The table `name` as stored: the canonical table plus the custom fields its mapping keeps."""
+        return SCHEMA[name].with_custom_fields(self.custom_fields(name))
+
+    def custom_fields(self, name: str) -> dict[str, str]:
+        """The custom fields stored with table `name` (name → declared type, in column order); {} if none."""
+        meta = self.meta["tables"].get(name)
+        return dict(meta.get("custom_fields") or {}) if meta else {}
+
     @property
     def vocabulary(self) -> Vocabulary:
         v = self.meta["vocabulary"]
@@ -497,8 +509,9 @@ class Store:
         return f"({ident(typed_prefix + fk)} IN (SELECT {ident(key)} FROM acc_{parent} WHERE {inner}))"
 
     def _columns(self, name: str) -> list[str]:
-        """The accepted rows' columns as read: every canonical column, then ``_source_row`` when the source has it."""
-        cols = [ident(c.name) for c in SCHEMA[name].columns]
+        """The accepted rows' columns as read: every canonical column, the custom fields, then ``_source_row`` when
+        the source has it."""
+        cols = [ident(c.name) for c in self.table(name).columns]
         return [*cols, SOURCE_ROW] if self.meta["tables"][name]["has_source_row"] else cols
 
     def _order(self, name: str, region: str | None) -> str:
@@ -517,8 +530,26 @@ class Store:
              as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         """Accepted rows of `name` for a region/period, in canonical dtypes and source order (as
         `crmlens.validate.validate_table` returns them); rows after `as_of` are not accepted."""
-        table = SCHEMA[name]
+        table = self.table(name)
         cols = self._columns(name)
+        where = self.predicate(name, region=region, period=period)
+        if self._has_future(name, as_of):
+            where = f"({where}) AND {self._not_future(as_of)}"
+        return _frame(self._query(f"SELECT {', '.join(cols)} FROM acc_{name} WHERE {where}{self._order(name, region)}"),
+                      table)
+
+    def read_columns(self, name: str, columns: list[str], *, region: str | None = None, period: Period | None = None,
+                     as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+        """`read`, but only `columns` (e.g. the account and time of ten million activities: each text column
+        costs as much again to bring into pandas)."""
+        table = self.table(name)
+        known = set(self._columns(name)) | {ident(c) for c in self.custom_fields(name)}
+        cols = [ident(c) for c in columns]
+        missing = [c for c, q in zip(columns, cols, strict=True) if q not in known]
+        if missing:
+            from crmlens.errors import SchemaError
+
+            raise SchemaError(f"table {name} has no column {', '.join(missing)}")
         where = self.predicate(name, region=region, period=period)
         if self._has_future(name, as_of):
             where = f"({where}) AND {self._not_future(as_of)}"
@@ -535,7 +566,7 @@ class Store:
         col, key = ident(column), ident(by)
         sql = (f"SELECT {key}, max({col}) AS {col} FROM acc_{name} WHERE ({where}) AND {col} < {_ts(before)} "
                f"AND {key} IS NOT NULL GROUP BY {key} ORDER BY {key}")
-        out = _frame(self._query(sql), SCHEMA[name])
+        out = _frame(self._query(sql), self.table(name))
         out.attrs[LATEST_ATTR] = (column, by, pd.Timestamp(before))  # one row per `by` (see latest_in_frame)
         return out
 
@@ -596,7 +627,7 @@ class Store:
         """Accepted rows (canonical form) that the as-of time rejects."""
         if not rids:
             return pd.DataFrame()
-        table = SCHEMA[name]
+        table = self.table(name)
         cols = self._columns(name)
         ids = ", ".join(str(int(r)) for r in rids)
         return _frame(self._query(f"SELECT {', '.join(cols)}, {RID} FROM acc_{name} WHERE {RID} IN ({ids}) "
@@ -605,7 +636,7 @@ class Store:
     def _future_problems(self, name: str, *, region: str | None, period: Period | None,
                          as_of: pd.Timestamp | None) -> pd.DataFrame:
         """Problem rows of the "not in the future" rule for `as_of` (with ``_rid`` and ``_reason``)."""
-        table = SCHEMA[name]
+        table = self.table(name)
         cols = [c for c in table.columns if c.not_future and c.name in self.meta["tables"][name]["columns"]]
         if not cols or not self._has_future(name, as_of):
             return _NO_FUTURE

@@ -263,7 +263,70 @@ class SuddenDrop:
 
 SUDDEN_DROP = SuddenDrop(metric="new_leads", region_id="North", month="2026-09", ratio=0.5, baseline_months=6)
 
+@dataclass(frozen=True)
+class CsatDriver:
+    """A slow first response to a ticket lowers the customer's satisfaction.
+
+    A ticket **misses its first-response target** when no response came within `target_hours` (by priority)
+    of its opening; it is known missed from that deadline on. A survey response is **after a slow response**
+    when a ticket of the same account opened in the `window_days` days before the response had missed its
+    target by the response time.
+
+    Detect: the mean CSAT (1–5) of responses after a slow response is about `csat_drop` lower than that of the
+    other responses, also when unresolved tickets and the survey's named driver are held constant (a
+    regression); no other service factor moves CSAT as much.
+    """
+
+    target_hours: tuple[tuple[str, float], ...]
+    window_days: int
+    csat_drop: float
+
+
+CSAT_DRIVER = CsatDriver(
+    target_hours=(("low", 48.0), ("medium", 16.0), ("high", 6.0), ("urgent", 2.0)), window_days=90, csat_drop=1.0,
+)
+
+@dataclass(frozen=True)
+class HighValueIndustry:
+    """The high-value customers concentrate in industry `industry`.
+
+    Planted: of the accounts in the large and enterprise size bands (the biggest deals), about `big_share` are in
+    `industry` (elsewhere 1 in 10 for every industry).
+
+    Detect: the industry profile of the active customers (`crmlens.metrics.customers.profile` by industry) names
+    `industry` as the one whose share of revenue most exceeds its share of customers; among the customers of the
+    high value tier (`crmlens.metrics.customers.value_tier` "high": M score 4–5) its share is above its share of
+    all customers (> 1.2×).
+    """
+
+    industry: str
+    big_share: float
+
+
+HIGH_VALUE_INDUSTRY = HighValueIndustry(industry="Financial Services", big_share=0.6)
+
+
+@dataclass(frozen=True)
+class WorseCohort:
+    """The customers who first bought in quarter `quarter` stay less.
+
+    Planted: at their first contract anniversary about `first_year_churn` of them do not renew (other cohorts:
+    the usual hazard, about 0.15, lower for big customers).
+
+    Detect: quarterly cohorts of first purchase, active customers (`crmlens.metrics.customers.cohort_retention`
+    basis "active", default `churn_days`): from the quarter their first term plus grace ends (about 5 quarters
+    after the first purchase) on, `quarter`'s retention is at least 10 points below the median of the other
+    cohorts observed as long, and the cohort retention finding names it.
+    """
+
+    quarter: str
+    first_year_churn: float
+
+
+WORSE_COHORT = WorseCohort(quarter="2024-Q4", first_year_churn=0.45)
+
 ALL_TRUTHS = (
     FUNNEL_BOTTLENECK, Q4_SEASONALITY, COMPETITOR_STRONGHOLD, CHANNEL_ROI, CHURN_DRIVERS,
-    RISING_COMPLAINTS, FORGOTTEN_CUSTOMERS, TEAM_BELOW_TARGET, SUDDEN_DROP,
+    RISING_COMPLAINTS, FORGOTTEN_CUSTOMERS, TEAM_BELOW_TARGET, SUDDEN_DROP, CSAT_DRIVER, HIGH_VALUE_INDUSTRY,
+    WORSE_COHORT,
 )

@@ -4,7 +4,9 @@ The flow for one table (`validate_table`):
 
 1. **columns** — a missing required column makes the table unusable (every row is rejected with that
    reason); a missing optional column is added empty and noted; columns outside the model are ignored
-   and noted.
+   and noted. Custom fields a mapping declares (`crmlens.schema.Table.with_custom_fields`) are columns too:
+   kept after the canonical ones, checked for their declared type only (a value that cannot be read
+   rejects the row, as for a canonical column).
 2. **types** — each column is coerced to its canonical type row by row; a value that cannot be read
    (``"abc"`` in an amount) rejects its row, naming the column and the value.
 3. **rules** — pandera checks built from `crmlens.schema`: not-null, allowed values, ranges, timestamps
@@ -230,6 +232,11 @@ def coerce_column(values: pd.Series, column: Column) -> tuple[pd.Series, pd.Seri
     raise TypeError(f"unknown canonical type {column.dtype!r}")  # pragma: no cover
 
 
+def type_name(column: Column) -> str:
+    """The type a message names: a custom field's declared type (e.g. ``integer``), else the canonical one."""
+    return column.custom_type or column.dtype
+
+
 def empty_column(column: Column, index: pd.Index) -> pd.Series:
     """An all-missing series of the canonical type of `column`."""
     return pd.Series([None] * len(index), index=index, dtype=object).astype(PANDAS_DTYPES[column.dtype])
@@ -371,14 +378,16 @@ def validate_table(
     vocab: Vocabulary | None = None,
     as_of: pd.Timestamp | None = None,
     parent_keys: ParentKeys | None = None,
+    custom_fields: Mapping[str, str] | None = None,
 ) -> TableResult:
     """Validate one loaded table against the canonical model.
 
     `raw` may hold strings or already-typed values, extra columns and a `_source_row` meta column.
     `parent_keys(table, column)` returns the set of valid keys of a parent table (None = not checked).
-    The input frame is not modified.
+    `custom_fields` (name → declared type, `crmlens.schema.CUSTOM_FIELD_TYPES`) are kept after the canonical
+    columns and checked for their type like them. The input frame is not modified.
     """
-    table = SCHEMA[name]
+    table = SCHEMA[name].with_custom_fields(custom_fields or {})
     vocab = vocab or Vocabulary()
     raw = raw.reset_index(drop=True)
     keys = _row_keys(raw, table)
@@ -400,7 +409,7 @@ def validate_table(
         typed[col.name] = converted
         if bad.any():
             problems.add(raw.index[bad.to_numpy()], col.name, "wrong_type",
-                         f"not a valid {col.dtype}")
+                         f"not a valid {type_name(col)}")
 
     # rows with unreadable values are judged on their other columns too (the value becomes empty
     # for the rule checks, so a not-null rule would fire a second time: skip not_nullable for them)
@@ -451,6 +460,9 @@ def check_columns(table: Table, columns: list[str], report: TableReport) -> list
     """Note the columns outside the model (ignored) and the optional ones the source lacks (left empty);
     return the required columns it lacks (which make the table unusable)."""
     extra = [c for c in columns if c not in table.column_names and c != SOURCE_ROW]
+    custom = [f"{name} ({declared})" for name, declared in table.custom_fields.items() if name in columns]
+    if custom:
+        report.notes.append(f"custom fields kept: {', '.join(custom)}")
     if extra:
         report.notes.append(f"ignored columns not in the model: {', '.join(map(str, extra))}")
     missing_optional = [c.name for c in table.columns if c.name not in columns and c.nullable]
@@ -509,7 +521,7 @@ def _explain_check(table: Table, check: str, column: str | None, vocab: Vocabula
     if check == "not_in_future":
         return "not_in_future", f"in the future (after the as-of time {as_of_text})"
     if check.startswith("dtype"):
-        return "wrong_type", f"not of type {col.dtype if col else '?'}"
+        return "wrong_type", f"not of type {type_name(col) if col else '?'}"
     return check, f"failed check {check}"
 
 
@@ -549,12 +561,15 @@ def validate_tables(
     vocab: Vocabulary | None = None,
     as_of: pd.Timestamp | None = None,
     external_keys: ParentKeys | None = None,
+    custom_fields: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, TableResult], ValidationReport]:
     """Validate several tables in dependency order, checking foreign keys against accepted parents.
 
     A foreign key to a table that is not among `tables` is checked with `external_keys` when given
     (e.g. the full parent table in the engine when only a period slice is loaded), else not checked.
+    `custom_fields` gives per table the custom fields to keep (see `validate_table`).
     """
+    custom_fields = custom_fields or {}
     results: dict[str, TableResult] = {}
     report = ValidationReport(source=source)
     parent_keys = parent_key_lookup(results, external_keys)
@@ -562,7 +577,8 @@ def validate_tables(
     for name in load_order():
         if name not in tables:
             continue
-        result = validate_table(name, tables[name], vocab=vocab, as_of=as_of, parent_keys=parent_keys)
+        result = validate_table(name, tables[name], vocab=vocab, as_of=as_of, parent_keys=parent_keys,
+                                custom_fields=custom_fields.get(name))
         results[name] = result
         report.tables[name] = result.report
     return results, report

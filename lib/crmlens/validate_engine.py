@@ -42,6 +42,7 @@ from crmlens.validate import (
     add_check_problems,
     add_missing_column_problems,
     check_columns,
+    type_name,
 )
 
 #: Meta columns of the store.
@@ -400,7 +401,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
             continue
         idx = raw.index[mask]
         if c.kind == "wrong_type":
-            problems.add(idx, c.column, "wrong_type", f"not a valid {table.column(c.column).dtype}")
+            problems.add(idx, c.column, "wrong_type", f"not a valid {type_name(table.column(c.column))}")
         elif c.kind in ("column", "row"):
             add_check_problems(problems, table, vocab, c.check, c.column, idx, typed)
         elif c.kind == "duplicate":

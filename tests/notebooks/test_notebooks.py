@@ -148,6 +148,36 @@ def test_notebook_runs_on_the_maven_export(path, region, period, maven_dir, tmp_
         pytest.fail("a section needing a table Maven lacks did not say so")
 
 
+SHARED_DATA = paths.PROJECT_ROOT.parent / "shared" / "data"
+#: The customer notebooks on the real customer datasets: transactions with cancellations (UCI Online Retail) and
+#: bank customers with recorded churn and no dates (Churn Modelling), one whole-company slice each.
+CUSTOMER_SOURCES = {
+    "uci_online_retail": (SHARED_DATA / "uci_online_retail", paths.SOURCES_DIR / "uci_online_retail.yaml", "2011"),
+    "churn_modelling": (SHARED_DATA / "churn_modelling", paths.SOURCES_DIR / "churn_modelling.yaml", "2018"),
+}
+CUSTOMER_CASES = [(p, name) for p in NOTEBOOKS if p.stem in ("04_customers", "06_customer_health")
+                  for name in CUSTOMER_SOURCES]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize(("path", "name"), CUSTOMER_CASES, ids=[f"{p.stem}-{n}" for p, n in CUSTOMER_CASES])
+def test_customer_notebooks_run_on_the_real_customer_datasets(path, name, tmp_path):
+    folder, mapping, period = CUSTOMER_SOURCES[name]
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not here (shared/data must sit beside the project)")
+    nb = execute(path, tmp_path / path.name, {"source": str(folder), "mapping": str(mapping), "region": "all",
+                                              "period": period})
+    errors, record = errors_and_kpis(nb)
+    assert not errors, errors
+    assert record is not None and record["region"] == "all"
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    if name == "churn_modelling":  # no purchases, tickets, surveys: those sections say so
+        assert "not in this source" in text.lower(), "sections needing tables the source lacks say so"
+    if path.stem == "06_customer_health" and name == "churn_modelling":
+        assert "ROC AUC 0.8" in text and "Germany loses most customers" in text
+
+
 DASHBOARDS = sorted((paths.NOTEBOOKS_DIR / "dashboards").glob("*.ipynb"))
 
 

@@ -216,3 +216,10 @@ def test_slice_cache_shares_a_validated_slice_and_rebuilds_a_damaged_entry(tiny_
     rebuilt = data.open_slice_cached(params, cache_dir=tmp_path)
     assert len(calls) == 2
     pd.testing.assert_frame_equal(rebuilt.tables["opportunities"], first.tables["opportunities"])
+
+
+def test_custom_fields_of_a_source_without_any_are_empty(demo_con, tiny_demo):
+    s = data.open_slice(slice_params(tiny_demo), demo_con)
+    assert data.custom_fields(s, "accounts") == {} == s.custom_fields("accounts")
+    with pytest.raises(SchemaError, match="unknown table 'acounts'"):
+        data.custom_fields(s, "acounts")

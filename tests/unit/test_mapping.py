@@ -8,10 +8,11 @@ import textwrap
 import pandas as pd
 import pytest
 
-from crmlens import data
+from crmlens import data, paths
 from crmlens.cli import main
 from crmlens.errors import SourceError
 from crmlens.mapping import load_mapping
+from crmlens.schema import SCHEMA
 from tests.conftest import MAVEN_MAPPING
 
 
@@ -168,3 +169,176 @@ def test_invalid_yaml_is_reported_with_the_file(tmp_path):
 
 def test_shipped_mappings_load():
     assert load_mapping(MAVEN_MAPPING).vocab().stages == ("Prospecting", "Engaging", "Won", "Lost")
+    assert load_mapping(paths.SOURCES_DIR / "churn_modelling.yaml").custom_fields()["accounts"]["gender"] == "category"
+
+
+# ------------------------------------------------------------------------------------ custom fields
+
+CRM_EXPORT = (
+    "id,company,office,Tier__c,Notes__c,Seats__c,Score__c,Partner__c,Renewal__c,Founded__c\n"
+    "a1,Acme,East,gold,likes demos,12,0.5,yes,2026-03-01 10:00,2001-05-01\n"
+    "a2,Bolt,East,silver,,3,1.25,no,2027-01-15,1999-12-31\n"
+    "a3,Cork,West,gold,slow payer,,,,,\n"
+)
+
+CUSTOM = """
+name: crm
+files:
+  accounts: {path: accounts.csv}
+tables:
+  regions:
+    from: accounts
+    distinct: true
+    columns: {region_id: office, name: office, country: {value: Testland}}
+  accounts:
+    from: accounts
+    columns:
+      account_id: id
+      name: company
+      region_id: office
+    custom_fields:
+      Tier__c: category                          # short form: the source column of that name
+      notes: {column: Notes__c, type: string}
+      seats: {column: Seats__c, type: integer}
+      score: {column: Score__c, type: number}
+      is_partner: {column: Partner__c, type: boolean}
+      renewal_at: {column: Renewal__c, type: timestamp}
+      founded_date: {column: Founded__c, type: date}
+      seats_x2: {sql: "TRY_CAST(Seats__c AS INTEGER) * 2", type: integer}
+"""
+
+CUSTOM_TYPES = {"Tier__c": "category", "notes": "string", "seats": "integer", "score": "number",
+                "is_partner": "boolean", "renewal_at": "timestamp", "founded_date": "date", "seats_x2": "integer"}
+
+
+def custom_export(tmp_path, rows: str = CRM_EXPORT):
+    folder = tmp_path / "crm"
+    folder.mkdir(exist_ok=True)
+    (folder / "accounts.csv").write_text(rows)
+    return folder
+
+
+def custom_slice(tmp_path, rows: str = CRM_EXPORT, mapping: str = CUSTOM):
+    from crmlens.params import validate_params
+
+    params = validate_params({"source": str(custom_export(tmp_path, rows)), "mapping": str(write(tmp_path, mapping)),
+                              "region": "all", "period": "2026", "as_of": "2026-10-01"})
+    return data.open_slice(params)
+
+
+@pytest.fixture
+def own_store(tmp_path, monkeypatch):
+    """A validated store of the test's own (each test's export is small and validated afresh)."""
+    monkeypatch.setenv("CRMLENS_STORE_DIR", str(tmp_path / "store"))
+
+
+def test_custom_fields_of_every_type_are_kept_typed_and_discoverable_from_the_slice(tmp_path, own_store):
+    s = custom_slice(tmp_path)
+    assert data.custom_fields(s, "accounts") == CUSTOM_TYPES
+    assert list(data.custom_fields(s, "accounts")) == list(CUSTOM_TYPES), "in the mapping's order"
+    assert data.custom_fields(s, "regions") == {} and data.custom_fields(s, "contracts") == {}
+    acc = s.tables["accounts"].set_index("account_id")
+    assert [str(acc[c].dtype) for c in CUSTOM_TYPES] == ["string", "string", "Int64", "float64", "boolean",
+                                                         "datetime64[us]", "datetime64[us]", "Int64"]
+    assert acc["Tier__c"].tolist() == ["gold", "silver", "gold"]
+    assert acc["notes"].tolist()[0] == "likes demos" and pd.isna(acc.at["a2", "notes"])
+    assert acc["seats"].tolist()[:2] == [12, 3] and pd.isna(acc.at["a3", "seats"])
+    assert acc["score"].tolist()[:2] == [0.5, 1.25]
+    assert acc["is_partner"].tolist()[:2] == [True, False]
+    # a custom timestamp is not a canonical *_at column: a planned date after the as-of is kept
+    assert acc.at["a2", "renewal_at"] == pd.Timestamp("2027-01-15")
+    assert acc.at["a1", "founded_date"] == pd.Timestamp("2001-05-01")
+    assert acc["seats_x2"].tolist()[:2] == [24, 6]
+    # the canonical columns come first, the custom fields after them, in the comparison periods too
+    canonical = [c for c in s.tables["accounts"].columns if c not in CUSTOM_TYPES and c != "_source_row"]
+    assert canonical == list(SCHEMA["accounts"].column_names)
+    assert list(s.previous["accounts"].columns) == list(s.tables["accounts"].columns)
+    assert "custom fields kept: Tier__c (category)" in " ".join(s.report.tables["accounts"].notes)
+
+
+def test_a_custom_field_value_of_the_wrong_type_rejects_its_row_naming_table_column_and_line(tmp_path, own_store):
+    rows = CRM_EXPORT.replace("a2,Bolt,East,silver,,3,", "a2,Bolt,East,silver,,three,")
+    s = custom_slice(tmp_path, rows)
+    report = s.report.tables["accounts"]
+    assert (report.loaded, report.accepted, report.rejected) == (3, 2, 1)
+    assert s.tables["accounts"]["account_id"].tolist() == ["a1", "a3"]
+    problem = report.problems[report.problems["rule"] == "wrong_type"].iloc[0]
+    assert (problem["table"], problem["column"], problem["row_key"], problem["source_row"], problem["value"]) == \
+        ("accounts", "seats", "a2", 3, "three")
+    assert "accounts.seats (row key a2, source row 3): 'three' — not a valid integer" in problem["message"]
+    assert "seats: not a valid integer [wrong_type]" in s.rejected["accounts"]["_reasons"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("name: {column: company, type: string}", ["custom_fields.name", "clashes with the canonical column 'name'"]),
+        ("Region_ID: {column: office, type: category}", ["custom_fields.Region_ID", "canonical column 'region_id'"]),
+        ("_hidden: {column: company, type: string}", ["custom_fields._hidden", "reserved"]),
+        ("headcount: {column: Seats__c, type: int}", ["custom_fields.headcount", "'int' is not a custom field type",
+                                                      "integer"]),
+        ("headcount: {column: Seats__c, sql: 'Seats__c', type: integer}", ["custom_fields.headcount", "not both"]),
+        ("Notes: {column: Notes__c, type: string}", ["'Notes'", "'notes'", "differ only by case"]),
+    ],
+)
+def test_a_bad_custom_field_is_an_error_naming_file_table_and_field(tmp_path, own_store, field, expected):
+    mapping = write(tmp_path, CUSTOM.replace("      Tier__c: category", "      Tier__c: category\n      " + field))
+    with pytest.raises(SourceError) as err:
+        data.connect(custom_export(tmp_path), mapping)
+    text = str(err.value)
+    for part in [str(mapping), "tables.accounts", *expected]:
+        assert part in text
+
+
+def test_a_custom_field_from_a_missing_source_column_lists_the_columns(tmp_path, own_store):
+    mapping = write(tmp_path, CUSTOM.replace("column: Notes__c", "column: Note__c"))
+    with pytest.raises(SourceError, match=r"tables\.accounts\.custom_fields\.notes: source column 'Note__c'"):
+        data.connect(custom_export(tmp_path), mapping)
+
+
+def test_a_column_outside_the_model_points_to_custom_fields(tmp_path, own_store):
+    mapping = write(tmp_path, CUSTOM.replace("      region_id: office\n",
+                                             "      region_id: office\n      tier: Tier__c\n"))
+    with pytest.raises(SourceError, match=r"declare it under tables\.accounts\.custom_fields"):
+        data.connect(custom_export(tmp_path), mapping)
+
+
+# ------------------------------------------------------------------------------------ as_of, churned_at
+
+AS_OF_MAPPING = CUSTOM.replace("name: crm\n", "name: crm\nas_of: 2026-07-01\n").replace(
+    "      region_id: office\n",
+    "      region_id: office\n      created_at: {sql: \"as_of() - INTERVAL 30 DAY\"}\n"
+    "      churned_at: {sql: \"CASE WHEN Tier__c = 'silver' THEN as_of() - INTERVAL 1 DAY END\"}\n")
+
+
+def test_a_mapping_as_of_is_the_sources_default_as_of_and_readable_in_sql(tmp_path, own_store):
+    con = data.connect(custom_export(tmp_path), write(tmp_path, AS_OF_MAPPING))
+    assert data.data_as_of(con) == pd.Timestamp("2026-07-01")
+    _results, report = data.validate_source(con, tables=["accounts"])
+    assert report.tables["accounts"].rejected == 0
+    acc = _results["accounts"].accepted.set_index("account_id")
+    assert (acc["created_at"] == pd.Timestamp("2026-06-01")).all()
+    assert acc["churned_at"].tolist()[1] == pd.Timestamp("2026-06-30") and acc["churned_at"].isna().sum() == 2
+
+
+def test_as_of_in_sql_without_a_declared_as_of_is_a_clear_error(tmp_path, own_store):
+    mapping = write(tmp_path, AS_OF_MAPPING.replace("as_of: 2026-07-01\n", ""))
+    with pytest.raises(SourceError, match=r"uses as_of\(\) but declares no as_of"):
+        data.connect(custom_export(tmp_path), mapping)
+
+
+def test_churned_at_follows_the_rules_of_timestamps(tmp_path, own_store):
+    """Not in the future, not before created_at, unreadable = wrong type: each rejects its row."""
+    mapping = AS_OF_MAPPING.replace("as_of() - INTERVAL 1 DAY", "CAST(Renewal__c AS VARCHAR)").replace(
+        "Tier__c = 'silver'", "Renewal__c IS NOT NULL")
+    rows = CRM_EXPORT.replace("2026-03-01 10:00", "2026-05-01").replace("2027-01-15", "soon")
+    rows = rows.replace("a3,Cork,West,gold,slow payer,,,,,", "a3,Cork,West,gold,slow payer,,,,2026-06-30,")
+    con = data.connect(custom_export(tmp_path, rows), write(tmp_path, mapping))
+    _results, report = data.validate_source(con, as_of=pd.Timestamp("2026-06-30"), tables=["accounts"])
+    problems = report.tables["accounts"].problems
+    found = {k: set(zip(g["column"].fillna(""), g["rule"], strict=True)) for k, g in problems.groupby("row_key")}
+    assert found == {"a1": {("", "churned_at_not_before_created_at")},          # 2026-05-01 < 2026-06-01
+                     "a2": {("churned_at", "wrong_type"), ("renewal_at", "wrong_type")}}   # 'soon'
+    _results, report = data.validate_source(con, as_of=pd.Timestamp("2026-06-29"), tables=["accounts"])
+    late = report.tables["accounts"].problems
+    assert late[late["row_key"] == "a3"]["rule"].tolist() == ["not_in_future"]

@@ -1,6 +1,7 @@
 """The UCI "Online Retail" export through params/sources/uci_online_retail.yaml, checked against an
 independent pandas reading of the raw .csv.gz: rows loaded, accepted and rejected per table, every
 rejection reason (table, column, rule and the very source lines), and the accepted contracts' total amount.
+Sales lines become contracts, cancellation lines (InvoiceNo starting with C) credit notes.
 
 The expected problems are derived here, in pandas, from the rules of `crmlens.schema` (required, type,
 minimum/maximum, allowed values, not in the future, duplicate keys, foreign keys to the accepted parent
@@ -22,8 +23,10 @@ UCI_DIR = paths.PROJECT_ROOT.parent / "shared" / "data" / "uci_online_retail"
 UCI_FILE = UCI_DIR / "online_retail.csv.gz"
 UCI_MAPPING = paths.SOURCES_DIR / "uci_online_retail.yaml"
 AS_OF = pd.Timestamp("2012-01-01")
-TABLES = ["regions", "reps", "products", "accounts", "contracts"]
+TABLES = ["regions", "reps", "products", "accounts", "contracts", "credit_notes"]
+FACTS = ("contracts", "credit_notes")  # tables with a line of the file per row
 N_LINES = 541_909
+N_CANCELLATIONS = 9_288  # lines whose InvoiceNo starts with C
 PLACEHOLDER_REP = "online_store"
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -64,21 +67,39 @@ def canonical_frames(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
                              "created_at": pd.to_datetime(
                                  raw.groupby("CustomerID", dropna=False, sort=False)["InvoiceDate"].min()
                                  .reindex(first_country.index).to_numpy(), format="ISO8601")})
-    quantity = pd.to_numeric(raw["Quantity"], errors="coerce")
+    cancelled = raw["InvoiceNo"].str.startswith("C").fillna(False).astype(bool)
+    sales, cancels = raw[~cancelled], raw[cancelled]
+    quantity = pd.to_numeric(sales["Quantity"], errors="coerce")
     contracts = pd.DataFrame({
-        "contract_id": raw["InvoiceNo"] + "-" + raw["_source_row"].astype(str),
-        "account_id": raw["CustomerID"],
-        "product_id": raw["StockCode"],
+        "contract_id": sales["InvoiceNo"] + "-" + sales["_source_row"].astype(str),
+        "account_id": sales["CustomerID"],
+        "product_id": sales["StockCode"],
         "owner_rep_id": PLACEHOLDER_REP,
-        "region_id": country,
-        "signed_at": pd.to_datetime(raw["InvoiceDate"], format="ISO8601", errors="coerce"),
+        "region_id": sales["Country"],
+        "signed_at": pd.to_datetime(sales["InvoiceDate"], format="ISO8601", errors="coerce"),
         "quantity": quantity,
-        "amount": quantity * pd.to_numeric(raw["UnitPrice"], errors="coerce"),
-        "_source_row": raw["_source_row"],
-        "_quantity_text": raw["Quantity"],
-        "_date_text": raw["InvoiceDate"],
+        "amount": quantity * pd.to_numeric(sales["UnitPrice"], errors="coerce"),
+        "_source_row": sales["_source_row"],
+        "_quantity_text": sales["Quantity"],
+        "_date_text": sales["InvoiceDate"],
     })
-    return {"regions": regions, "reps": reps, "products": products, "accounts": accounts, "contracts": contracts}
+    units = cancels["Quantity"].str.lstrip("-")  # cancelled units, positive
+    credit_notes = pd.DataFrame({
+        "credit_note_id": cancels["InvoiceNo"] + "-" + cancels["_source_row"].astype(str),
+        "account_id": cancels["CustomerID"],
+        "product_id": cancels["StockCode"],
+        "region_id": cancels["Country"],
+        "credited_at": pd.to_datetime(cancels["InvoiceDate"], format="ISO8601", errors="coerce"),
+        "quantity": pd.to_numeric(units, errors="coerce"),
+        "amount": -(pd.to_numeric(cancels["Quantity"], errors="coerce")
+                    * pd.to_numeric(cancels["UnitPrice"], errors="coerce")),
+        "reason": "cancellation",
+        "_source_row": cancels["_source_row"],
+        "_quantity_text": units,
+        "_date_text": cancels["InvoiceDate"],
+    })
+    return {"regions": regions, "reps": reps, "products": products, "accounts": accounts, "contracts": contracts,
+            "credit_notes": credit_notes}
 
 
 def expected_problems(name: str, frame: pd.DataFrame, accepted: dict[str, pd.DataFrame]) -> dict[tuple, pd.Index]:
@@ -96,9 +117,9 @@ def expected_problems(name: str, frame: pd.DataFrame, accepted: dict[str, pd.Dat
             continue
         values = frame[col.name]
         unreadable = pd.Series(False, index=frame.index)
-        if name == "contracts" and col.name == "quantity":  # text that is not a whole number
+        if name in FACTS and col.name == "quantity":  # text that is not a whole number
             unreadable = frame["_quantity_text"].notna() & (values.isna() | (values % 1 != 0))
-        if name == "contracts" and col.name == "signed_at":
+        if name in FACTS and col.name in ("signed_at", "credited_at"):
             unreadable = frame["_date_text"].notna() & values.isna()
         add(col.name, "wrong_type", unreadable)
         if not col.nullable:
@@ -156,9 +177,12 @@ def validated(uci_con):
 
 
 def test_mapping_loads_every_line_of_the_gz_file(uci_con):
-    assert uci_con.table("contracts").count().execute() == N_LINES
+    n_contracts = uci_con.table("contracts").count().execute()
+    n_credits = uci_con.table("credit_notes").count().execute()
+    assert (n_contracts, n_credits) == (N_LINES - N_CANCELLATIONS, N_CANCELLATIONS)  # each line in one table
     distinct_ids = uci_con.table("contracts").contract_id.nunique().execute()
-    assert distinct_ids == N_LINES, "contract_id must be unique: invoice number + line in the file"
+    assert distinct_ids == n_contracts, "contract_id must be unique: invoice number + line in the file"
+    assert uci_con.table("credit_notes").credit_note_id.nunique().execute() == n_credits
 
 
 def test_validation_accepts_and_rejects_what_pandas_says(uci_con, validated, expected):
@@ -180,13 +204,13 @@ def test_validation_accepts_and_rejects_what_pandas_says(uci_con, validated, exp
             if counts.get(reason, 0) != want_counts.get(reason, 0):
                 mismatches.append(f"{name} {reason}: {counts.get(reason, 0):,} problem rows != pandas "
                                   f"{want_counts.get(reason, 0):,}")
-        if name == "contracts":  # the very lines of the file, per reason
+        if name in FACTS:  # the very lines of the file, per reason
             for (column, rule, severity), rows in exp["problems"].items():
                 want_lines = set(exp["frame"].loc[rows, "_source_row"].astype(int))
                 sel = mine[(mine["column"] == (column or "")) & (mine["rule"] == rule) & (mine["severity"] == severity)]
                 got_lines = set(sel["source_row"].dropna().astype(int))
                 if got_lines != want_lines:
-                    mismatches.append(f"contracts {column} [{rule}]: lines differ, e.g. only in the report "
+                    mismatches.append(f"{name} {column} [{rule}]: lines differ, e.g. only in the report "
                                       f"{sorted(got_lines - want_lines)[:5]}, only in pandas "
                                       f"{sorted(want_lines - got_lines)[:5]}")
 
@@ -200,18 +224,27 @@ def test_validation_accepts_and_rejects_what_pandas_says(uci_con, validated, exp
         got_amount = float(t.filter(~t["_source_row"].isin(bad.dropna().astype(int).tolist())).amount.sum().execute())
     if got_amount != pytest.approx(want_amount, rel=1e-9):
         mismatches.append(f"accepted contracts' amount {got_amount:,.2f} != pandas {want_amount:,.2f}")
+    if results is not None:
+        want_credit = float(expected["credit_notes"]["accepted"]["amount"].sum())
+        got_credit = float(results["credit_notes"].accepted["amount"].sum())
+        if got_credit != pytest.approx(want_credit, rel=1e-9):
+            mismatches.append(f"accepted credit notes' amount {got_credit:,.2f} != pandas {want_credit:,.2f}")
 
     assert not mismatches, "\n".join(mismatches)
 
 
 def test_the_known_problems_are_rejected_with_their_reason(expected):
-    """The pandas side itself finds what ../shared/data/README.md says the export holds."""
+    """The pandas side itself finds what ../shared/data/README.md says the export holds: 135,080 lines without
+    a CustomerID (134,697 sales lines, 383 cancellations); the cancellations are credit notes, not bad data."""
     problems = expected["contracts"]["problems"]
-    assert len(problems[("account_id", "not_null", "reject")]) == 135_080
-    cancellations = expected["contracts"]["frame"]["contract_id"].str.startswith("C")
-    assert cancellations.sum() == 9_288
-    rejected = expected["contracts"]["rejected"]
-    assert rejected[cancellations].all(), "every cancellation line is rejected"
+    assert len(problems[("account_id", "not_null", "reject")]) == 134_697
+    assert len(expected["contracts"]["frame"]) == N_LINES - N_CANCELLATIONS
+    assert not expected["contracts"]["frame"]["contract_id"].str.startswith("C").any()
+    credits = expected["credit_notes"]
+    assert len(credits["frame"]) == N_CANCELLATIONS and credits["frame"]["credit_note_id"].str.startswith("C").all()
+    assert len(credits["problems"][("account_id", "not_null", "reject")]) == 383
+    assert int(credits["rejected"].sum()) == 383, "a cancellation is rejected only for want of a customer"
+    assert (credits["accepted"]["amount"] > 0).all() and (credits["accepted"]["quantity"] > 0).all()
 
 
 # ------------------------------------------------------------- customers: RFM and cohorts against pandas
@@ -229,8 +262,10 @@ def uci_customers(uci_con):
                               "period": UCI_PERIOD, "as_of": str(UCI_AS_OF.date())})
     s = data.open_slice(params, uci_con)
     purchases = cu.purchase_history(s)
-    return {"rfm": cu.rfm(s, purchases),
-            "cohorts": cu.cohort_retention(s, purchases, freq="month", n_periods=12, basis="purchase")}
+    credits = cu.credit_history(s)
+    return {"rfm": cu.rfm(s, purchases, credits=credits), "credits": credits,
+            "cohorts": cu.cohort_retention(s, purchases, freq="month", n_periods=12, basis="purchase"),
+            "slice": s, "purchases": purchases}
 
 
 def _pandas_orders(expected: dict) -> pd.DataFrame:
@@ -241,9 +276,15 @@ def _pandas_orders(expected: dict) -> pd.DataFrame:
 
 
 def test_rfm_tiers_on_uci_equal_an_independent_pandas_computation(uci_customers, expected):
+    """RFM with the monetary value net of each customer's credits (cancellations), which never count as
+    purchases."""
     orders = _pandas_orders(expected)
     per = orders.groupby("account_id").agg(last=("signed_at", "max"), frequency=("signed_at", "size"),
                                            monetary=("amount", "sum"))
+    credits = expected["credit_notes"]["accepted"]
+    credited = credits[credits["credited_at"] < UCI_AS_OF].groupby("account_id")["amount"].sum()
+    assert credited.sum() > 500_000  # ~ 611,000 of cancellations by customers
+    per["monetary"] = per["monetary"] - credited.reindex(per.index).fillna(0.0)
     recency = (UCI_AS_OF - per["last"]).dt.total_seconds() / 86400
 
     def quintile(values: pd.Series) -> np.ndarray:  # percentile of the average rank, in fifths, 1..5
@@ -276,3 +317,19 @@ def test_the_first_cohorts_retention_on_uci_equals_pandas(uci_customers, expecte
     assert row["cohort_size"] == len(cohort) > 800
     assert [row[str(k)] for k in range(12)] == pytest.approx(want)
     assert np.isnan(row["12"])
+
+
+def test_clv_holdout_on_uci_beats_the_naive_baseline(uci_customers):
+    """The BG/NBD model, fitted on the purchases up to 91 days before the last invoice day, forecasts each
+    customer's purchase days in those 91 days with a lower error than repeating each customer's past rate.
+    Measured 2026-12-01: model MAE 0.917 vs baseline 0.919, RMSE 1.509 vs 1.570 (3,370 customers; the
+    holdout is the autumn peak, which both underestimate)."""
+    from crmlens.metrics import clv
+
+    check = clv.holdout(uci_customers["slice"], uci_customers["purchases"])
+    assert check.attrs["status"] == "ok" and check.attrs["n_customers"] > 3000
+    row = check.set_index("method")
+    print(clv.holdout_note(check))
+    assert row.loc["model", "mae"] < row.loc["baseline", "mae"]
+    assert row.loc["model", "rmse"] < row.loc["baseline", "rmse"]
+    assert row.loc["model", "actual_total"] == row.loc["baseline", "actual_total"] > 3000

@@ -232,3 +232,52 @@ def test_text_report_lists_counts_and_problems():
 
     text = ValidationReport("test", {"opportunities": result.report}).to_text()
     assert "opportunities" in text and "wrong_type" in text and "'abc'" in text
+
+
+# ------------------------------------------------------------------------------------------ custom fields
+
+def test_custom_fields_are_typed_and_an_unreadable_value_rejects_its_row():
+    frame = pd.DataFrame({"account_id": ["a1", "a2", "a3"], "name": ["Acme", "Bolt", "Cork"],
+                          "Tier__c": [" gold ", "silver", None], "Seats__c": ["12", "twelve", ""],
+                          "Vip__c": ["yes", "no", "0"], SOURCE_ROW: [2, 3, 4]})
+    result = validate_table("accounts", frame, as_of=AS_OF,
+                            custom_fields={"Tier__c": "category", "Seats__c": "integer", "Vip__c": "boolean"})
+    assert_reconciles(result)
+    acc = result.accepted
+    assert acc.columns.tolist() == [*SCHEMA["accounts"].column_names, "Tier__c", "Seats__c", "Vip__c", SOURCE_ROW]
+    assert acc["Tier__c"].tolist()[0] == "gold" and str(acc["Seats__c"].dtype) == "Int64"
+    assert acc["account_id"].tolist() == ["a1", "a3"] and acc["Vip__c"].tolist() == [True, False]
+    bad = rejects_of(result, "wrong_type").iloc[0]
+    assert (bad["column"], bad["row_key"], bad["source_row"], bad["value"]) == ("Seats__c", "a2", 3, "twelve")
+    assert bad["message"] == "accounts.Seats__c (row key a2, source row 3): 'twelve' — not a valid integer [wrong_type]"
+    assert "custom fields kept: Tier__c (category), Seats__c (integer), Vip__c (boolean)" in result.report.notes
+
+
+def test_columns_not_declared_as_custom_fields_are_still_ignored():
+    frame = pd.DataFrame({"account_id": ["a1"], "name": ["Acme"], "Tier__c": ["gold"]})
+    result = validate_table("accounts", frame)
+    assert "Tier__c" not in result.accepted and "ignored columns not in the model: Tier__c" in result.report.notes
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"name": "string"}, "clashes with the canonical column 'name' of accounts"),
+    ({"CREATED_AT": "timestamp"}, "clashes with the canonical column 'created_at'"),
+    ({"tier": "text"}, "'text' is not a custom field type"),
+    ({"_rid": "integer"}, "reserved for meta columns"),
+])
+def test_a_custom_field_that_clashes_or_has_no_type_is_a_schema_error(fields, expected):
+    from crmlens.errors import SchemaError
+
+    frame = pd.DataFrame({"account_id": ["a1"], "name": ["Acme"]})
+    with pytest.raises(SchemaError, match=f"custom field accounts\\.{next(iter(fields))}: .*{expected}"):
+        validate_table("accounts", frame, custom_fields=fields)
+
+
+def test_churned_at_is_a_timestamp_not_in_the_future_and_not_before_creation():
+    frame = pd.DataFrame({"account_id": ["a1", "a2", "a3", "a4"], "name": ["A", "B", "C", "D"],
+                          "created_at": ["2025-01-01"] * 4,
+                          "churned_at": ["2026-03-31", "2024-12-31", "2026-12-01", "lost"]})
+    result = validate_table("accounts", frame, as_of=AS_OF)
+    assert result.accepted["account_id"].tolist() == ["a1"]
+    rules = dict(zip(result.report.problems["row_key"], result.report.problems["rule"], strict=True))
+    assert rules == {"a2": "churned_at_not_before_created_at", "a3": "not_in_future", "a4": "wrong_type"}

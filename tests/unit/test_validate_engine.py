@@ -238,3 +238,60 @@ def test_every_slice_frame_comes_in_source_order(tiny_demo, region):
             assert frame[SOURCE_ROW].is_monotonic_increasing, f"{which}.{name}"
     for name in ("tickets", "payments", "opportunity_stage_history", "activities"):
         assert s.history(name, 4)[SOURCE_ROW].is_monotonic_increasing, name
+
+
+# ------------------------------------------------------------------------------------------ custom fields
+
+CUSTOM_EXPORT = (
+    "id,company,office,tier,seats,score,partner,renewal,founded\n"
+    "a1,Acme,East, gold ,12,0.5,yes,2026-03-01 10:00,2001-05-01\n"
+    "a2,Bolt,East,silver,1.5,1e3,no,2027-01-15,1999-12-31\n"
+    "a3,Cork,West,,,,,,\n"
+    "a4,Dent,West,gold,x,abc,maybe,soon,2026-13-01\n"
+    "a5,Echo,East,bronze,7,-2,0,2026-01-01T00:00:00Z,2020-02-29\n"
+)
+CUSTOM_MAPPING = """
+name: crm
+files:
+  accounts: {path: accounts.csv}
+tables:
+  regions:
+    from: accounts
+    distinct: true
+    columns: {region_id: office, name: office, country: {value: Testland}}
+  accounts:
+    from: accounts
+    columns: {account_id: id, name: company, region_id: office}
+    custom_fields:
+      tier: category
+      seats: integer
+      score: number
+      partner: boolean
+      renewal: timestamp
+      founded: date
+"""
+
+
+def test_custom_fields_in_the_engine_equal_the_reference(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "accounts.csv").write_text(CUSTOM_EXPORT)
+    (tmp_path / "m.yaml").write_text(CUSTOM_MAPPING)
+    con = data.connect(folder, tmp_path / "m.yaml")
+    frames = {name: data.load_table(con, name) for name in data.available_tables(con)}
+    ref_results, ref = validate_tables(frames, source="ref", as_of=AS_OF,
+                                       custom_fields=data.source_info(con).custom_fields)
+    results, got = data.validate_source(con, as_of=AS_OF, tables=list(ref.tables))
+    for name in ref.tables:
+        r, g = ref.tables[name], got.tables[name]
+        assert (g.loaded, g.accepted, g.rejected, g.status) == (r.loaded, r.accepted, r.rejected, r.status), name
+        assert g.notes == r.notes, name
+        pd.testing.assert_frame_equal(sorted_problems(g.problems), sorted_problems(r.problems), obj=name)
+        pd.testing.assert_frame_equal(results[name].accepted, ref_results[name].accepted, obj=name)
+        assert reasons(results[name].rejected) == reasons(ref_results[name].rejected), name
+    acc = results["accounts"].accepted.set_index("account_id")
+    assert acc.index.tolist() == ["a1", "a3", "a5"]  # a2: 1.5 seats; a4: every custom value unreadable
+    assert acc.at["a1", "tier"] == "gold" and acc.at["a5", "renewal"] == pd.Timestamp("2026-01-01")
+    bad = got.tables["accounts"].problems
+    assert sorted(bad.loc[bad["row_key"] == "a4", "column"]) == ["founded", "partner", "renewal", "score", "seats"]
+    assert "not a valid boolean" in " ".join(bad["message"])

@@ -93,3 +93,23 @@ def plot_cohort_heatmap(matrix: pd.DataFrame, *, title: str | None = None) -> go
     fig.update_yaxes(autorange="reversed", type="category", title=tr(N_("Cohort (first purchase)")))
     fig.update_xaxes(type="category", title=tr(N_("Periods since the first purchase")))
     return _layout(fig, title, height=max(360, 80 + 30 * len(matrix)))
+
+
+def plot_top_customer_value(top: pd.DataFrame, *, title: str = N_("Top customers: net revenue to date and predicted "
+                                                                  "12-month value")) -> go.Figure:
+    """Horizontal bars of a `crmlens.metrics.clv.top_customers` frame, one row per customer keyed by its
+    account id (highest predicted value on top): its net revenue to date and its predicted 12-month value."""
+    import plotly.graph_objects as go
+
+    ids = top["account_id"].astype(str).tolist()[::-1]
+    fig = go.Figure()
+    for column, name, color in (("net_revenue_amount", N_("Net revenue to date"), COLORS["comparison"]),
+                                ("predicted_value_amount", N_("Predicted value (12 months)"), COLORS["actual"])):
+        values = top[column].astype("float64").tolist()[::-1]
+        fig.add_bar(x=values, y=ids, orientation="h", name=tr(name), marker_color=color,
+                    text=[i18n.format_number(v, "amount") for v in values], textposition="outside", cliponaxis=False,
+                    hovertemplate="%{y}: %{x:,.0f}<extra>" + tr(name) + "</extra>")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(type="category", title=tr(N_("Account")))
+    fig.update_xaxes(title=tr(N_("Amount")))
+    return _layout(fig, title, height=max(360, 80 + 44 * len(ids)))

@@ -15,6 +15,7 @@ import numpy as np
 
 from crmlens.demo._accounts import account_state, write_accounts
 from crmlens.demo._activities import build_activities, write_activities
+from crmlens.demo._credits import write_credit_notes
 from crmlens.demo._finance import write_finance
 from crmlens.demo._marketing import account_lead_channel, build_campaigns, generate_leads, write_marketing
 from crmlens.demo._opportunities import contract_rows, write_opportunities
@@ -107,6 +108,7 @@ def generate(scale: str = "default", seed: int = 7, out: Path | str = "data/demo
     counts |= write_marketing(target, rng, campaigns, leads, deals, state, accounts, opp_width, chunk, progress)
 
     counts |= write_finance(target, rng_for(seed, "finance"), deals, contracts, state, chunk, progress)
+    counts |= write_credit_notes(target, rng_for(seed, "credits"), deals, contracts, state, chunk, progress)
     counts |= write_service(target, rng_for(seed, "service"), deals, contracts, state, chunk, progress)
 
     rng = rng_for(seed, "activities")

@@ -24,7 +24,7 @@ from crmlens.demo._world import (
     REGIONS,
 )
 from crmlens.schema import ACCOUNT_LEVELS, SIZE_BANDS
-from crmlens.truths import CHURN_DRIVERS, FORGOTTEN_CUSTOMERS, REGION_IDS
+from crmlens.truths import CHURN_DRIVERS, FORGOTTEN_CUSTOMERS, HIGH_VALUE_INDUSTRY, REGION_IDS
 
 CONTRACT_TERM = CHURN_DRIVERS.contract_term_days * DAY
 GRACE = CHURN_DRIVERS.grace_days * DAY
@@ -83,6 +83,16 @@ def account_state(rng: np.random.Generator, org: Org, deals: Deals, accounts: Ac
                         churn_date=churn_date, churned=churned, forgotten=forgotten, width=id_width(n))
 
 
+def _industry(drawn: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """The planted high-value industry (`HIGH_VALUE_INDUSTRY`): big accounts (large, enterprise) whose uniform
+    draw fell on one of the first industries move to it, so that about `big_share` of them are in it — no extra
+    draw, so every other column stays as it was."""
+    target = INDUSTRIES.index(HIGH_VALUE_INDUSTRY.industry)
+    others = [i for i in range(len(INDUSTRIES)) if i != target]
+    moved = others[:round(HIGH_VALUE_INDUSTRY.big_share * len(INDUSTRIES)) - 1]
+    return np.where((band >= 2) & np.isin(drawn, moved), target, drawn)
+
+
 def _names(rng: np.random.Generator, n: int) -> pa.Array:
     parts = [pa.array(words).take(pa.array(rng.integers(0, len(words), n)))
              for words in (NAME_HEADS, NAME_STEMS, NAME_TAILS)]
@@ -112,7 +122,7 @@ def write_accounts(out: Path, rng: np.random.Generator, accounts: Accounts, stat
     counts = {"accounts": write_table(out, "accounts", n, {
         "account_id": Ids("A", state.width),
         "name": Strings(_names(rng, n)),
-        "industry": Labels(INDUSTRIES, rng.integers(0, len(INDUSTRIES), n)[o]),
+        "industry": Labels(INDUSTRIES, _industry(rng.integers(0, len(INDUSTRIES), n), accounts.band)[o]),
         "size_band": Labels(SIZE_BANDS, accounts.band[o]),
         "country": Labels(tuple(p[0] for p in flat_places), place[o]),
         "province": Labels(tuple(p[1] for p in flat_places), place[o]),

@@ -131,10 +131,18 @@ class Strings:
 Column = Ids | Labels | Times | Numbers | Strings
 
 
+#: Canonical columns the demo company does not keep: it infers churn from purchases (no recorded churn date),
+#: as a contract business does; a column written all empty would say "recorded, and nobody churned".
+NOT_IN_DEMO = {"accounts": ("churned_at",)}
+
+
 def arrow_schema(table_name: str) -> pa.Schema:
-    """The Arrow schema of a canonical table (column order, types and nullability from crmlens.schema)."""
+    """The Arrow schema of a canonical table as the demo writes it (column order, types and nullability from
+    crmlens.schema; without the columns of `NOT_IN_DEMO`)."""
     table = SCHEMA[table_name]
-    return pa.schema([pa.field(c.name, ARROW_TYPES[c.dtype], nullable=c.nullable) for c in table.columns])
+    omitted = NOT_IN_DEMO.get(table_name, ())
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.dtype], nullable=c.nullable) for c in table.columns
+                      if c.name not in omitted])
 
 
 def _dictionary_columns(table_name: str) -> list[str]:

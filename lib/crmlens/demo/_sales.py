@@ -26,6 +26,7 @@ from crmlens.demo._calendar import (
     month_pos,
     quarter_end,
     quarter_index,
+    quarter_pos,
     seasonal_sample,
 )
 from crmlens.demo._org import Org
@@ -49,6 +50,7 @@ from crmlens.truths import (
     Q4_SEASONALITY,
     REGION_IDS,
     TEAM_BELOW_TARGET,
+    WORSE_COHORT,
 )
 
 NEW, UPSELL, CROSS_SELL, RENEWAL = (DEAL_TYPES.index(k) for k in ("new", "upsell", "cross_sell", "renewal"))
@@ -269,10 +271,14 @@ def _churn_anniversary(rng: np.random.Generator, s0: np.ndarray, band: np.ndarra
     """At which anniversary (1..4, 5 = later) each customer churns: CHURN_HAZARD of the customers still
     there at each anniversary quarter churn (smaller customers more likely)."""
     churn_at = np.full(len(s0), 5)
+    year, q = (int(x) for x in WORSE_COHORT.quarter.split("-Q"))
+    worse = quarter_pos(year, q) + 4  # the planted cohort's first anniversary quarter
     for k in range(1, 5):
         alive = np.flatnonzero(churn_at == 5)
         quarter = quarter_index(s0[alive] + k * YEAR)
-        share = np.full(int(quarter.max(initial=0)) + 1, CHURN_HAZARD)
+        share = np.full(max(int(quarter.max(initial=0)), worse) + 1, CHURN_HAZARD)
+        if k == 1:  # the customers who first bought in WORSE_COHORT.quarter (no extra draw: the same randomness)
+            share[worse] = WORSE_COHORT.first_year_churn
         churn_at[alive[exact_share(rng, quarter, share, BAND_CHURN[band[alive]])]] = k
     return churn_at
 

@@ -28,7 +28,7 @@ from crmlens.demo._records import Records
 from crmlens.demo._sales import Deals
 from crmlens.demo._world import PRODUCTS, SURVEY_DRIVERS, TICKET_CATEGORIES
 from crmlens.schema import TICKET_PRIORITIES
-from crmlens.truths import PRODUCT_LINES, RISING_COMPLAINTS
+from crmlens.truths import CSAT_DRIVER, PRODUCT_LINES, RISING_COMPLAINTS
 
 COMPLAINT = TICKET_CATEGORIES.index(RISING_COMPLAINTS.category)
 PRODUCT_LINE = np.array([PRODUCT_LINES.index(p.line) for p in PRODUCTS])
@@ -167,12 +167,51 @@ def write_service(out: Path, rng: np.random.Generator, deals: Deals, contracts: 
         "category": Labels(TICKET_CATEGORIES, tickets.category[o]),
         "priority": Labels(TICKET_PRIORITIES, priority[o]),
     }, chunk_rows=chunk_rows, progress=progress)}
-    counts["surveys"] = _write_surveys(out, rng, deals, contracts, state, progress)
+    slow = _slow_first_response(tickets.opened, first, priority)
+    counts["surveys"] = _write_surveys(out, rng, deals, contracts, state, progress,
+                                       slow=(account[tickets.contract], tickets.opened, slow))
     return counts
 
 
+def _slow_first_response(opened: np.ndarray, first: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """When each ticket is known to have missed its first-response target (`CSAT_DRIVER.target_hours` by
+    priority): at the deadline, when no answer had come by then; -1 if it was met."""
+    target = dict(CSAT_DRIVER.target_hours)
+    due = opened + (np.array([target[p] for p in TICKET_PRIORITIES])[priority] * HOUR).astype(np.int64)
+    missed = (first < 0) | (first > due)
+    return np.where(missed, due, -1)
+
+
+def _after_slow_response(account: np.ndarray, responded: np.ndarray,
+                         slow: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per survey response, whether a ticket of its account opened in the `CSAT_DRIVER.window_days` days before
+    it had missed its first-response target by then (a ticket missing it later is not yet known as slow)."""
+    t_account, t_opened, t_known = slow
+    late = t_known >= 0
+    t_account, t_opened, t_known = t_account[late], t_opened[late], t_known[late]
+    if not len(t_account) or not len(account):
+        return np.zeros(len(account), dtype=bool)
+    # one key per (account, second): tickets sorted by it; a survey asks the range of its own account's window
+    scale = np.int64(T_END // SECOND + 1)
+    key = t_account.astype(np.int64) * scale + t_opened // SECOND
+    order = np.argsort(key, kind="stable")
+    key, known = key[order], t_known[order]
+    base = account.astype(np.int64) * scale
+    lo = np.searchsorted(key, base + (responded - CSAT_DRIVER.window_days * DAY) // SECOND, side="left")
+    hi = np.searchsorted(key, base + responded // SECOND, side="left")
+    # any ticket in [lo, hi) known slow before the response: the earliest "known" time in the range
+    out = np.zeros(len(account), dtype=bool)
+    has = np.flatnonzero(hi > lo)
+    if len(has):
+        span = hi[has] - lo[has]
+        idx = np.repeat(lo[has], span) + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span))
+        hit = known[idx] < np.repeat(responded[has], span)
+        out[has] = np.add.reduceat(hit, np.cumsum(span) - span) > 0
+    return out
+
+
 def _write_surveys(out: Path, rng: np.random.Generator, deals: Deals, contracts: np.ndarray,
-                   state: AccountState, progress: bool) -> int:
+                   state: AccountState, progress: bool, slow: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
     account = deals.account[contracts]
     asked = np.flatnonzero(rng.random(len(contracts)) < 0.55)
     responded = deals.signed[contracts[asked]] + days(rng, 30, 150, len(asked))
@@ -192,6 +231,9 @@ def _write_surveys(out: Path, rng: np.random.Generator, deals: Deals, contracts:
     csat = 1 + np.where(unhappy, choice(rng, (0.2, 0.3, 0.3, 0.15, 0.05), n),
                         np.where(edge_recent, choice(rng, (0.08, 0.17, 0.3, 0.3, 0.15), n),
                                  choice(rng, (0.04, 0.08, 0.2, 0.4, 0.28), n)))
+    # the planted CSAT driver: a slow first response costs a point (no draw: the other tables stay as they were)
+    csat = np.maximum(1, csat - np.rint(CSAT_DRIVER.csat_drop).astype(np.int64) * _after_slow_response(acc, responded,
+                                                                                                     slow))
     nps = np.clip(np.rint(2.2 * csat - 1.0 + rng.normal(0.0, 1.3, n)), 0, 10).astype(np.int64)
     driver = np.where(unhappy, choice(rng, (0.3, 0.35, 0.15, 0.05, 0.1, 0.05), n),
                       choice(rng, (0.25, 0.2, 0.15, 0.15, 0.15, 0.1), n))

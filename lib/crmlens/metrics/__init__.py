@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers")
+AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers", "engagement", "health")
 
 for _area in AREAS:
     try:

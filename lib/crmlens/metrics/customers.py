@@ -19,6 +19,11 @@ In a period [start, end) with reference time R (the as-of time, capped at the pe
 
 Purchases must reach back far enough: a slice holds only the period's contracts, so pass a history
 (`purchase_history`, 16 periods by default). The first purchase "ever" is the first one the history holds.
+
+**Credits** (table ``credit_notes``, where the source records returns, refunds or cancelled orders;
+`credit_history`) give money back: they reduce a customer's net revenue and RFM monetary value (``rfm(...,
+credits=...)``) and its lifetime value (`crmlens.metrics.clv`), and they are never purchases (no frequency,
+activity or cohort counts them). `credit_summary` counts them for the report.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ MIN_COHORT_GAP = 0.05
 
 register_columns({
     "segment": (N_("Segment"), "text"),
+    "field": (N_("Field"), "text"),
     "n_active_start": (N_("Active customers at the start"), "count"),
     "n_new_customers": (N_("New customers"), "count"),
     "n_reactivated": (N_("Reactivated customers"), "count"),
@@ -92,6 +98,12 @@ register_columns({
     "revenue_per_customer": (N_("Revenue per customer"), "amount"),
     "cohort": (N_("Cohort (first purchase)"), "text"),
     "cohort_size": (N_("Customers in the cohort"), "count"),
+    "n_credits": (N_("Credit notes"), "count"),
+    "n_credited_customers": (N_("Customers credited"), "count"),
+    "credit_amount": (N_("Credits"), "amount"),
+    "credit_share": (N_("Credits ÷ gross revenue"), "share"),
+    "gross_revenue_amount": (N_("Gross revenue"), "amount"),
+    "net_revenue_amount": (N_("Net revenue"), "amount"),
 })
 
 
@@ -122,6 +134,123 @@ def purchase_history(s: Any, n_periods: int = 16) -> pd.DataFrame | None:
     if not s.has("contracts"):
         return None
     return purchases_of(s.history("contracts", n_periods))
+
+
+#: The canonical table of credits (returns, refunds, cancelled orders), for the sources that record them.
+CREDITS_TABLE = "credit_notes"
+
+
+def credits_of(credit_notes: pd.DataFrame) -> pd.DataFrame:
+    """The credits in `credit_notes`: account_id, credited_at, amount (the value credited back, ≥ 0; missing →
+    0), one row per credit note, those without an account or a time left out, ordered by time then account.
+    A credit is not a purchase: it reduces its customer's net revenue (RFM monetary value, lifetime value)
+    and never counts as a purchase (frequency, activity, cohorts). A SchemaError names a missing column."""
+    missing = [c for c in ("account_id", "credited_at") if c not in credit_notes.columns]
+    if missing:
+        raise SchemaError(f"{CREDITS_TABLE}: column(s) {', '.join(missing)} needed for credits are not in this "
+                          "source")
+    amount = credit_notes["amount"] if "amount" in credit_notes.columns else pd.Series(np.nan,
+                                                                                       index=credit_notes.index)
+    out = pd.DataFrame({"account_id": credit_notes["account_id"].astype("string").to_numpy(),
+                        "credited_at": credit_notes["credited_at"].astype("datetime64[us]").to_numpy(),
+                        "amount": pd.to_numeric(amount, errors="coerce").astype("float64").fillna(0.0).abs()
+                        .to_numpy()})
+    out = out[out["account_id"].notna() & out["credited_at"].notna()]
+    return out.sort_values(["credited_at", "account_id"], kind="mergesort").reset_index(drop=True)
+
+
+def credit_history(s: Any, n_periods: int = 16) -> pd.DataFrame | None:
+    """The slice's credits over the `n_periods` periods ending with its own (the source's `credit_notes`);
+    None when the source records none (the net revenue is then the gross revenue)."""
+    if not s.has(CREDITS_TABLE):
+        return None
+    return credits_of(s.history(CREDITS_TABLE, n_periods))
+
+
+def net_revenue(purchases: pd.DataFrame, credits: pd.DataFrame | None, start: pd.Timestamp | None,
+                end: pd.Timestamp) -> pd.DataFrame:
+    """Per customer (account_id) with a purchase or a credit in [start, end) (no start: since ever):
+    n_purchases, gross_revenue_amount, n_credits, credit_amount and net_revenue_amount (gross − credits),
+    ordered by account_id."""
+    def window(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        keep = frame[column] < end
+        if start is not None:
+            keep &= frame[column] >= start
+        return frame[keep]
+
+    bought = window(purchases, "purchased_at").groupby(purchases["account_id"].astype("string"))["amount"]
+    out = pd.DataFrame({"n_purchases": bought.size(), "gross_revenue_amount": bought.sum()})
+    if credits is not None and not credits.empty:
+        credited = window(credits, "credited_at")
+        grouped = credited.groupby(credited["account_id"].astype("string"))["amount"]
+        out = out.join(pd.DataFrame({"n_credits": grouped.size(), "credit_amount": grouped.sum()}), how="outer")
+    else:
+        out["n_credits"], out["credit_amount"] = 0, 0.0
+    out = out.fillna({"n_purchases": 0, "gross_revenue_amount": 0.0, "n_credits": 0, "credit_amount": 0.0})
+    out[["n_purchases", "n_credits"]] = out[["n_purchases", "n_credits"]].astype("int64")
+    out["net_revenue_amount"] = out["gross_revenue_amount"] - out["credit_amount"]
+    out = out.rename_axis("account_id").reset_index()
+    out["account_id"] = out["account_id"].astype("string")
+    return out.sort_values("account_id", kind="mergesort").reset_index(drop=True)
+
+
+@on_slice("accounts", "contracts")
+def credit_summary(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
+                   credits: pd.DataFrame | None = None, window_days: int = 365) -> pd.DataFrame | None:
+    """Returns, refunds and cancellations of the region's customers over the `window_days` before the reference
+    time, as one row: n_credits, n_credited_customers, credit_amount, gross_revenue_amount, net_revenue_amount
+    and credit_share (credits ÷ gross revenue). ``attrs["recorded"]`` is False when the source records no
+    credits (`credits` None): then the counts are missing, not zero."""
+    if purchases is None:
+        raise SchemaError("credit_summary needs purchases (table `contracts`), which are not in this source")
+    ref = reference_time(ctx)
+    start = ref - pd.Timedelta(days=_check_days("window_days", window_days, 1))
+    mine = _customer_frame(accounts, ctx)["account_id"].astype("string")
+    bought = purchases[isin(purchases["account_id"].astype("string"), mine)]
+    credited = None if credits is None else credits[isin(credits["account_id"].astype("string"), mine)]
+    per = net_revenue(bought, credited, start, ref)
+    gross, credit = float(per["gross_revenue_amount"].sum()), float(per["credit_amount"].sum())
+    row = {"n_credits": int(per["n_credits"].sum()), "n_credited_customers": int((per["n_credits"] > 0).sum()),
+           "credit_amount": credit, "gross_revenue_amount": gross, "net_revenue_amount": gross - credit,
+           "credit_share": ratio(credit, gross) if gross > 0 else np.nan}
+    out = pd.DataFrame([row])
+    if credits is None:
+        out[["n_credits", "n_credited_customers", "credit_amount", "credit_share"]] = np.nan
+    out["credit_share"] = out["credit_share"].astype("float64")
+    out.attrs.update(recorded=credits is not None, window_days=window_days)
+    return out
+
+
+#: From this share of gross revenue credited back on, credits are a finding to act on ("watch").
+CREDIT_SHARE_WATCH = 0.05
+
+
+def describe_credits(result: pd.DataFrame | None) -> Finding | None:
+    """How much revenue returns, refunds and cancellations took back, in numbers — or that the source records
+    none (never a zero from an absent table)."""
+    if result is None:
+        return None
+    if not result.attrs.get("recorded", True):
+        return finding(_("This source records no returns, refunds or cancellations: revenue is shown gross."),
+                       "info")
+    row = result.iloc[0]
+    if int(row["n_credits"]) == 0:
+        return finding(n_("No return, refund or cancellation was recorded in the last {days} day.",
+                          "No return, refund or cancellation was recorded in the last {days} days.",
+                          int(result.attrs.get("window_days", 365)),
+                          days=_fmt(result.attrs.get("window_days", 365), "count")), "info")
+    text = n_("{n} credit note (returns, refunds, cancellations) took back {amount}, {share} of the gross revenue "
+              "of the last {days} days, from {customers} customers.",
+              "{n} credit notes (returns, refunds, cancellations) took back {amount}, {share} of the gross revenue "
+              "of the last {days} days, from {customers} customers.", int(row["n_credits"]),
+              amount=_fmt(row["credit_amount"], "amount"), share=_fmt(row["credit_share"], "share", 1),
+              days=_fmt(result.attrs.get("window_days", 365), "count"),
+              customers=_fmt(row["n_credited_customers"], "count"))
+    if pd.notna(row["credit_share"]) and row["credit_share"] >= CREDIT_SHARE_WATCH:
+        return finding(text, "watch", recommendation=_(
+            "Review the customers and products with the largest credits: returns above {share} of revenue erode "
+            "the margin.", share=_fmt(CREDIT_SHARE_WATCH, "share", 0)))
+    return finding(text, "info")
 
 
 def _check_days(name: str, value: Any, minimum: int = 0) -> int:
@@ -272,18 +401,27 @@ PLACE = "place"
 _PLACE_PATH = ("region_id", "country", "province", "city")
 
 
+def _segment_key(accounts: pd.DataFrame, by: str) -> str:
+    """`by` when it is a segment (`SEGMENTS`) or a custom field of the accounts (a column beyond the model's)."""
+    from crmlens.schema import SCHEMA
+
+    if by in SEGMENTS or (by in accounts.columns and by not in SCHEMA["accounts"].column_names):
+        return by
+    return check_choice("by", by, SEGMENTS)
+
+
 @on_slice("accounts", "contracts")
 @memo_by_inputs
 def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *, by: str = "industry",
             window_days: int = 365, churn_days: int | None = None) -> pd.DataFrame:
-    """Who the active customers are (客户画像): per value of the account attribute `by` (one of `SEGMENTS`, or
-    "place" for region → country → province → city), the active customers at the reference time
-    (n_customers, customer_share) and their revenue over the `window_days` before it (revenue_amount,
+    """Who the active customers are (客户画像): per value of the account attribute `by` (one of `SEGMENTS`, a
+    custom field the source keeps, or "place" for region → country → province → city), the active customers at
+    the reference time (n_customers, customer_share) and their revenue over the `window_days` before it (revenue_amount,
     revenue_share, revenue_per_customer). Accounts without a value are "(unknown)". Ordered by revenue, then
     customers (both descending), then value."""
     if purchases is None:
         raise SchemaError("profile needs purchases (table `contracts`), which are not in this source")
-    keys = list(_PLACE_PATH) if by == PLACE else [check_choice("by", by, SEGMENTS)]
+    keys = list(_PLACE_PATH) if by == PLACE else [_segment_key(accounts, by)]
     mine = _customer_frame(accounts, ctx)
     missing = [k for k in keys if k not in mine.columns]
     if missing:
@@ -308,6 +446,22 @@ def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiCont
                           kind="mergesort").reset_index(drop=True)
     out.attrs.update(by=by, window_days=window_days)
     return out[[*keys, "n_customers", "customer_share", "revenue_amount", "revenue_share", "revenue_per_customer"]]
+
+
+@on_slice("accounts", "contracts")
+def profile_by_fields(s: Any, accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
+                      max_values: int = 12) -> pd.DataFrame | None:
+    """`profile` by each of the source's own fields (custom fields of the accounts: categories, yes/no, and numbers
+    with at most `max_values` distinct values), stacked with a ``field`` column and the value as ``segment``. None
+    when the source keeps no such field."""
+    from crmlens.data import custom_fields
+
+    parts = []
+    for name in custom_fields(s, "accounts") if hasattr(s, "store") else []:
+        if name in accounts.columns and 1 < accounts[name].nunique() <= max_values:
+            part = profile(accounts, purchases, ctx, by=name).rename(columns={name: "segment"})
+            parts.append(part.assign(field=name)[["field", *part.columns]])
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def describe_profile(result: pd.DataFrame | None) -> Finding | None:
@@ -362,12 +516,14 @@ def value_tier(m: int) -> str:
 
 @on_slice("accounts", "contracts")
 def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
-        window_days: int | None = None) -> pd.DataFrame:
+        window_days: int | None = None, credits: pd.DataFrame | None = None) -> pd.DataFrame:
     """Recency, frequency and monetary value of every customer of the region at the reference time (purchases
     before it; within `window_days` when given): account_id, name, last_purchase_at, recency_days, frequency,
     monetary_amount, r_score, f_score, m_score (1–5, quintiles of the customers; equal values share a score),
     rfm_tier (`rfm_tier`) and value_tier (`value_tier`) — ids —, and tier_name and value_name, their names in the
-    language in use. Ordered by tier, then revenue (descending), then id."""
+    language in use. Ordered by tier, then revenue (descending), then id. With `credits` (`credit_history`), the
+    monetary value is net of the customer's credits in the same window (returns, refunds, cancellations); they
+    never count as purchases."""
     if purchases is None:
         raise SchemaError("rfm needs purchases (table `contracts`), which are not in this source")
     ref = reference_time(ctx)
@@ -378,7 +534,12 @@ def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext,
         bought = bought[bought["purchased_at"] >= ref - pd.Timedelta(days=_check_days("window_days", window_days, 1))]
     grouped = bought.groupby("account_id", sort=True)
     out = pd.DataFrame({"last_purchase_at": grouped["purchased_at"].max(), "frequency": grouped.size(),
-                        "monetary_amount": grouped["amount"].sum()}).reset_index()
+                        "monetary_amount": grouped["amount"].sum()})
+    if credits is not None and not credits.empty:
+        start = ref - pd.Timedelta(days=window_days) if window_days is not None else None
+        net = net_revenue(bought.iloc[0:0], credits, start, ref).set_index("account_id")["credit_amount"]
+        out["monetary_amount"] = out["monetary_amount"] - net.reindex(out.index.astype("string")).fillna(0.0).to_numpy()
+    out = out.reset_index()
     out["account_id"] = out["account_id"].astype("string")
     names = mine.set_index(mine["account_id"].astype("string"))["name"] if "name" in mine.columns else pd.Series(
         dtype="string")
@@ -571,25 +732,29 @@ def _period_end(index: int, freq: str) -> pd.Timestamp:
     return pd.Timestamp(year=year, month=part * months + 1, day=1)
 
 
-def describe_cohort_retention(result: pd.DataFrame) -> Finding | None:
-    """The cohort that kept the fewest of its customers one period on (among cohorts observed that far;
-    equal shares named together), against the median of the others — only when it is `MIN_COHORT_GAP` or
-    more below it."""
+def describe_cohort_retention(result: pd.DataFrame, *, min_cohorts: int = 3) -> Finding | None:
+    """The cohort that kept the fewest of its customers, against the median of the others — only when it is
+    `MIN_COHORT_GAP` or more below it (equal shares named together). Compared at the furthest period since the
+    first purchase that at least `min_cohorts` cohorts reached (yearly contracts show their churn only after the
+    term and grace), or one period on when fewer cohorts are that old."""
     if result is None or result.empty or "1" not in result.columns:
         return finding(_("No cohort of customers is in reach of this slice."), "info") if result is not None \
             else None
-    seen = result[result["1"].notna() & (result["cohort_size"] > 0)]
-    if len(seen) < 2 or seen["1"].nunique() == 1:
+    sized = result[result["cohort_size"] > 0]
+    reached = [c for c in sized.columns if str(c).isdigit() and int(c) >= 1 and sized[c].notna().sum() >= min_cohorts]
+    at = max(reached, key=int) if reached else "1"
+    seen = sized[sized[at].notna()]
+    if len(seen) < 2 or seen[at].nunique() == 1:
         return None
-    worst_value = seen["1"].min()
-    worst = seen[seen["1"] == worst_value]
-    others = seen.loc[seen["1"] != worst_value, "1"]
+    worst_value = seen[at].min()
+    worst = seen[seen[at] == worst_value]
+    others = seen.loc[seen[at] != worst_value, at]
     if float(others.median()) - worst_value < MIN_COHORT_GAP:
         return None  # 99% against 100% is not a finding
-    text = n_("The {cohorts} cohort kept {share} of its customers one period on; the other cohorts' median is "
-              "{median}.", "The {cohorts} cohorts kept {share} of their customers one period on; the other "
+    text = n_("The {cohorts} cohort kept {share} of its customers {n} periods on; the other cohorts' median is "
+              "{median}.", "The {cohorts} cohorts kept {share} of their customers {n} periods on; the other "
               "cohorts' median is {median}.", len(worst), cohorts=", ".join(worst["cohort"]),
-              share=_fmt(worst_value, "share", 0), median=_fmt(float(others.median()), "share", 0))
+              share=_fmt(worst_value, "share", 0), median=_fmt(float(others.median()), "share", 0), n=int(at))
     severity = "watch" if float(others.median()) - worst_value >= 0.1 else "info"
     return finding(text, severity, recommendation=_(
         "Look at what the {cohorts} cohort was sold and how it was onboarded.", cohorts=", ".join(worst["cohort"]))

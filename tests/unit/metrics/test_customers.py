@@ -295,6 +295,16 @@ def test_profile_of_the_active_customers() -> None:
     assert cu.describe_profile(even) is None  # revenue follows the customers: nothing to say
 
 
+def test_profile_by_a_custom_field_of_the_source() -> None:
+    # a mapping kept Tier__c (a custom field): a1, a4 gold; a5 silver; a6 none
+    acc = accounts().assign(Tier__c=pd.array(["gold", None, None, "gold", "silver", None, None], dtype="string"))
+    prof = cu.profile(acc, purchases(), Q3, by="Tier__c").set_index("Tier__c")
+    assert prof.loc["gold", "n_customers"] == 2 and prof.loc["gold", "revenue_amount"] == 180.0  # 120 + 60
+    assert prof.loc["silver", "revenue_amount"] == 200.0 and prof.loc["(unknown)", "n_customers"] == 1
+    with pytest.raises(ParameterError, match="by"):
+        cu.profile(acc, purchases(), Q3, by="created_at")  # a model column that is not a segment
+
+
 def test_degenerate_inputs_give_no_false_sentence_and_no_crash() -> None:
     after = cu.rfm(accounts(), purchases(), Q3)
     nobody_before = cu.rfm(accounts(), purchases().iloc[:0], Q2)
