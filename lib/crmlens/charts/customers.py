@@ -37,6 +37,24 @@ def plot_customer_bridge(base: pd.DataFrame, *, title: str = N_("Active customer
     return _layout(fig, title)
 
 
+def plot_base_trend(trend: pd.DataFrame, *, title: str = N_("Active customers, won and lost, by period")
+                    ) -> go.Figure:
+    """A `base_trend` frame: bars of new (+ reactivated) and churned customers per period, and a line of the active
+    customers at each period's end."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_bar(x=trend["period"], y=trend["n_new_customers"] + trend["n_reactivated"],
+                name=tr(N_("New and reactivated")), marker_color=COLORS["good"])
+    fig.add_bar(x=trend["period"], y=-trend["n_churned"], name=tr(N_("Churned")), marker_color=COLORS["bad"])
+    fig.add_scatter(x=trend["period"], y=trend["n_active_end"], name=tr(N_("Active at the end")), yaxis="y2",
+                    mode="lines+markers", line={"color": COLORS["actual"]})
+    fig.update_layout(barmode="relative", yaxis={"title": tr(N_("Customers won and lost"))},
+                      yaxis2={"title": tr(N_("Active customers")), "overlaying": "y", "side": "right"})
+    fig.update_xaxes(type="category")
+    return _layout(fig, title)
+
+
 def plot_growth_by_segment(base: pd.DataFrame, *, title: str = N_("Net growth rate by segment")) -> go.Figure:
     """Bars of a per-segment `customer_base` frame: each segment's net growth rate (segments with nobody active
     at the start have no rate and are left out), shrinking segments in the 'bad' colour."""

@@ -342,6 +342,51 @@ def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: K
 
 
 
+@on_slice("accounts", "contracts")
+def base_trend(s: Any, accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
+               n_periods: int = 8, churn_days: int | None = None) -> pd.DataFrame:
+    """The customer base period by period: `customer_base` for each of the `n_periods` periods of the slice's
+    kind ending with its own (the purchases must reach back that far plus `churn_days`: `purchase_history`
+    gives 16 periods) — period, n_active_start, n_new_customers, n_reactivated, n_churned, n_active_end,
+    net_growth, net_growth_rate, churn_rate. The current period ends at the reference time."""
+    from dataclasses import replace
+
+    from crmlens.periods import shift_period
+
+    if purchases is None:
+        raise SchemaError("base_trend needs purchases (table `contracts`), which are not in this source")
+    rows = []
+    for k in range(n_periods - 1, -1, -1):
+        p = shift_period(s.period, -k)
+        c = replace(ctx, period_start=p.start, period_end=p.end, period_label=p.label)
+        row = customer_base(accounts, purchases, c, churn_days=churn_days).drop(columns="segment")
+        rows.append(row.assign(period=p.label))
+    out = pd.concat(rows, ignore_index=True)
+    out = out[["period", *[c for c in out.columns if c != "period"]]]
+    return out
+
+
+def describe_base_trend(result: pd.DataFrame | None) -> Finding | None:
+    """Whether the active customers grew or shrank over the periods shown, and the period that lost most."""
+    if result is None or len(result) < 3 or int(result["n_active_start"].iloc[0]) == 0:
+        return None
+    first, last = int(result["n_active_start"].iloc[0]), int(result["n_active_end"].iloc[-1])
+    change = ratio(last - first, first)
+    if change is None or abs(change) < 0.02:
+        return None
+    text = _("Over the last {n} periods the active customers went from {first} to {last} ({change}).", n=len(result),
+             first=_fmt(first, "count"), last=_fmt(last, "count"),
+             change=format_number(change, "rate", signed=True, digits=1))
+    worst = result.loc[result["net_growth"].idxmin()]
+    if int(worst["net_growth"]) >= 0:
+        return finding(text, "good" if change > 0 else "watch", kpi="active_customers")
+    text += " " + _("{period} lost most ({growth}).", period=str(worst["period"]),
+                    growth=format_number(int(worst["net_growth"]), "count", signed=True))
+    return finding(text, "good" if change > 0 else "watch", kpi="active_customers", recommendation=_(
+        "Compare the churned customers of {period} with those who stayed: what did they buy, and who looked after "
+        "them?", period=str(worst["period"])))
+
+
 def describe_customer_base(result: pd.DataFrame) -> Finding | None:
     """For the whole region: the period's change of active customers, in numbers. Per segment: the segment(s)
     that shrank most (equal rates named together), or, when none shrank, the one that grew most — nothing when

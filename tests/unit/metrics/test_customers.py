@@ -295,6 +295,25 @@ def test_profile_of_the_active_customers() -> None:
     assert cu.describe_profile(even) is None  # revenue follows the customers: nothing to say
 
 
+def test_base_trend_period_by_period() -> None:
+    from types import SimpleNamespace
+
+    from crmlens.periods import parse_period
+
+    fake = SimpleNamespace(period=parse_period("2026-Q3"))
+    trend = cu.base_trend(fake, accounts(), purchases(), Q3, n_periods=3)
+    assert trend["period"].tolist() == ["2026-Q1", "2026-Q2", "2026-Q3"]
+    # the last period is the customer base of the slice's own period
+    own = cu.customer_base(accounts(), purchases(), Q3).drop(columns="segment").iloc[0]
+    assert trend.iloc[-1].drop("period").tolist() == own.tolist()
+    # each period starts with the customers the one before ended with
+    assert trend["n_active_start"].iloc[1:].tolist() == trend["n_active_end"].iloc[:-1].tolist()
+    # Q1: a1 (2025-01-10, renewed 2026-01-15) and a3 (2025-05-01) active throughout; nobody new
+    assert trend.iloc[0][["n_active_start", "n_new_customers", "n_active_end"]].tolist() == [2, 0, 2]
+    found = cu.describe_base_trend(trend)
+    assert found.text.startswith("Over the last 3 periods the active customers went from 2 to 4 (+100.0%).")
+
+
 def test_profile_by_a_custom_field_of_the_source() -> None:
     # a mapping kept Tier__c (a custom field): a1, a4 gold; a5 silver; a6 none
     acc = accounts().assign(Tier__c=pd.array(["gold", None, None, "gold", "silver", None, None], dtype="string"))
