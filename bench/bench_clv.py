@@ -4,8 +4,8 @@ and on UCI Online Retail; and, with --notebook, notebook 04's time for region al
 
     .venv/bin/python bench/bench_clv.py [--demo data/demo] [--uci ../shared/data/uci_online_retail] [--notebook]
 
-Cold here means a new process with pytensor's compile cache (~/.pytensor) already filled; the very first run on a
-machine compiles the C code once more (~20 s). Not run by `make test`.
+Cold here means a new process with pytensor's compile cache (~/.cache/crmlens/pytensor) already filled; the very
+first run for a user compiles the C code once more (~30 s). Not run by `make test`.
 """
 
 from __future__ import annotations

@@ -517,6 +517,10 @@ class Slice:
         """The custom fields the mapping keeps in table `name`: name → declared type (see `custom_fields`)."""
         return custom_fields(self, name)
 
+    def has_column(self, name: str, column: str) -> bool:
+        """True when the source has table `name` with `column` (see `has_column`)."""
+        return has_column(self, name, column)
+
 
 def open_slice(params: Params, con: BaseBackend | None = None) -> Slice:
     """Open the source named by `params`, and return the validated slice and comparison slices.
@@ -569,6 +573,17 @@ def custom_fields(s: Slice, table: str) -> dict[str, str]:
     if table not in s.info.tables:
         return {}
     return s.store.custom_fields(table)
+
+
+def has_column(s: Slice, table: str, column: str) -> bool:
+    """True when the source gives table `table` the column `column` (canonical or custom). The slice's frames
+    carry every canonical column whether the source has it or not (empty where it has not): this tells "not in
+    this source" from "recorded, and empty" — e.g. ``accounts.churned_at``, which only sources that record churn
+    have."""
+    if table not in s.info.tables:
+        return False
+    meta = s.store.meta["tables"].get(table, {})
+    return column in meta.get("columns", ()) or column in s.store.custom_fields(table)
 
 
 #: Environment variable naming a folder where validated slices are shared between the notebooks of one run

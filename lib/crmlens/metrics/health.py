@@ -518,14 +518,25 @@ def _region_accounts(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
     return accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
 
 
+def _records_churn(accounts: pd.DataFrame, s: Any = None) -> bool:
+    """Whether the source records churn: the slice's source has ``accounts.churned_at`` (`crmlens.data.has_column`);
+    for bare frames, a ``churned_at`` column with at least one date."""
+    if s is not None and hasattr(s, "store"):
+        from crmlens.data import has_column
+
+        return has_column(s, "accounts", "churned_at")
+    return "churned_at" in accounts.columns and bool(accounts["churned_at"].notna().any())
+
+
 @on_slice("accounts")
-def recorded_churn(accounts: pd.DataFrame, by: str | None = None, *, ctx: KpiContext) -> pd.DataFrame | None:
+def recorded_churn(accounts: pd.DataFrame, by: str | None = None, *, ctx: KpiContext,
+                   s: Any = None) -> pd.DataFrame | None:
     """Churn as the source records it (``accounts.churned_at``, e.g. a subscription's end): per `by` (an account
     column — attributes and custom fields), the customers the period had (created before its end and not lost
     before its start: at the start or won during it), those lost in it (``churned_at`` in [start, reference
     time)) and the churn rate. None when the source does not record churn (no ``churned_at`` column): then
     churn is inferred from purchases (`crmlens.metrics.customers`)."""
-    if "churned_at" not in accounts.columns:
+    if not _records_churn(accounts, s):
         return None
     if by is not None and by not in accounts.columns:
         usable = [c for c in accounts.columns if c not in ("account_id", "name", "churned_at", "created_at")]
@@ -557,12 +568,12 @@ def recorded_churn_by_fields(s: Any, accounts: pd.DataFrame, *, ctx: KpiContext,
     """`recorded_churn` by each of the source's own fields (custom fields of the accounts: categories, yes/no, and
     numbers with at most `max_values` distinct values), stacked with a ``field`` column. None when the source does
     not record churn or keeps no such field."""
-    if "churned_at" not in accounts.columns:
+    if not _records_churn(accounts, s):
         return None
     parts = []
     for name in _custom_fields(s):
         if name in accounts.columns and 1 < accounts[name].nunique() <= max_values:
-            part = recorded_churn(accounts, name, ctx=ctx)
+            part = recorded_churn(accounts, name, ctx=ctx, s=s)
             parts.append(part.assign(field=name)[["field", *part.columns]])
     return pd.concat(parts, ignore_index=True) if parts else None
 
@@ -592,6 +603,73 @@ def describe_recorded_churn(result: pd.DataFrame | None, *, min_customers: int =
     return finding(text, "watch", kpi="recorded_churn_rate", recommendation=_(
         "Ask the customers of {segments} who left why, and offer the ones still here a review call.",
         segments=names))
+
+
+# ------------------------------------------------------------------------------------ reasons for churn
+
+register_columns({"driver": (N_("Driver named"), "text"), "n_churned_naming": (N_("Churned customers naming it"),
+                                                                               "count")})
+
+
+@on_slice("accounts", "surveys")
+def churn_reasons(accounts: pd.DataFrame, purchases: pd.DataFrame | None, *, ctx: KpiContext, surveys: pd.DataFrame,
+                  s: Any = None, window_days: int = 365) -> pd.DataFrame | None:
+    """Why the period's churned customers left, as they said it: the driver named in each churned customer's last
+    survey response in the `window_days` before it churned (churn recorded by the source, else inferred from
+    purchases: `crmlens.metrics.customers.customer_states`), with its CSAT. One row per driver: churned
+    customers naming it, their share, and their mean CSAT; most named first. None when the surveys record no
+    driver."""
+    if "driver" not in surveys.columns:
+        return None
+    history = s.history("surveys", 8) if s is not None and hasattr(s, "history") else surveys
+    start, at = pd.Timestamp(ctx.period_start), reference_time(ctx)
+    acc = _region_accounts(accounts, ctx)
+    if _records_churn(accounts, s):
+        lost = acc[(acc["churned_at"] >= start) & (acc["churned_at"] < at)]
+        when = pd.Series(lost["churned_at"].to_numpy(), index=lost["account_id"].astype("string").to_numpy())
+    elif purchases is not None:
+        from crmlens.metrics.customers import customer_states
+
+        states = customer_states(accounts, purchases, ctx)
+        lost = states[states["is_churned"]]
+        last = purchases[purchases["purchased_at"] < at].groupby("account_id")["purchased_at"].max()
+        last.index = last.index.astype("string")
+        # it churned when its latest purchase stopped covering it
+        when = last.reindex(lost["account_id"].astype("string").to_numpy()) + pd.Timedelta(days=ctx.churn_days)
+    else:
+        return None
+    answered = history[history["account_id"].astype("string").isin(when.index)].copy()
+    answered["churn_at"] = lookup(answered["account_id"].astype("string"), when).to_numpy()
+    answered = answered[(answered["responded_at"] < answered["churn_at"])
+                        & (answered["responded_at"] >= answered["churn_at"] - pd.Timedelta(days=window_days))]
+    answered = answered.sort_values("responded_at", kind="stable").drop_duplicates("account_id", keep="last")
+    answered = answered[answered["driver"].notna()]
+    if answered.empty:
+        return pd.DataFrame(columns=["driver", "n_churned_naming", "share", "csat_mean"])
+    out = answered.assign(csat=pd.to_numeric(answered["csat"], errors="coerce").astype("float64")).groupby(
+        "driver").agg(n_churned_naming=("account_id", "size"), csat_mean=("csat", "mean")).reset_index()
+    out["share"] = out["n_churned_naming"] / out["n_churned_naming"].sum()
+    out["driver"] = [_(DRIVER_LABELS.get(str(d), str(d))) for d in out["driver"]]
+    out = out.sort_values(["n_churned_naming", "driver"], ascending=[False, True], kind="stable")
+    out = out[["driver", "n_churned_naming", "share", "csat_mean"]].reset_index(drop=True)
+    out.attrs["n_lost"] = len(when)
+    return out
+
+
+def describe_churn_reasons(result: pd.DataFrame | None) -> Finding | None:
+    """The driver most named by the churned customers who answered a survey before leaving, when one leads."""
+    if result is None or result.empty:
+        return None
+    n = int(result["n_churned_naming"].sum())
+    top = result.iloc[0]
+    if n < 10 or (len(result) > 1 and result["n_churned_naming"].iloc[1] == top["n_churned_naming"]):
+        return None
+    text = _("Of the {n} churned customers who answered a survey in their last year, {share} named {driver} "
+             "(CSAT {csat} on average).", n=_fmt(n, "count"), share=_fmt(top["share"], "share"),
+             driver=str(top["driver"]), csat=_fmt(top["csat_mean"], "score"))
+    return finding(text, "watch", kpi="customer_churn_rate", recommendation=_(
+        "Put {driver} first on the agenda of the next customer reviews, and call the customers who named it and are "
+        "still here.", driver=str(top["driver"])))
 
 
 # ------------------------------------------------------------------------------------------ churn risk
@@ -715,7 +793,7 @@ class ChurnData:
 
 
 def _recorded(accounts: pd.DataFrame) -> bool:
-    return "churned_at" in accounts.columns and bool(accounts["churned_at"].notna().any())
+    return _records_churn(accounts)
 
 
 def churn_dataset(accounts: pd.DataFrame, *, at: pd.Timestamp, purchases: pd.DataFrame | None = None,
@@ -1302,7 +1380,7 @@ def call_list(accounts: pd.DataFrame, model: ChurnModel | None, *, reps: pd.Data
 def headline_kpis(s: Any) -> list[str]:
     """The notebook's headline KPIs for this source: the churn rate it records (``accounts.churned_at``) when it
     records churn, else the churn inferred from purchases."""
-    recorded = "churned_at" in s.tables["accounts"].columns if s.has("accounts") else False
+    recorded = _records_churn(s.tables["accounts"], s) if s.has("accounts") else False
     return ["csat", "nps", "first_response_on_target", "recorded_churn_rate" if recorded else "customer_churn_rate"]
 
 
@@ -1310,7 +1388,8 @@ def headline_kpis(s: Any) -> list[str]:
               tables=("accounts",), area=AREA,
               description="Customers the source records as lost in the period (`accounts.churned_at`) ÷ the customers "
               "the period had (created before its end, not lost before its start); not in this source when accounts "
-              "carry no `churned_at` (churn is then inferred from purchases: customer_churn_rate).")
+              "carry no `churned_at`, or it is empty for every account (churn is then inferred from purchases: "
+              "customer_churn_rate).")
 def kpi_recorded_churn_rate(frames: Frames, ctx: KpiContext) -> float | None:
     out = recorded_churn(frames["accounts"], ctx=ctx)
     if out is None or out.empty:

@@ -250,6 +250,9 @@ def test_planted_churn_drivers_are_recovered_by_the_model(demo_slice):
     named = churned["reason_features"].map(
         lambda fs: bool({"n_activities_90d", "activity_change", "days_since_activity", "n_unresolved"} & set(fs)))
     assert named.mean() >= 0.5, (CHURN_DRIVERS, churned["reason_features"].tolist())
+    # ... and among the signals the model relies on most (permutation importance on the test date)
+    top = set(model.importance["feature"].head(4))
+    assert top & {"n_activities_90d", "activity_change", "days_since_activity"} and "n_unresolved" in top, top
     assert model.scores["risk"].between(0, 1).all()
     calls = he.call_list(demo_slice, model, min_risk=0.0)
     assert {"rep", "account", "risk", "revenue_at_risk", "reasons"} <= set(calls.columns)
@@ -281,3 +284,26 @@ def test_recorded_churn_by_hand():
     assert he.recorded_churn(acc.drop(columns="churned_at"), ctx=Q3) is None  # not recorded: not a zero
     with pytest.raises(Exception, match="not a column of accounts"):
         he.recorded_churn(acc, "tier", ctx=Q3)
+
+
+def test_churn_reasons_by_hand():
+    acc = pd.DataFrame({"account_id": ["a1", "a2", "a3"], "created_at": ts(["2020-01-01"] * 3),
+                        "churned_at": ts(["2026-08-01", "2026-09-01", None])})
+    sv = pd.DataFrame({"account_id": ["a1", "a1", "a2", "a3", "a2"],
+                       "responded_at": ts(["2026-01-01", "2026-06-01", "2026-05-01", "2026-06-01", "2024-01-01"]),
+                       "csat": [4, 2, 1, 5, 3], "driver": ["price", "support", "support", "price", "price"]})
+    out = he.churn_reasons(acc, None, ctx=Q3, surveys=sv).set_index("driver")
+    # a1's last answer before it left named support (CSAT 2), a2's too (CSAT 1; its 2024 answer is too old);
+    # a3 did not leave
+    assert out["n_churned_naming"].to_dict() == {"support": 2}
+    assert out.loc["support", "csat_mean"] == pytest.approx(1.5) and out.loc["support", "share"] == 1.0
+    assert he.describe_churn_reasons(out.reset_index()) is None  # two answers: too few for a finding
+    assert he.churn_reasons(acc, None, ctx=Q3, surveys=sv.drop(columns="driver")) is None
+
+
+def test_a_canonical_column_the_source_lacks_is_not_in_this_source(demo_slice):
+    assert not data.has_column(demo_slice, "accounts", "churned_at")  # the frame has it, empty: not recorded
+    assert "churned_at" in demo_slice.tables["accounts"].columns
+    assert data.has_column(demo_slice, "accounts", "industry")
+    assert he.recorded_churn(demo_slice) is None
+    assert "customer_churn_rate" in he.headline_kpis(demo_slice)
