@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers", "engagement", "health")
+AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers", "engagement", "health", "marketing")
 
 for _area in AREAS:
     try:
