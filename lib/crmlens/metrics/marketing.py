@@ -56,6 +56,13 @@ register_columns({
     "cpa": (N_("Cost per won customer (CPA)"), "amount"),
     "attributed_amount": (N_("Credited value"), "amount"),
     "attributed_share": (N_("Share of credit"), "share"),
+    "first_touch": (N_("First touch"), "share"),
+    "last_touch": (N_("Last touch"), "share"),
+    "linear": (N_("Linear"), "share"),
+    "u_shaped": (N_("U-shaped"), "share"),
+    "w_shaped": (N_("W-shaped"), "share"),
+    "time_decay": (N_("Time decay"), "share"),
+    "vs_last_touch": (N_("Largest gap to last touch"), "share"),
 })
 
 
@@ -203,3 +210,85 @@ def _w_shaped(t: pd.DataFrame, pos: np.ndarray, n: np.ndarray) -> np.ndarray:
     w = np.where(n == 3, 1 / 3, w)
     w = np.where(n == 2, 0.5, w)
     return np.where(n == 1, 1.0, w)
+
+
+def journeys(campaign_events: pd.DataFrame, campaigns: pd.DataFrame, leads: pd.DataFrame,
+             opportunities: pd.DataFrame, *, window_days: int = 180,
+             until: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The journeys to a won deal, for `attribute`: one per won opportunity (closed before `until`, when given)
+    whose leads (``leads.opportunity_id``) or account (``campaign_events.account_id``) engaged with campaigns in
+    the `window_days` before it closed. Touches: journey_id (the opportunity), campaign_id, channel (the
+    campaign's), occurred_at, is_lead_creation (the latest touch of the lead's own campaign at or before the
+    lead's creation). Conversions: journey_id, value (the amount), converted_at (closed_at)."""
+    if window_days <= 0:
+        raise ParameterError(f"window_days: {window_days!r} is not allowed; use a number of days > 0")
+    won = opportunities[opportunities["is_won"].fillna(False).astype(bool) & opportunities["closed_at"].notna()]
+    if until is not None:
+        won = won[won["closed_at"] < until]
+    conversions = pd.DataFrame({"journey_id": won["opportunity_id"].astype("string").to_numpy(),
+                                "value": won["amount"].astype("float64").to_numpy(),
+                                "converted_at": won["closed_at"].to_numpy()})
+    ev = campaign_events[["campaign_id", "lead_id", "account_id", "occurred_at"]].copy()
+    by_lead = lookup(ev["lead_id"].astype("string"),
+                     leads.drop_duplicates("lead_id").set_index(leads.drop_duplicates("lead_id")["lead_id"].astype(
+                         "string"))["opportunity_id"].astype("string"))
+    parts = [ev.assign(journey_id=by_lead.to_numpy())]
+    accounts = won[["opportunity_id", "account_id"]].dropna().astype("string")
+    if len(accounts):
+        by_account = ev[ev["account_id"].notna()].merge(accounts, on="account_id", how="inner")
+        parts.append(by_account.rename(columns={"opportunity_id": "journey_id"}))
+    touches = pd.concat(parts, ignore_index=True)
+    touches = touches[touches["journey_id"].isin(conversions["journey_id"])]
+    touches = touches.drop_duplicates(["journey_id", "campaign_id", "occurred_at"])
+    closed = touches["journey_id"].map(conversions.set_index("journey_id")["converted_at"])
+    touches = touches[(touches["occurred_at"] < closed) & (touches["occurred_at"] >= closed - pd.Timedelta(
+        days=window_days))]
+    touches["channel"] = lookup(touches["campaign_id"].astype("string"), campaigns.set_index(
+        campaigns["campaign_id"].astype("string"))["channel"].astype("string")).fillna(UNKNOWN).to_numpy()
+    # the lead-creation touch: the latest touch of the lead's own campaign at or before the lead's creation
+    lead = leads.drop_duplicates("lead_id").set_index(leads.drop_duplicates("lead_id")["lead_id"].astype("string"))
+    own = lookup(touches["lead_id"].astype("string"), lead["campaign_id"].astype("string"))
+    created = lookup(touches["lead_id"].astype("string"), lead["created_at"])
+    candidate = (own == touches["campaign_id"].astype("string")).fillna(False) & (touches["occurred_at"] <= created)
+    latest = touches["occurred_at"].where(candidate).groupby(touches["journey_id"]).transform("max")
+    touches["is_lead_creation"] = candidate & (touches["occurred_at"] == latest)
+    touches = touches.sort_values(["journey_id", "occurred_at"], kind="stable").reset_index(drop=True)
+    return touches[["journey_id", "campaign_id", "channel", "occurred_at", "is_lead_creation"]], conversions
+
+
+def compare_models(touches: pd.DataFrame, conversions: pd.DataFrame, *, by: str = "channel",
+                   models: tuple[str, ...] = MODELS) -> pd.DataFrame:
+    """Each `by` value's share of the credit under every model, side by side (one column per model), and
+    ``vs_last_touch``: the largest difference of another model's share from last-touch's (points of share,
+    signed). Most last-touch credit first."""
+    shares = {m: attribute(touches, conversions, m, by=by).set_index(by)["attributed_share"] for m in models}
+    out = pd.DataFrame(shares).fillna(0.0)
+    if "last_touch" in out:
+        others = out.drop(columns="last_touch").sub(out["last_touch"], axis=0)
+        pick = others.abs().idxmax(axis=1)
+        out["vs_last_touch"] = [others.at[i, c] for i, c in zip(out.index, pick, strict=True)]
+        out = out.sort_values(["last_touch"], ascending=False, kind="stable")
+    return out.rename_axis(by).reset_index()
+
+
+def describe_models(result: pd.DataFrame | None, *, min_gap: float = 0.05) -> Finding | None:
+    """The channel last-touch under-credits most (others credit it `min_gap` or more above: it starts journeys)
+    and the one it over-credits most (it closes them) — nothing when no model differs that much."""
+    if result is None or result.empty or "vs_last_touch" not in result:
+        return None
+    key = result.columns[0]
+    ordered = result.sort_values("vs_last_touch", kind="stable")
+    low, high = ordered.iloc[0], ordered.iloc[-1]
+    parts = []
+    if high["vs_last_touch"] >= min_gap:
+        parts.append(_("last-touch under-credits {name} by up to {gap} of the credit: it starts journeys that other "
+                       "channels close", name=str(high[key]), gap=_fmt(high["vs_last_touch"], "share")))
+    if low["vs_last_touch"] <= -min_gap:
+        parts.append(_("last-touch over-credits {name} by up to {gap}: it closes journeys others started",
+                       name=str(low[key]), gap=_fmt(-low["vs_last_touch"], "share")))
+    if not parts:
+        return None
+    text = _("Across the attribution models, {parts}.", parts="; ".join(parts))
+    return finding(text, "watch", recommendation=_(
+        "Judge channels on more than last-touch: keep funding the channels that start journeys even when they "
+        "rarely close them."))

@@ -117,3 +117,48 @@ def test_planted_channel_roi_is_recovered(demo_folder, seed):
 
 def _ctx(s):
     return KpiContext(period_start=s.period.start, period_end=s.period.end, region="all", as_of=s.as_of)
+
+
+def test_journeys_from_events_leads_and_accounts_by_hand():
+    campaigns = pd.DataFrame({"campaign_id": ["c1", "c2", "c3"], "channel": ["email", "webinar", "search"]})
+    leads = pd.DataFrame({"lead_id": ["l1", "l2"], "campaign_id": ["c2", "c1"], "opportunity_id": ["o1", None],
+                          "created_at": ts(["2026-03-10", "2026-03-01"])}).astype({"opportunity_id": "string"})
+    opps = pd.DataFrame({"opportunity_id": ["o1", "o2"], "account_id": ["a1", "a2"], "amount": [1000.0, 500.0],
+                         "is_won": [True, False], "closed_at": ts(["2026-06-01", "2026-06-01"])})
+    events = pd.DataFrame({
+        "campaign_id": ["c1", "c2", "c3", "c1", "c3", "c1"],
+        "lead_id": ["l1", "l1", "l1", None, "l2", "l1"],
+        "account_id": [None, None, None, "a1", None, None],
+        "occurred_at": ts(["2026-03-01", "2026-03-09", "2026-05-01", "2026-05-20", "2026-04-01", "2025-01-01"])})
+    touches, conversions = mk.journeys(events, campaigns, leads, opps, window_days=180)
+    # o1 (won): l1's email, webinar (its lead-creating touch), search, and the account's email; l1's 2025 touch is
+    # outside the window; l2 never became an opportunity; o2 was lost
+    assert conversions.to_dict("list") == {"journey_id": ["o1"], "value": [1000.0], "converted_at": [T("2026-06-01")]}
+    assert touches["channel"].tolist() == ["email", "webinar", "search", "email"]
+    assert touches["is_lead_creation"].tolist() == [False, True, False, False]
+    w = mk.attribute(touches, conversions, "w_shaped").set_index("channel")["attributed_amount"].to_dict()
+    # W: 30% first (email), 30% lead creation (webinar), 30% last (email), 10% the other (search)
+    assert w == pytest.approx({"email": 600.0, "webinar": 300.0, "search": 100.0})
+    side = mk.compare_models(touches, conversions).set_index("channel")
+    assert side.loc["email", "last_touch"] == 1.0 and side.loc["webinar", "first_touch"] == 0.0
+    assert side.loc["webinar", "vs_last_touch"] == pytest.approx(0.3)  # W-shaped: 30% vs 0 under last-touch
+    text = mk.describe_models(side.reset_index()).text
+    assert "under-credits webinar" in text and "over-credits email" in text
+
+
+def test_models_that_agree_make_no_finding():
+    touches = pd.DataFrame({"journey_id": ["j1", "j2"], "channel": ["a", "b"], "occurred_at": ts(["2026-01-01"] * 2)})
+    conv = pd.DataFrame({"journey_id": ["j1", "j2"], "value": [1.0, 1.0], "converted_at": ts(["2026-02-01"] * 2)})
+    assert mk.describe_models(mk.compare_models(touches, conv)) is None  # one touch each: every model agrees
+
+
+def test_every_model_shares_out_the_same_value_on_the_demo(demo_folder):
+    folder = demo_folder("tiny", 7)
+    values = {"source": str(folder), "region": "all", "period": "2023-01-01..2026-09-30", "as_of": "2026-10-01"}
+    s = data.open_slice(params.validate_params(values), data.connect(folder))
+    touches, conversions = mk.journeys(s.history("campaign_events", 1), s.tables["campaigns"], s.history("leads", 1),
+                                       s.history("opportunities", 1))
+    assert len(touches) > 100 and touches["journey_id"].nunique() > 20
+    totals = {m: mk.attribute(touches, conversions, m)["attributed_amount"].sum() for m in mk.MODELS}
+    reached = conversions.loc[conversions["journey_id"].isin(touches["journey_id"]), "value"].sum()
+    assert all(t == pytest.approx(reached) for t in totals.values()), totals
