@@ -7,7 +7,7 @@ measured in its own fresh process, side by side with the naive way, as ratios.
 
 Rows:
 
-* activities for the churn features — project: `Store.read_columns` (account and time only, in the engine);
+* activities for the churn features — project: `Slice.history_columns` (account and time only, in the engine);
   naive: the slice's whole activities history (`Slice.history`, every column) then the two columns.
 * churn dataset — `crmlens.metrics.health.churn_dataset` over the customers × reference dates (binary searches
   per account); no naive row.
@@ -48,7 +48,7 @@ ctx = nb.context(s)
 out = {}
 t = time.perf_counter()
 if args["what"] == "activities_project":
-    frame = health._activity_times(s, 14)
+    frame = s.history_columns("activities", ["account_id", "occurred_at"], 14)
 elif args["what"] == "activities_naive":
     frame = s.history("activities", 14)[["account_id", "occurred_at"]]
 if args["what"].startswith("activities"):
@@ -56,7 +56,7 @@ if args["what"].startswith("activities"):
     out["rows"] = len(frame)
 elif args["what"] == "model":
     purchases = customers.purchase_history(s)
-    acts = health._activity_times(s, 14) if s.has("activities") else None
+    acts = s.history_columns("activities", ["account_id", "occurred_at"], 14) if s.has("activities") else None
     tk = s.history("tickets", 14) if s.has("tickets") else None
     sv = s.history("surveys", 14) if s.has("surveys") else None
     t = time.perf_counter()

@@ -489,6 +489,15 @@ class Slice:
                                                  as_of=self._check_as_of)
         return self._history[key]
 
+    def history_columns(self, name: str, columns: list[str], n_periods: int = 8) -> pd.DataFrame:
+        """`history`, but only `columns`, read in the engine (`crmlens.store.Store.read_columns`): e.g. the
+        account and time of millions of activities, whose other columns would cost as much again to bring into
+        pandas. Not cached."""
+        if SCHEMA[name].kind == "dimension":
+            return self.tables[name][columns]
+        return self.store.read_columns(name, columns, region=self.params.region, period=self.history_span(n_periods),
+                                       as_of=self._check_as_of)
+
     def history_span(self, n_periods: int) -> Period:
         """The `n_periods` periods (of the slice's kind) ending with the current one, as one range."""
         from crmlens.periods import Period, shift_period

@@ -157,9 +157,12 @@ FINDING_METADATA = {"crmlens": {"kind": "finding"}}
 
 
 def md(text: str, finding: bool = False) -> Any:
-    """Show `text` as Markdown (a heading, a note; `finding=True` marks it as a finding for the exports)."""
+    """Show `text` as Markdown (a heading, a note; `finding=True` marks it as a finding for the exports); an empty
+    text (a skipped section's note) shows nothing."""
     from IPython.display import Markdown, display
 
+    if not text:
+        return None
     display(Markdown(text), metadata=FINDING_METADATA if finding else None)
     return None
 

@@ -59,7 +59,7 @@ from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, n_, sentences
 from crmlens.kpis import KpiContext
 from crmlens.metrics import customers as _customers  # noqa: F401  (registers the shared columns)
-from crmlens.metrics.common import UNKNOWN, check_choice, isin, reference_time
+from crmlens.metrics.common import UNKNOWN, check_choice, isin, reference_time, region_accounts
 from crmlens.metrics.common import fmt as _fmt
 from crmlens.metrics.common import shown as _shown
 from crmlens.present import register_columns
@@ -418,8 +418,7 @@ def holdout_check(purchases: pd.DataFrame, cutoff: pd.Timestamp, *, holdout_days
 
 def _mine(purchases: pd.DataFrame, accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
     """The purchases of the region's accounts."""
-    accounts = accounts if ctx.region == "all" or "region_id" not in accounts.columns else \
-        accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
+    accounts = region_accounts(accounts, ctx)
     return purchases[isin(purchases["account_id"].astype("string"), accounts["account_id"].astype("string"))]
 
 

@@ -297,3 +297,37 @@ def shown(value: Any) -> str:
     if i18n.is_missing(value):
         return i18n.MISSING_VALUE
     return i18n._(UNKNOWN) if value == UNKNOWN else str(value)
+
+
+def region_accounts(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
+    """The accounts of the context's region (every account for "all", or when accounts carry no region), once
+    each."""
+    if ctx.region != "all" and "region_id" in accounts.columns:
+        accounts = accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
+    return accounts.drop_duplicates("account_id")
+
+
+def extreme_vs_median(rated: pd.DataFrame, column: str, *, lowest: bool, min_gap: float,
+                      min_groups: int = 2) -> tuple[pd.DataFrame, float, float] | None:
+    """For "the segment that does worst" findings: the rows holding the lowest (or highest) `column`, that value
+    and the median of all rows — None when fewer than `min_groups` rows, when every value is equal (equal values
+    are not ranked), or when the extreme is less than `min_gap` from the median."""
+    values = rated[column]
+    if len(rated) < min_groups or values.nunique() == 1:
+        return None
+    extreme = float(values.min() if lowest else values.max())
+    median = float(values.median())
+    if abs(median - extreme) < min_gap:
+        return None
+    return rated[values == extreme], extreme, median
+
+
+def segment_fields(s: Any, accounts: pd.DataFrame, max_values: int = 12) -> list[str]:
+    """The source's own fields of the accounts (custom fields, `crmlens.data.custom_fields`) that make segments:
+    at least two and at most `max_values` distinct values. None of them for bare frames (no slice)."""
+    if s is None or not hasattr(s, "store"):
+        return []
+    from crmlens.data import custom_fields
+
+    return [name for name in custom_fields(s, "accounts")
+            if name in accounts.columns and 1 < accounts[name].nunique() <= max_values]

@@ -39,7 +39,17 @@ from crmlens.errors import ParameterError, SchemaError
 from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, format_number, n_, sentences
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import UNKNOWN, bucket, check_choice, isin, memo_by_inputs, ratio, reference_time
+from crmlens.metrics.common import (
+    UNKNOWN,
+    bucket,
+    check_choice,
+    isin,
+    memo_by_inputs,
+    ratio,
+    reference_time,
+    region_accounts,
+    segment_fields,
+)
 from crmlens.metrics.common import fmt as _fmt
 from crmlens.metrics.common import shown as _shown
 from crmlens.present import register_columns
@@ -205,7 +215,7 @@ def credit_summary(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: 
         raise SchemaError("credit_summary needs purchases (table `contracts`), which are not in this source")
     ref = reference_time(ctx)
     start = ref - pd.Timedelta(days=_check_days("window_days", window_days, 1))
-    mine = _customer_frame(accounts, ctx)["account_id"].astype("string")
+    mine = region_accounts(accounts, ctx)["account_id"].astype("string")
     bought = purchases[isin(purchases["account_id"].astype("string"), mine)]
     credited = None if credits is None else credits[isin(credits["account_id"].astype("string"), mine)]
     per = net_revenue(bought, credited, start, ref)
@@ -276,10 +286,6 @@ def _active_at(purchases: pd.DataFrame, t: pd.Timestamp, cover: pd.Timedelta) ->
     return last.index[(last + cover > t).to_numpy()]
 
 
-def _customer_frame(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
-    accounts = accounts if ctx.region == "all" or "region_id" not in accounts.columns else \
-        accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
-    return accounts.drop_duplicates("account_id")
 
 
 # ------------------------------------------------------------------------------------------ customer base
@@ -292,7 +298,7 @@ def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiCon
     is_churned (see the module doc)."""
     cover = _cover(ctx, churn_days)
     start, ref = pd.Timestamp(ctx.period_start), reference_time(ctx)
-    mine = _customer_frame(accounts, ctx)
+    mine = region_accounts(accounts, ctx)
     bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
     bought = bought[bought["purchased_at"] < ref]
     first = bought.groupby("account_id", sort=True)["purchased_at"].min()
@@ -324,7 +330,7 @@ def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: K
     else:
         if by not in accounts.columns:
             raise SchemaError(f"accounts: column {by!r} is not in this source")
-        frame = _customer_frame(accounts, ctx)
+        frame = region_accounts(accounts, ctx)
         seg = pd.Series(frame[by].astype("string").to_numpy(), index=pd.Index(frame["account_id"].astype("string")))
         states["segment"] = states["account_id"].map(seg).astype("string").fillna(_(UNKNOWN)).to_numpy()
     flags = {"n_active_start": "active_start", "n_new_customers": "is_new", "n_reactivated": "is_reactivated",
@@ -467,7 +473,7 @@ def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiCont
     if purchases is None:
         raise SchemaError("profile needs purchases (table `contracts`), which are not in this source")
     keys = list(_PLACE_PATH) if by == PLACE else [_segment_key(accounts, by)]
-    mine = _customer_frame(accounts, ctx)
+    mine = region_accounts(accounts, ctx)
     missing = [k for k in keys if k not in mine.columns]
     if missing:
         raise SchemaError(f"accounts: column(s) {', '.join(missing)} are not in this source")
@@ -499,13 +505,10 @@ def profile_by_fields(s: Any, accounts: pd.DataFrame, purchases: pd.DataFrame | 
     """`profile` by each of the source's own fields (custom fields of the accounts: categories, yes/no, and numbers
     with at most `max_values` distinct values), stacked with a ``field`` column and the value as ``segment``. None
     when the source keeps no such field."""
-    from crmlens.data import custom_fields
-
     parts = []
-    for name in custom_fields(s, "accounts") if hasattr(s, "store") else []:
-        if name in accounts.columns and 1 < accounts[name].nunique() <= max_values:
-            part = profile(accounts, purchases, ctx, by=name).rename(columns={name: "segment"})
-            parts.append(part.assign(field=name)[["field", *part.columns]])
+    for name in segment_fields(s, accounts, max_values):
+        part = profile(accounts, purchases, ctx, by=name).rename(columns={name: "segment"})
+        parts.append(part.assign(field=name)[["field", *part.columns]])
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
@@ -572,7 +575,7 @@ def rfm(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext,
     if purchases is None:
         raise SchemaError("rfm needs purchases (table `contracts`), which are not in this source")
     ref = reference_time(ctx)
-    mine = _customer_frame(accounts, ctx)
+    mine = region_accounts(accounts, ctx)
     bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
     bought = bought[bought["purchased_at"] < ref]
     if window_days is not None:
@@ -719,7 +722,7 @@ def cohort_retention(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx
     if isinstance(n_periods, bool) or not isinstance(n_periods, int) or n_periods < 1:
         raise ParameterError(f"n_periods: {n_periods!r} is not allowed; use a whole number ≥ 1")
     ref = reference_time(ctx)
-    mine = _customer_frame(accounts, ctx)
+    mine = region_accounts(accounts, ctx)
     bought = purchases[isin(purchases["account_id"].astype("string"), mine["account_id"].astype("string"))]
     bought = bought[bought["purchased_at"] < ref].copy()
     columns = ["cohort", "cohort_size", *[str(k) for k in range(n_periods + 1)]]
@@ -856,7 +859,7 @@ def kpi_customer_net_growth_rate(frames: Frames, ctx: KpiContext) -> float | Non
               description="Customers of the region who signed at least one contract in the period.")
 def kpi_paying_customers(frames: Frames, ctx: KpiContext) -> float | None:
     contracts = frames["contracts"]
-    mine = _customer_frame(frames["accounts"], ctx)
+    mine = region_accounts(frames["accounts"], ctx)
     signed = contracts[((contracts["signed_at"] >= ctx.period_start) & (contracts["signed_at"] < reference_time(ctx))
                         ).fillna(False).astype(bool)]
     signed = signed[isin(signed["account_id"].astype("string"), mine["account_id"].astype("string"))]

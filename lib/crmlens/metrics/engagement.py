@@ -20,7 +20,7 @@ from crmlens.analysis import on_slice
 from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, n_
 from crmlens.kpis import KpiContext
-from crmlens.metrics.common import UNKNOWN, bucket, check_choice, lookup, reference_time
+from crmlens.metrics.common import UNKNOWN, bucket, check_choice, extreme_vs_median, lookup, reference_time
 from crmlens.metrics.common import fmt as _fmt
 from crmlens.metrics.customers import SEGMENTS, customer_states
 from crmlens.present import register_columns
@@ -141,13 +141,11 @@ def describe_engagement(result: pd.DataFrame | None) -> Finding | None:
                  n=_fmt(int(row["n_engaged"]), "count"), total=_fmt(int(row["n_customers_active"]), "count"),
                  kinds=", ".join(_(EVENT_LABELS[k]).lower() for k in most), count=_fmt(top, "count"))
         return finding(text, "info")
-    rated = result[result["n_customers_active"] >= MIN_CUSTOMERS]
-    if len(rated) < 3 or rated["engaged_share"].nunique() == 1:
+    found = extreme_vs_median(result[result["n_customers_active"] >= MIN_CUSTOMERS], "engaged_share", lowest=True,
+                              min_gap=MIN_GAP, min_groups=3)
+    if found is None:
         return None
-    low, median = rated["engaged_share"].min(), float(rated["engaged_share"].median())
-    if median - low < MIN_GAP:
-        return None
-    worst = rated[rated["engaged_share"] == low]
+    worst, low, median = found
     names = ", ".join(str(v) for v in worst["segment"])
     text = n_("{segments} engages least: {share} of its active customers engaged with marketing, against a median "
               "of {median}.", "{segments} engage least: {share} of their active customers engaged with marketing, "

@@ -33,7 +33,17 @@ from crmlens.errors import ParameterError
 from crmlens.findings import Finding, finding
 from crmlens.i18n import N_, _, format_number, n_
 from crmlens.kpis import KpiContext, register_kpi
-from crmlens.metrics.common import UNKNOWN, bucket, check_choice, lookup, ratio, reference_time
+from crmlens.metrics.common import (
+    UNKNOWN,
+    bucket,
+    check_choice,
+    extreme_vs_median,
+    lookup,
+    ratio,
+    reference_time,
+    region_accounts,
+    segment_fields,
+)
 from crmlens.metrics.common import fmt as _fmt
 from crmlens.present import register_columns
 
@@ -211,13 +221,12 @@ def describe_satisfaction(result: pd.DataFrame | None, *, min_responses: int = 1
                 "More customers would warn others than recommend us: call the detractors of this period and fix "
                 "what they name."))
         return finding(text, "info", kpi="nps")
-    rated = result[(result["n_responses"] >= min_responses) & result["nps"].notna()]
-    if len(rated) < 3 or rated["nps"].nunique() == 1:
+    # within ten points: noise at these sample sizes, not a finding
+    found = extreme_vs_median(result[(result["n_responses"] >= min_responses) & result["nps"].notna()], "nps",
+                              lowest=True, min_gap=10, min_groups=3)
+    if found is None:
         return None
-    low, median = rated["nps"].min(), float(rated["nps"].median())
-    if median - low < 10:  # within ten points: noise at these sample sizes, not a finding
-        return None
-    worst = rated[rated["nps"] == low]
+    worst, low, median = found
     names = ", ".join(str(v) for v in worst["segment"])
     text = n_("{groups} has the lowest NPS ({nps}) vs a median of {median}.",
               "{groups} have the lowest NPS ({nps} each) vs a median of {median}.", len(worst), groups=names,
@@ -328,13 +337,11 @@ def describe_service(result: pd.DataFrame | None) -> Finding | None:
         return finding(text, "watch" if bad else "info", kpi="first_response_on_target", recommendation=_(
             "Fewer than 80% of tickets are answered on target: add first-line cover at the busiest hours and "
             "alert on tickets about to miss their deadline.") if bad else None)
-    rated = result[(result["n_opened"] >= 10) & result["first_response_met"].notna()]
-    if len(rated) < 2 or rated["first_response_met"].nunique() == 1:
+    found = extreme_vs_median(result[(result["n_opened"] >= 10) & result["first_response_met"].notna()],
+                              "first_response_met", lowest=True, min_gap=0.1)
+    if found is None:
         return None
-    low, median = rated["first_response_met"].min(), float(rated["first_response_met"].median())
-    if median - low < 0.1:
-        return None
-    worst = rated[rated["first_response_met"] == low]
+    worst, low, median = found
     names = ", ".join(str(v) for v in worst["segment"])
     text = n_("{groups} gets the fewest first responses on target ({share} vs a median of {median}).",
               "{groups} get the fewest first responses on target ({share} each vs a median of {median}).",
@@ -511,13 +518,6 @@ def describe_csat_drivers(result: pd.DataFrame | None, *, alpha: float = 0.05) -
 
 # ------------------------------------------------------------------------------------- recorded churn
 
-def _region_accounts(accounts: pd.DataFrame, ctx: KpiContext) -> pd.DataFrame:
-    accounts = accounts.drop_duplicates("account_id")
-    if ctx.region == "all" or "region_id" not in accounts:
-        return accounts
-    return accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
-
-
 def _records_churn(accounts: pd.DataFrame, s: Any = None) -> bool:
     """Whether the source records churn: the slice's source has ``accounts.churned_at`` (`crmlens.data.has_column`);
     for bare frames, a ``churned_at`` column with at least one date."""
@@ -541,7 +541,7 @@ def recorded_churn(accounts: pd.DataFrame, by: str | None = None, *, ctx: KpiCon
     if by is not None and by not in accounts.columns:
         usable = [c for c in accounts.columns if c not in ("account_id", "name", "churned_at", "created_at")]
         raise ParameterError(f"by: {by!r} is not a column of accounts in this source; use one of {', '.join(usable)}")
-    acc = _region_accounts(accounts, ctx)
+    acc = region_accounts(accounts, ctx)
     start, at = pd.Timestamp(ctx.period_start), reference_time(ctx)
     created = acc["created_at"] if "created_at" in acc else pd.Series(pd.NaT, index=acc.index)
     churned = acc["churned_at"]
@@ -571,10 +571,9 @@ def recorded_churn_by_fields(s: Any, accounts: pd.DataFrame, *, ctx: KpiContext,
     if not _records_churn(accounts, s):
         return None
     parts = []
-    for name in _custom_fields(s):
-        if name in accounts.columns and 1 < accounts[name].nunique() <= max_values:
-            part = recorded_churn(accounts, name, ctx=ctx, s=s)
-            parts.append(part.assign(field=name)[["field", *part.columns]])
+    for name in segment_fields(s, accounts, max_values):
+        part = recorded_churn(accounts, name, ctx=ctx, s=s)
+        parts.append(part.assign(field=name)[["field", *part.columns]])
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
@@ -589,13 +588,11 @@ def describe_recorded_churn(result: pd.DataFrame | None, *, min_customers: int =
                  lost=_fmt(int(row["n_churned"]), "count"), n=_fmt(int(row["n_customers"]), "count"),
                  rate=_fmt(row["churn_rate"], "rate"))
         return finding(text, "watch" if row["churn_rate"] > 0.1 else "info", kpi="recorded_churn_rate")
-    rated = result[result["n_customers"] >= min_customers]
-    if len(rated) < 2 or rated["churn_rate"].nunique() == 1:
+    found = extreme_vs_median(result[result["n_customers"] >= min_customers], "churn_rate", lowest=False,
+                              min_gap=0.05)
+    if found is None:
         return None
-    high, median = rated["churn_rate"].max(), float(rated["churn_rate"].median())
-    if high - median < 0.05:
-        return None
-    worst = rated[rated["churn_rate"] == high]
+    worst, high, median = found
     names = ", ".join(str(v) for v in worst["segment"])
     text = n_("{segments} loses most customers ({rate}) vs a median of {median}.",
               "{segments} lose most customers ({rate} each) vs a median of {median}.", len(worst), segments=names,
@@ -623,7 +620,7 @@ def churn_reasons(accounts: pd.DataFrame, purchases: pd.DataFrame | None, *, ctx
         return None
     history = s.history("surveys", 8) if s is not None and hasattr(s, "history") else surveys
     start, at = pd.Timestamp(ctx.period_start), reference_time(ctx)
-    acc = _region_accounts(accounts, ctx)
+    acc = region_accounts(accounts, ctx)
     if _records_churn(accounts, s):
         lost = acc[(acc["churned_at"] >= start) & (acc["churned_at"] < at)]
         when = pd.Series(lost["churned_at"].to_numpy(), index=lost["account_id"].astype("string").to_numpy())
@@ -780,7 +777,7 @@ class ChurnData:
     frame: pd.DataFrame
     numeric: list[str]
     categorical: list[str]
-    mode: str  # "inferred" (from purchases) or "recorded" (accounts.churned_at)
+    mode: str  # "inferred" (from purchases), "recorded" (accounts.churned_at) or "none" (neither: no churn to learn)
     refs: list[pd.Timestamp]  # labelled reference dates, latest first
     score_ref: pd.Timestamp
     horizon_days: int
@@ -790,10 +787,6 @@ class ChurnData:
     @property
     def features(self) -> list[str]:
         return [*self.numeric, *self.categorical]
-
-
-def _recorded(accounts: pd.DataFrame) -> bool:
-    return _records_churn(accounts)
 
 
 def churn_dataset(accounts: pd.DataFrame, *, at: pd.Timestamp, purchases: pd.DataFrame | None = None,
@@ -822,7 +815,7 @@ def churn_dataset(accounts: pd.DataFrame, *, at: pd.Timestamp, purchases: pd.Dat
     """
     at = pd.Timestamp(at)
     accounts = accounts.drop_duplicates("account_id").reset_index(drop=True)
-    recorded = _recorded(accounts)
+    recorded = _records_churn(accounts)
     dated = True
     if recorded:
         churned = accounts["churned_at"].dropna()
@@ -923,8 +916,9 @@ def churn_dataset(accounts: pd.DataFrame, *, at: pd.Timestamp, purchases: pd.Dat
                                         categories=sorted(set(series.astype("string").fillna(UNKNOWN))))
             categorical.append(col)
     frame = frame.drop(columns="_code")
-    return ChurnData(frame=frame, numeric=numeric, categorical=categorical, mode="recorded" if recorded else "inferred",
-                     refs=refs, score_ref=at, horizon_days=horizon_days, dated=dated, booleans=booleans)
+    mode = "recorded" if recorded else "inferred" if purchases is not None else "none"
+    return ChurnData(frame=frame, numeric=numeric, categorical=categorical, mode=mode, refs=refs, score_ref=at,
+                     horizon_days=horizon_days, dated=dated, booleans=booleans)
 
 
 def _ticket_features(frame: pd.DataFrame, tickets: pd.DataFrame,
@@ -1149,6 +1143,9 @@ def _fit_churn_model(data: ChurnData, *, seed: int = SEED) -> ChurnModel:
                           pd.DataFrame(columns=["account_id", "risk", "reasons", "reason_features"]),
                           pd.DataFrame(columns=["account_id", "churned", "risk", "reason_features"]), message)
 
+    if data.mode == "none":
+        return none(_("Churn cannot be told in this source: it records no churn date (`accounts.churned_at`) and no "
+                      "purchases (`contracts`) to infer it from."))
     if not feats:
         return none(_("The source has nothing to predict churn from (no purchases, activities, tickets, surveys or "
                       "customer attributes)."))
@@ -1226,14 +1223,10 @@ def _fit_churn_model(data: ChurnData, *, seed: int = SEED) -> ChurnModel:
 
 
 def _custom_fields(s: Any) -> list[str]:
-    try:
-        from crmlens.data import custom_fields
-    except ImportError:  # pragma: no cover - older data layer
-        return []
-    try:
-        return list(custom_fields(s, "accounts"))
-    except Exception:
-        return []
+    """Every custom field of the slice's accounts (the churn model's extra features); none for bare frames."""
+    from crmlens.data import custom_fields
+
+    return list(custom_fields(s, "accounts")) if hasattr(s, "store") else []
 
 
 @on_slice("accounts")
@@ -1243,28 +1236,17 @@ def churn_model(s: Any, accounts: pd.DataFrame, purchases: pd.DataFrame | None =
     """The churn early-warning model of the slice's customers (`churn_dataset`, `fit_churn_model`): history
     read in the engine over the `n_refs` + 3 periods before the reference time; the region's accounts."""
     at = reference_time(ctx)
-    region_accounts = accounts if ctx.region == "all" or "region_id" not in accounts else \
-        accounts[accounts["region_id"].eq(ctx.region).fillna(False).astype(bool)]
     # periods of history (of the slice's kind): the reference dates, the horizon, and two years of features
     days = horizon_days + REF_STEP_DAYS * n_refs + 730
     span = max(4, -(-days // max(1, (pd.Timestamp(ctx.period_end) - pd.Timestamp(ctx.period_start)).days)))
-    activities = _activity_times(s, span) if s.has("activities") else None
+    activities = s.history_columns("activities", ["account_id", "occurred_at"], span) if s.has("activities") \
+        else None
     tickets = s.history("tickets", span) if s.has("tickets") else None
     surveys = s.history("surveys", span) if s.has("surveys") else None
-    data = churn_dataset(region_accounts, at=at, purchases=purchases, activities=activities, tickets=tickets,
-                         surveys=surveys, cover_days=ctx.churn_days, horizon_days=horizon_days, n_refs=n_refs,
-                         attributes=_custom_fields(s), service_targets=service_targets)
+    data = churn_dataset(region_accounts(accounts, ctx), at=at, purchases=purchases, activities=activities,
+                         tickets=tickets, surveys=surveys, cover_days=ctx.churn_days, horizon_days=horizon_days,
+                         n_refs=n_refs, attributes=_custom_fields(s), service_targets=service_targets)
     return fit_churn_model(data)
-
-
-def _activity_times(s: Any, n_periods: int) -> pd.DataFrame:
-    """Account and time of the slice's activities over `n_periods` periods — two columns read in the engine (a
-    large source holds millions of activities; their other columns are not needed)."""
-    reader = getattr(s.store, "read_columns", None) if hasattr(s, "store") else None
-    if reader is not None:
-        return reader("activities", ["account_id", "occurred_at"], region=s.params.region,
-                      period=s.history_span(n_periods), as_of=s._check_as_of)
-    return s.history("activities", n_periods)[["account_id", "occurred_at"]]
 
 
 def model_quality(model: ChurnModel | None) -> pd.DataFrame | None:

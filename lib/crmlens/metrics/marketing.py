@@ -88,6 +88,7 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
     })
     won_amount = pd.Series(0.0, index=mine.index)
     won_account = pd.Series(pd.NA, index=mine.index, dtype="string")
+    is_won = pd.Series(False, index=mine.index)
     if opportunities is not None and len(opportunities):
         opps = opportunities.drop_duplicates("opportunity_id").set_index(
             opportunities.drop_duplicates("opportunity_id")["opportunity_id"].astype("string"))
@@ -96,7 +97,7 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
         is_won = lookup(ids, won).fillna(False).astype(bool)
         won_amount = lookup(ids, opps["amount"].astype("float64")).where(is_won, 0.0).fillna(0.0)
         won_account = lookup(ids, opps["account_id"].astype("string")).where(is_won)
-    frame["won"] = (won_amount > 0).to_numpy() | won_account.notna().to_numpy()
+    frame["won"] = is_won.to_numpy(dtype=bool)
     frame["won_amount"] = won_amount.to_numpy(dtype="float64")
     frame["account"] = won_account.to_numpy()
     g = frame.groupby("key", sort=True)
@@ -104,7 +105,7 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
                         "n_opportunities": g["opp"].sum(), "n_won": g["won"].sum(),
                         "won_amount": g["won_amount"].sum(), "n_customers": g["account"].nunique()})
     cost = active.groupby(active[key].astype("string"))["cost_amount"].sum(min_count=1)
-    out = out.reindex(cost.index.union(out.index)).fillna(0)
+    out = out.reindex(cost.index.union(out.index).rename(key)).fillna(0)
     out.insert(0, "cost_amount", cost.reindex(out.index))
     paid = out["cost_amount"].where(out["cost_amount"] > 0)
     out["roi"] = (out["won_amount"] - paid) / paid
@@ -113,8 +114,7 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
     out["cpa"] = paid / out["n_customers"].where(out["n_customers"] > 0)
     counts = ["n_leads", "n_mqls", "n_sqls", "n_opportunities", "n_won", "n_customers"]
     out[counts] = out[counts].astype("int64")
-    out = out.reset_index().rename(columns={"index": key, "key": key})
-    out = out.rename(columns={out.columns[0]: key})
+    out = out.reset_index()
     out = out.sort_values(["roi", key], ascending=[False, True], na_position="last", kind="stable")
     out = out.drop(columns="n_customers").reset_index(drop=True)
     out.attrs["by"] = by
@@ -229,9 +229,9 @@ def journeys(campaign_events: pd.DataFrame, campaigns: pd.DataFrame, leads: pd.D
                                 "value": won["amount"].astype("float64").to_numpy(),
                                 "converted_at": won["closed_at"].to_numpy()})
     ev = campaign_events[["campaign_id", "lead_id", "account_id", "occurred_at"]].copy()
-    by_lead = lookup(ev["lead_id"].astype("string"),
-                     leads.drop_duplicates("lead_id").set_index(leads.drop_duplicates("lead_id")["lead_id"].astype(
-                         "string"))["opportunity_id"].astype("string"))
+    lead = leads.drop_duplicates("lead_id")
+    lead = lead.set_index(lead["lead_id"].astype("string"))
+    by_lead = lookup(ev["lead_id"].astype("string"), lead["opportunity_id"].astype("string"))
     parts = [ev.assign(journey_id=by_lead.to_numpy())]
     accounts = won[["opportunity_id", "account_id"]].dropna().astype("string")
     if len(accounts):
@@ -246,7 +246,6 @@ def journeys(campaign_events: pd.DataFrame, campaigns: pd.DataFrame, leads: pd.D
     touches["channel"] = lookup(touches["campaign_id"].astype("string"), campaigns.set_index(
         campaigns["campaign_id"].astype("string"))["channel"].astype("string")).fillna(UNKNOWN).to_numpy()
     # the lead-creation touch: the latest touch of the lead's own campaign at or before the lead's creation
-    lead = leads.drop_duplicates("lead_id").set_index(leads.drop_duplicates("lead_id")["lead_id"].astype("string"))
     own = lookup(touches["lead_id"].astype("string"), lead["campaign_id"].astype("string"))
     created = lookup(touches["lead_id"].astype("string"), lead["created_at"])
     candidate = (own == touches["campaign_id"].astype("string")).fillna(False) & (touches["occurred_at"] <= created)

@@ -217,8 +217,13 @@ def test_churn_model_failure_modes_give_a_message():
                              "industry": ["x", "y"] * (n // 2)})
     model = he.fit_churn_model(he.churn_dataset(everyone, at=T("2019-01-01")))
     assert not model.ok and "10 churns and 10 stays" in model.message
-    nothing = he.fit_churn_model(he.churn_dataset(pd.DataFrame({"account_id": ["a1"]}), at=T("2026-01-01")))
+    # churn recorded, but not a single attribute or table to learn it from
+    bare = pd.DataFrame({"account_id": ["a1", "a2"], "churned_at": ts(["2025-12-01", None])})
+    nothing = he.fit_churn_model(he.churn_dataset(bare, at=T("2026-01-01")))
     assert not nothing.ok and "nothing to predict churn from" in nothing.message
+    # neither recorded nor purchases to infer it from (Maven): churn cannot be told, which the message says
+    untold = he.fit_churn_model(he.churn_dataset(pd.DataFrame({"account_id": ["a1"]}), at=T("2026-01-01")))
+    assert not untold.ok and "Churn cannot be told in this source" in untold.message
 
 
 # ---------------------------------------------------------------------------------- planted truths (demo)
