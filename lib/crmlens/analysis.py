@@ -70,13 +70,28 @@ def _fill(name: str, s: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def on_slice(*needs: str) -> Callable[[F], F]:
+def _records(s: Any, table: str, column: str) -> bool:
+    """True when the source records `column` in `table` (names that are no column at all are left to the
+    function's own checks)."""
+    from crmlens.data import has_column
+    from crmlens.schema import SCHEMA
+
+    if table not in SCHEMA or column not in {c.name for c in SCHEMA[table].columns}:
+        return True
+    return has_column(s, table, column)
+
+
+def on_slice(*needs: str, columns: dict[str, str] | None = None) -> Callable[[F], F]:
     """Decorator: the function also takes the slice as its first argument (see the module doc); `needs` are the
-    tables without which the analysis is skipped with the "needs table" note."""
+    tables without which the analysis is skipped with the "needs table" note. `columns` maps a parameter naming a
+    column (e.g. ``{"by": "accounts"}``) to its table: a column the source does not record (`crmlens.data.
+    has_column`; the slice's frames carry every canonical column, empty where the source has none) skips the
+    analysis with the "needs column" note instead of a table of "(unknown)"."""
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
+        defaults = {p.name: p.default for p in params if p.default is not p.empty}
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -88,6 +103,13 @@ def on_slice(*needs: str) -> Callable[[F], F]:
 
                 notebook.needs(s, *needs)
                 return None
+            for name, table in (columns or {}).items():
+                column = kwargs.get(name, defaults.get(name))
+                if isinstance(column, str) and not _records(s, table, column):
+                    from crmlens import notebook
+
+                    notebook.md(notebook.needs_column_text(table, column, s.info.source))
+                    return None
             for p in params:
                 if p.kind is p.VAR_POSITIONAL or p.kind is p.VAR_KEYWORD or p.name in kwargs:
                     continue

@@ -457,6 +457,9 @@ class Slice:
     as_of: pd.Timestamp
     _check_as_of: pd.Timestamp = field(default=None, repr=False)  # the "now" of not-in-the-future checks
     _history: dict = field(default_factory=dict, repr=False)
+    #: Frames derived from the slice that several cells of a notebook share (e.g. the marketing area's region
+    #: cut of campaigns, leads and events), keyed by the analysis that derives them.
+    derived: dict = field(default_factory=dict, repr=False)
 
     @property
     def store(self) -> Any:
@@ -489,14 +492,15 @@ class Slice:
                                                  as_of=self._check_as_of)
         return self._history[key]
 
-    def history_columns(self, name: str, columns: list[str], n_periods: int = 8) -> pd.DataFrame:
+    def history_columns(self, name: str, columns: list[str], n_periods: int = 8,
+                        region: str | None = None) -> pd.DataFrame:
         """`history`, but only `columns`, read in the engine (`crmlens.store.Store.read_columns`): e.g. the
         account and time of millions of activities, whose other columns would cost as much again to bring into
-        pandas. Not cached."""
+        pandas. For the slice's region, or for `region`. Not cached."""
         if SCHEMA[name].kind == "dimension":
             return self.tables[name][columns]
-        return self.store.read_columns(name, columns, region=self.params.region, period=self.history_span(n_periods),
-                                       as_of=self._check_as_of)
+        return self.store.read_columns(name, columns, region=region or self.params.region,
+                                       period=self.history_span(n_periods), as_of=self._check_as_of)
 
     def history_span(self, n_periods: int) -> Period:
         """The `n_periods` periods (of the slice's kind) ending with the current one, as one range."""

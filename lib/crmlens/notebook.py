@@ -186,6 +186,13 @@ def needs_text(missing: Iterable[str], source: str) -> str:
     return f"> **{_('Skipped — not in this source.')}** {text}"
 
 
+def needs_column_text(table: str, column: str, source: str) -> str:
+    """The note of a section skipped because the source's table lacks a column (not in this source)."""
+    text = _("This section needs column `{table}.{column}`; the source `{source}` does not record it.", table=table,
+             column=column, source=source)
+    return f"> **{_('Skipped — not in this source.')}** {text}"
+
+
 def context(s: data.Slice, which: str = "current") -> kpis.KpiContext:
     """The KPI context of the current slice or of its comparison ("comparison")."""
     period = s.period if which == "current" else s.comparison_period

@@ -234,6 +234,25 @@ def _not_before(later: str, earlier: str) -> RowRule:
     )
 
 
+def _at_most(part: str, whole: str) -> RowRule:
+    """`part` is not larger than `whole` (clicks of impressions, approved conversions of conversions)."""
+    def check(df: pd.DataFrame, _: Vocabulary) -> pd.Series:
+        a, b = df[part], df[whole]
+        return (a.isna() | b.isna() | (a <= b)).astype(bool)
+
+    def sql(_: Vocabulary, t: str) -> str:
+        a, b = f'{t}"{part}"', f'{t}"{whole}"'
+        return f"({a} IS NULL OR {b} IS NULL OR {a} <= {b})"
+
+    return RowRule(
+        name=f"{part}_at_most_{whole}",
+        description=f"`{part}` is at most `{whole}`",
+        columns=(part, whole),
+        check=check,
+        sql=sql,
+    )
+
+
 def _opportunity_closed_consistency(df: pd.DataFrame, vocab: Vocabulary) -> pd.Series:
     closed_stage = df["stage"].isin([vocab.won_stage, vocab.lost_stage]).fillna(False).astype(bool)
     won_stage = (df["stage"] == vocab.won_stage).fillna(False).astype(bool)
@@ -353,7 +372,8 @@ TABLES: tuple[Table, ...] = (
             _c("channel", "string", "Marketing channel.", nullable=False),
             _c("region_id", "string", "Region targeted; empty for global campaigns.",
                references="regions.region_id"),
-            _c("started_at", "timestamp", "Campaign start.", nullable=False),
+            _c("started_at", "timestamp", "Campaign start; empty when the source does not date its campaigns (an "
+               "undated campaign counts in every period)."),
             _c("ended_at", "timestamp", "Campaign end."),
             _c("cost_amount", "float", "Total cost of the campaign.", min=0),
         ),
@@ -371,6 +391,34 @@ TABLES: tuple[Table, ...] = (
             _c("event_type", "string", "Kind of engagement.", nullable=False, allowed=EVENT_TYPES),
             _c("occurred_at", "timestamp", "When it happened.", nullable=False, not_future=True),
         ),
+    ),
+    Table(
+        "campaign_metrics", "One row per campaign (or ad) and day; a source without dates has one row per ad for "
+        "the whole campaign.",
+        "Aggregated advertising figures as ad platforms report them (Facebook, Google, Baidu, WeChat, Douyin ads): "
+        "impressions, clicks, spend and conversions per campaign, ad, day and audience — beside, or instead of, "
+        "the individual events of `campaign_events`. The region comes through the campaign. A row without "
+        "`report_date` counts in every period (cut as the span [report_date, report_date], an empty date being "
+        "open at both ends). Duplicate keys are found among the rows whose four key columns are all given.",
+        key=("campaign_id", "ad_id", "report_date", "audience"),
+        period=PeriodFilter("span", ("report_date", "report_date")), region=("campaigns", "campaign_id"),
+        columns=(
+            _c("campaign_id", "string", "Campaign the figures are for.", nullable=False,
+               references="campaigns.campaign_id"),
+            _c("ad_id", "string", "Ad (or ad set) within the campaign, when the source breaks figures down by ad."),
+            _c("report_date", "date", "Day the figures are for; empty when the source does not date its figures "
+               "(an undated row counts in every period).", not_future=True),
+            _c("audience", "string", "Audience the figures are for, when the source breaks them down (e.g. age "
+               "band, gender, interest: `30-34 · M · interest 15`)."),
+            _c("n_impressions", "int", "Times the ad was shown (展示量).", min=0),
+            _c("n_clicks", "int", "Clicks on the ad (点击量).", min=0),
+            _c("spend_amount", "float", "Money spent on the ad (花费).", min=0),
+            _c("n_conversions", "int", "Conversions the platform counted (转化), e.g. enquiries or sign-ups.",
+               min=0),
+            _c("n_approved_conversions", "int", "Conversions confirmed by the advertiser (有效转化), e.g. "
+               "enquiries that bought.", min=0),
+        ),
+        rules=(_at_most("n_clicks", "n_impressions"), _at_most("n_approved_conversions", "n_conversions")),
     ),
     Table(
         "leads", "One row per lead.", "Leads (线索) and their progress through MQL and SQL.",

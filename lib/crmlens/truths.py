@@ -325,8 +325,53 @@ class WorseCohort:
 
 WORSE_COHORT = WorseCohort(quarter="2024-Q4", first_year_churn=0.45)
 
+
+@dataclass(frozen=True)
+class AssistChannel:
+    """Channel `channel` starts journeys that other channels close.
+
+    About `early_share` of the leads that became won deals through another channel's campaign engaged with a `channel`
+    campaign `early_days` days before the lead was created (a `campaign_events` row with the lead's `lead_id`);
+    about `other_share` of the other leads did too.
+
+    Detect: journeys to won deals (`crmlens.metrics.marketing.journeys`, 180-day window): `channel`'s share of
+    the credit under first-touch exceeds its share under last-touch by more than `min_gap` (last-touch
+    under-credits it, the most of any channel), and the data-driven (Markov) model credits it above last-touch.
+    """
+
+    channel: str
+    early_share: float
+    other_share: float
+    early_days: tuple[int, int]
+    min_gap: float
+
+
+ASSIST_CHANNEL = AssistChannel(channel="content", early_share=0.5, other_share=0.1, early_days=(7, 60),
+                               min_gap=0.1)
+
+
+@dataclass(frozen=True)
+class HollowCampaign:
+    """Campaign `name` (a `channel` campaign run in `quarter`) draws the most engagement of any campaign, yet
+    none of its leads became an opportunity.
+
+    Detect: per campaign, engagement events (`campaign_events` of every type but impression); `name` has the
+    most of all campaigns; it brought at least `min_leads` leads (`leads.campaign_id`) and none has an
+    `opportunity_id` (lead → opportunity 0 % while the other campaigns of its channel convert some).
+    """
+
+    name: str
+    channel: str
+    quarter: str
+    lead_share: float
+    min_leads: int
+
+
+HOLLOW_CAMPAIGN = HollowCampaign(name="Social Viral Challenge 2025-Q2", channel="social", quarter="2025-Q2",
+                                 lead_share=0.6, min_leads=10)
+
 ALL_TRUTHS = (
     FUNNEL_BOTTLENECK, Q4_SEASONALITY, COMPETITOR_STRONGHOLD, CHANNEL_ROI, CHURN_DRIVERS,
     RISING_COMPLAINTS, FORGOTTEN_CUSTOMERS, TEAM_BELOW_TARGET, SUDDEN_DROP, CSAT_DRIVER, HIGH_VALUE_INDUSTRY,
-    WORSE_COHORT,
+    WORSE_COHORT, ASSIST_CHANNEL, HOLLOW_CAMPAIGN,
 )

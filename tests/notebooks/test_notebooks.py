@@ -199,3 +199,24 @@ def test_dashboard_notebook_is_three_lines_of_library_calls(path):
     assert calls == [f'board_data = app.load("{path.stem}")  # before the viewer arrives: imports, data, caches',
                      "wait_for_request()  # a preheated kernel waits here for its viewer (and the page's deep link)",
                      f'board = app.show("{path.stem}", board_data)']
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_marketing_notebook_runs_on_the_ad_campaigns_export(tmp_path):
+    """The Facebook ad campaigns (no dates, no leads): the ad-platform section ranks the campaigns by cost per
+    approved conversion and says its rows are undated; the sections needing leads or events say what is missing."""
+    folder = SHARED_DATA / "ad_campaigns"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not here (shared/data must sit beside the project)")
+    path = paths.NOTEBOOKS_DIR / "05_marketing.ipynb"
+    nb = execute(path, tmp_path / path.name, {"source": str(folder), "mapping": str(paths.SOURCES_DIR /
+                                                                                    "ad_campaigns.yaml"),
+                                              "region": "all", "period": "2017"})
+    errors, record = errors_and_kpis(nb)
+    assert not errors, errors
+    assert {k["kpi"]: k["status"] for k in record["kpis"]}["marketing_cost"] == "ok"
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "916 brings an approved conversion at the lowest cost (6.24" in text
+    assert "none of the 1,143 rows has a date" in text
+    assert "needs table `leads`" in text

@@ -105,7 +105,8 @@ def generate(scale: str = "default", seed: int = 7, out: Path | str = "data/demo
     counts |= write_accounts(target, account_rng, accounts, state,
                              account_lead_channel(leads, deals, accounts.n), progress)
     opp_width = id_width(len(deals.created))
-    counts |= write_marketing(target, rng, campaigns, leads, deals, state, accounts, opp_width, chunk, progress)
+    counts |= write_marketing(target, rng, campaigns, leads, deals, state, accounts, opp_width, chunk, progress,
+                              rng_for(seed, "journeys"))
 
     counts |= write_finance(target, rng_for(seed, "finance"), deals, contracts, state, chunk, progress)
     counts |= write_credit_notes(target, rng_for(seed, "credits"), deals, contracts, state, chunk, progress)

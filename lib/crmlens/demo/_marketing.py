@@ -31,6 +31,7 @@ from crmlens.demo._calendar import (
     month_pos,
     quarter_index,
     quarter_label,
+    quarter_pos,
     uniform_between,
 )
 from crmlens.demo._org import REP_ID_WIDTH, Org
@@ -55,7 +56,15 @@ from crmlens.demo._world import (
     LEAD_CHANNELS,
 )
 from crmlens.schema import EVENT_TYPES
-from crmlens.truths import CAMPAIGN_CHANNELS, CHANNEL_ROI, FUNNEL_BOTTLENECK, REGION_IDS, SUDDEN_DROP
+from crmlens.truths import (
+    ASSIST_CHANNEL,
+    CAMPAIGN_CHANNELS,
+    CHANNEL_ROI,
+    FUNNEL_BOTTLENECK,
+    HOLLOW_CAMPAIGN,
+    REGION_IDS,
+    SUDDEN_DROP,
+)
 
 ORGANIC = len(CAMPAIGN_CHANNELS)  # channel index of organic leads
 N_REGIONS = len(REGION_IDS)
@@ -88,12 +97,20 @@ class Leads(Records):
 
 @dataclass(frozen=True)
 class Campaigns:
-    """Quarterly campaigns per channel and region (or global)."""
+    """Quarterly campaigns per channel and region (or global), and the planted hollow campaign (the last one,
+    which `find` never returns: its leads are moved to it by `generate_leads`)."""
 
     channel: np.ndarray
     region_slot: np.ndarray  # region index, GLOBAL_SLOT for global campaigns
     quarter: np.ndarray  # grid quarter index
     lookup: np.ndarray  # [channel, region slot, quarter - Q0] -> campaign index
+    hollow: int  # index of HOLLOW_CAMPAIGN
+
+    def names(self) -> list[str]:
+        return [HOLLOW_CAMPAIGN.name if i == self.hollow else
+                f"{CAMPAIGN_CHANNELS[c].replace('_', ' ').title()} "
+                f"{'Global' if s == GLOBAL_SLOT else REGION_IDS[s]} {quarter_label(q)}"
+                for i, (c, s, q) in enumerate(zip(self.channel, self.region_slot, self.quarter, strict=True))]
 
     @property
     def n(self) -> int:
@@ -116,15 +133,18 @@ class Campaigns:
 
 
 def build_campaigns() -> Campaigns:
-    """One campaign per quarter and channel, in every region (or once globally)."""
+    """One campaign per quarter and channel, in every region (or once globally), and the hollow campaign."""
     rows = [(q, c, slot)
             for q in range(Q0, Q_END + 1)
             for c, name in enumerate(CAMPAIGN_CHANNELS)
             for slot in ((GLOBAL_SLOT,) if name in GLOBAL_CHANNELS else range(N_REGIONS))]
-    quarter, channel, slot = (np.array(x) for x in zip(*rows, strict=True))
     lookup = np.full((len(CAMPAIGN_CHANNELS), N_REGIONS + 1, Q_END - Q0 + 1), -1)
-    lookup[channel, slot, quarter - Q0] = np.arange(len(rows))
-    return Campaigns(channel=channel, region_slot=slot, quarter=quarter, lookup=lookup)
+    lookup[tuple(np.array(x) for x in zip(*[(c, s, q - Q0) for q, c, s in rows], strict=True))] = np.arange(len(rows))
+    year, q = (int(x) for x in HOLLOW_CAMPAIGN.quarter.split("-Q"))
+    channel = CAMPAIGN_CHANNELS.index(HOLLOW_CAMPAIGN.channel)
+    rows.append((quarter_pos(year, q), channel, GLOBAL_SLOT if HOLLOW_CAMPAIGN.channel in GLOBAL_CHANNELS else 0))
+    quarter, channel, slot = (np.array(x) for x in zip(*rows, strict=True))
+    return Campaigns(channel=channel, region_slot=slot, quarter=quarter, lookup=lookup, hollow=len(rows) - 1)
 
 
 def _region_reps(org: Org) -> tuple[np.ndarray, np.ndarray]:
@@ -166,9 +186,23 @@ def generate_leads(rng: np.random.Generator, org: Org, deals: Deals, campaigns: 
     leads = Leads.concat(converted, _other_leads(rng, org, converted))
     contacted = (leads.owner >= 0) & (rng.random(leads.n) < 0.95)
     response = leads.created + (rng.lognormal(np.log(5.0), 1.0, leads.n) * HOUR).astype(np.int64)
-    leads = replace(leads, campaign=campaigns.find(leads.channel, leads.region, leads.created),
+    campaign = campaigns.find(leads.channel, leads.region, leads.created)
+    leads = replace(leads, campaign=_to_hollow(campaigns, leads, campaign),
                     first_response=np.where(contacted & (response <= T_END), response, -1))
     return _drop(rng, leads)
+
+
+def _to_hollow(campaigns: Campaigns, leads: Leads, campaign: np.ndarray) -> np.ndarray:
+    """Move HOLLOW_CAMPAIGN.lead_share of the leads of its channel and quarter that never reached SQL to it
+    (every few in creation order: no randomness)."""
+    h = campaigns.hollow
+    eligible = np.flatnonzero((leads.channel == campaigns.channel[h]) & (quarter_index(leads.created) ==
+                              campaigns.quarter[h]) & (leads.sql < 0) & (leads.deal < 0))
+    eligible = eligible[np.argsort(leads.created[eligible], kind="stable")]
+    pick = (np.arange(len(eligible)) * HOLLOW_CAMPAIGN.lead_share) % 1.0 < HOLLOW_CAMPAIGN.lead_share
+    out = campaign.copy()
+    out[eligible[pick]] = h
+    return out
 
 
 def _converted_leads(rng: np.random.Generator, org: Org, deals: Deals) -> Leads:
@@ -264,11 +298,10 @@ def campaign_costs(rng: np.random.Generator, campaigns: Campaigns, leads: Leads,
 
 def write_marketing(out: Path, rng: np.random.Generator, campaigns: Campaigns, leads: Leads, deals: Deals,
                     state: AccountState, accounts: Accounts, opp_width: int, chunk_rows: int,
-                    progress: bool) -> dict[str, int]:
-    """Write campaigns, leads and campaign events."""
-    names = [f"{CAMPAIGN_CHANNELS[c].replace('_', ' ').title()} "
-             f"{'Global' if s == GLOBAL_SLOT else REGION_IDS[s]} {quarter_label(q)}"
-             for c, s, q in zip(campaigns.channel, campaigns.region_slot, campaigns.quarter, strict=True)]
+                    progress: bool, plant_rng: np.random.Generator) -> dict[str, int]:
+    """Write campaigns, leads and campaign events (`plant_rng` draws the assist channel's and the hollow
+    campaign's engagement)."""
+    names = campaigns.names()
     camp_width = id_width(campaigns.n)
     counts = {"campaigns": write_table(out, "campaigns", campaigns.n, {
         "campaign_id": Ids("CMP", camp_width),
@@ -278,8 +311,16 @@ def write_marketing(out: Path, rng: np.random.Generator, campaigns: Campaigns, l
                             valid=campaigns.region_slot != GLOBAL_SLOT),
         "started_at": Times(campaigns.started),
         "ended_at": Times(np.minimum(campaigns.ended, T_END)),
-        "cost_amount": Numbers(campaign_costs(rng, campaigns, leads, deals)),
+        "cost_amount": Numbers(cost := campaign_costs(rng, campaigns, leads, deals)),
     }, progress=progress)}
+    campaign, day, figures = _ad_figures(plant_rng, campaigns, np.round(cost, 2), leads)
+    counts["campaign_metrics"] = write_table(out, "campaign_metrics", len(campaign), {
+        "campaign_id": Ids("CMP", id_width(campaigns.n), campaign + 1),
+        "ad_id": Strings(pa.nulls(len(campaign), pa.string())),
+        "report_date": Times(day),
+        "audience": Strings(pa.nulls(len(campaign), pa.string())),
+        **{name: Numbers(values) for name, values in figures.items()},
+    }, chunk_rows=chunk_rows, progress=progress)
 
     lead_width = id_width(leads.n)
     has = {name: getattr(leads, name) >= 0 for name in ("first_response", "mql", "sql", "disqualified")}
@@ -297,7 +338,7 @@ def write_marketing(out: Path, rng: np.random.Generator, campaigns: Campaigns, l
         "disqualified_at": Times(leads.disqualified, valid=has["disqualified"]),
     }, chunk_rows=chunk_rows, progress=progress)
 
-    campaign, lead, account, event_type, occurred = _events(rng, campaigns, leads, accounts)
+    campaign, lead, account, event_type, occurred = _events(rng, campaigns, leads, accounts, deals, plant_rng)
     counts["campaign_events"] = write_table(out, "campaign_events", len(campaign), {
         "event_id": Ids("EV", id_width(len(campaign))),
         "campaign_id": Ids("CMP", camp_width, campaign + 1),
@@ -309,9 +350,10 @@ def write_marketing(out: Path, rng: np.random.Generator, campaigns: Campaigns, l
     return counts
 
 
-def _events(rng: np.random.Generator, campaigns: Campaigns, leads: Leads,
-            accounts: Accounts) -> tuple[np.ndarray, ...]:
-    """Engagement before each campaign lead, anonymous engagement, and customers' engagement."""
+def _events(rng: np.random.Generator, campaigns: Campaigns, leads: Leads, accounts: Accounts, deals: Deals,
+            plant_rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Engagement before each campaign lead, anonymous engagement, customers' engagement, and the planted
+    assist touches and hollow campaign's engagement."""
     seq = np.full((len(CAMPAIGN_CHANNELS), 3), -1)
     for c, name in enumerate(CAMPAIGN_CHANNELS):
         steps = CHANNEL_EVENTS[name]
@@ -322,7 +364,7 @@ def _events(rng: np.random.Generator, campaigns: Campaigns, leads: Leads,
     ch = leads.channel[camp_leads]
     slot = np.arange(3)[None, :]
     last = (length[ch] - 1)[:, None]
-    use = (slot <= last) & ((slot == last) | (rng.random((len(camp_leads), 3)) < 0.7))
+    use = slot <= last  # a lead who clicked had opened, one who attended had registered
     row, col = np.nonzero(use)
     lead_rows = camp_leads[row]
     camp = leads.campaign[lead_rows]
@@ -341,13 +383,83 @@ def _events(rng: np.random.Generator, campaigns: Campaigns, leads: Leads,
     e_channel = engage_channel[rng.integers(0, 3, len(engaged))]
     e_time = uniform_between(rng, np.maximum(accounts.first_signed[engaged], T0), np.full(len(engaged), T_END))
     e_camp = campaigns.find(e_channel, accounts.region[engaged], e_time)
-    e_type = seq[e_channel, length[e_channel] - 1]
+    e_type = seq[e_channel, 0]  # customers open, register, visit: not every step follows
 
     campaign = np.concatenate([camp, anon_camp, e_camp])
     lead = np.concatenate([lead_rows, np.full(len(anon_camp) + len(engaged), -1)])
     account = np.concatenate([np.full(len(camp) + len(anon_camp), -1), engaged])
     event_type = np.concatenate([seq[ch[row], col], seq[campaigns.channel[anon_camp], 0], e_type])
     occurred = np.concatenate([lead_time, anon_time, e_time])
+
+    a_lead, a_camp, a_type, a_time = _assist_touches(plant_rng, campaigns, leads, deals)
+    n_hollow = 2 * int(np.bincount(campaign, minlength=campaigns.n).max())  # engagement; and 4x as many views
+    h_time = uniform_between(plant_rng, np.full(5 * n_hollow, campaigns.started[campaigns.hollow]),
+                             np.full(5 * n_hollow, campaigns.ended[campaigns.hollow]))
+    h_type = np.concatenate([choice(plant_rng, np.array([0.45, 0.45, 0.1]), n_hollow), np.full(4 * n_hollow, 3)])
+    campaign = np.concatenate([campaign, a_camp, np.full(5 * n_hollow, campaigns.hollow)])
+    lead = np.concatenate([lead, a_lead, np.full(5 * n_hollow, -1)])
+    account = np.concatenate([account, np.full(len(a_lead) + 5 * n_hollow, -1)])
+    event_type = np.concatenate([event_type, a_type, np.array(
+        [EVENT_TYPES.index(t) for t in ("click", "visit", "download", "impression")])[h_type]])
+    occurred = np.concatenate([occurred, a_time, h_time])
     order = np.argsort(occurred, kind="stable")
     return campaign[order], lead[order], account[order], event_type[order], occurred[order]
 
+
+def _assist_touches(rng: np.random.Generator, campaigns: Campaigns, leads: Leads,
+                    deals: Deals) -> tuple[np.ndarray, ...]:
+    """An early touch of the assist channel (ASSIST_CHANNEL) for about `early_share` of the campaign leads of
+    other channels that became won deals and `other_share` of the rest: lead, campaign, event type, time."""
+    assist = CAMPAIGN_CHANNELS.index(ASSIST_CHANNEL.channel)
+    won = np.zeros(leads.n, bool)
+    won[leads.deal >= 0] = deals.booked[leads.deal[leads.deal >= 0]]
+    share = np.where(won, ASSIST_CHANNEL.early_share, ASSIST_CHANNEL.other_share)
+    t = leads.created - days(rng, *ASSIST_CHANNEL.early_days, leads.n)
+    pick = np.flatnonzero((leads.channel != assist) & (leads.campaign >= 0) & (rng.random(leads.n) < share)
+                          & (t >= T0))
+    camp = campaigns.find(np.full(len(pick), assist), leads.region[pick], t[pick])
+    kind = np.array([EVENT_TYPES.index("visit"), EVENT_TYPES.index("download")])[rng.integers(0, 2, len(pick))]
+    return pick, camp, kind, t[pick]
+
+
+#: Channels whose campaigns are bought on ad platforms, with their click-through rate and cost per thousand
+#: impressions: they report daily figures (`campaign_metrics`).
+AD_CHANNELS = {"paid_search": (0.035, 30.0), "social": (0.012, 8.0)}
+HOLLOW_CTR = 0.06
+
+
+def _ad_figures(rng: np.random.Generator, campaigns: Campaigns, cost: np.ndarray,
+                leads: Leads) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Daily figures of the ad-platform campaigns: spend (the campaign's cost spread over its days, to the cent),
+    impressions from the channel's CPM, clicks from its CTR (the hollow campaign's far higher), conversions =
+    the campaign's leads created that day, approved = those that reached MQL."""
+    ads = np.flatnonzero(np.isin(campaigns.channel, [CAMPAIGN_CHANNELS.index(c) for c in AD_CHANNELS]))
+    first = campaigns.started[ads] // DAY
+    last = np.minimum(campaigns.ended[ads], T_END) // DAY
+    n_days = (last - first + 1).astype(np.int64)
+    camp = np.repeat(ads, n_days)
+    offset = np.arange(len(camp)) - np.repeat(np.cumsum(n_days) - n_days, n_days)
+    day = (np.repeat(first, n_days) + offset) * DAY
+    weight = rng.uniform(0.5, 1.5, len(camp))
+    total = np.bincount(np.searchsorted(ads, camp), weights=weight, minlength=len(ads))
+    cents = np.floor(cost[camp] * 100 * weight / total[np.searchsorted(ads, camp)])
+    short = np.rint(cost[ads] * 100).astype(np.int64) - np.bincount(np.searchsorted(ads, camp), weights=cents,
+                                                                      minlength=len(ads)).astype(np.int64)
+    ends = np.cumsum(n_days) - 1
+    cents[ends] += short  # each campaign's spend adds up to its cost to the cent
+    spend = cents / 100.0
+    ctr_cpm = np.array([AD_CHANNELS[CAMPAIGN_CHANNELS[c]] for c in campaigns.channel[camp]])
+    impressions = rng.poisson(spend / ctr_cpm[:, 1] * 1000.0)
+    ctr = np.where(camp == campaigns.hollow, HOLLOW_CTR, ctr_cpm[:, 0])
+    clicks = rng.binomial(impressions, ctr)
+    mine = np.flatnonzero(np.isin(leads.campaign, ads))
+    rows = np.searchsorted(_day_key(camp, day), _day_key(leads.campaign[mine], leads.created[mine]))
+    conversions = np.bincount(rows, minlength=len(camp))
+    approved = np.bincount(rows, weights=(leads.mql[mine] >= 0), minlength=len(camp)).astype(np.int64)
+    figures = {"n_impressions": impressions, "n_clicks": clicks, "spend_amount": spend,
+               "n_conversions": conversions, "n_approved_conversions": approved}
+    return camp, day, figures
+
+
+def _day_key(campaign: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return campaign.astype(np.int64) * (1 << 32) + t // DAY

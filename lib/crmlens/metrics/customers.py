@@ -311,7 +311,7 @@ def customer_states(accounts: pd.DataFrame, purchases: pd.DataFrame, ctx: KpiCon
     return out
 
 
-@on_slice("accounts", "contracts")
+@on_slice("accounts", "contracts", columns={"by": "accounts"})
 @memo_by_inputs
 def customer_base(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *,
                   by: str | None = None, churn_days: int | None = None) -> pd.DataFrame:
@@ -461,7 +461,7 @@ def _segment_key(accounts: pd.DataFrame, by: str) -> str:
     return check_choice("by", by, SEGMENTS)
 
 
-@on_slice("accounts", "contracts")
+@on_slice("accounts", "contracts", columns={"by": "accounts"})
 @memo_by_inputs
 def profile(accounts: pd.DataFrame, purchases: pd.DataFrame | None, ctx: KpiContext, *, by: str = "industry",
             window_days: int = 365, churn_days: int | None = None) -> pd.DataFrame:

@@ -72,7 +72,7 @@ def _counts(events: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
     return table.reindex(columns=list(EVENTS), fill_value=0).add_prefix("n_")
 
 
-@on_slice("accounts", "contracts", "campaign_events")
+@on_slice("accounts", "contracts", "campaign_events", columns={"by": "accounts"})
 def by_segment(accounts: pd.DataFrame, purchases: pd.DataFrame | None, campaign_events: pd.DataFrame, *,
                ctx: KpiContext, by: str | None = None, leads: pd.DataFrame | None = None,
                opportunities: pd.DataFrame | None = None, activities: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -337,3 +337,27 @@ def test_degenerate_inputs_give_no_false_sentence_and_no_crash() -> None:
     far = close.assign(**{"1": [0.7, 1.0, 0.95]})
     found = cu.describe_cohort_retention(far)
     assert "The 2026-Q1 cohort kept 70%" in found.text and found.severity == "watch"
+
+
+def test_a_segment_the_source_does_not_record_is_not_a_table_of_unknowns(tiny_demo, tmp_path, monkeypatch):
+    """A source whose accounts have no `size_band` column: the segment tables say "not in this source" (the
+    slice's frames carry the column, empty) instead of one "(unknown)" row; a column it has still works."""
+    import shutil
+
+    from crmlens import data, params
+    from crmlens.metrics import engagement
+
+    for f in tiny_demo.glob("*.parquet"):
+        shutil.copy(f, tmp_path / f.name)
+    pd.read_parquet(tiny_demo / "accounts.parquet").drop(columns="size_band").to_parquet(tmp_path / "accounts.parquet")
+    values = {"source": str(tmp_path), "region": "all", "period": "2026-Q3", "as_of": "2026-10-01"}
+    s = data.open_slice(params.validate_params(values), data.connect(tmp_path))
+    assert "size_band" in s.tables["accounts"].columns  # carried, empty
+    purchases = cu.purchase_history(s)
+    notes = []
+    monkeypatch.setattr("crmlens.notebook.md", lambda text, finding=False: notes.append(text))
+    assert cu.customer_base(s, purchases, by="size_band") is None
+    assert cu.profile(s, purchases, by="size_band") is None
+    assert engagement.by_segment(s, purchases, by="size_band") is None
+    assert len(notes) == 3 and all("This section needs column `accounts.size_band`" in n for n in notes), notes
+    assert len(cu.customer_base(s, purchases, by="industry")) > 1

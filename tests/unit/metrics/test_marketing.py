@@ -134,8 +134,12 @@ def test_journeys_from_events_leads_and_accounts_by_hand():
     # o1 (won): l1's email, webinar (its lead-creating touch), search, and the account's email; l1's 2025 touch is
     # outside the window; l2 never became an opportunity; o2 was lost
     assert conversions.to_dict("list") == {"journey_id": ["o1"], "value": [1000.0], "converted_at": [T("2026-06-01")]}
-    assert touches["channel"].tolist() == ["email", "webinar", "search", "email"]
-    assert touches["is_lead_creation"].tolist() == [False, True, False, False]
+    won = touches[touches["journey_id"] == "o1"]
+    assert won["channel"].tolist() == ["email", "webinar", "search", "email"]
+    assert won["is_lead_creation"].tolist() == [False, True, False, False]
+    # l2 engaged (search) but never became a won deal: a journey without a conversion, for the data-driven models
+    assert touches.loc[touches["journey_id"] == "lead:l2", "channel"].tolist() == ["search"]
+    assert set(touches["journey_id"]) == {"o1", "lead:l2"}
     w = mk.attribute(touches, conversions, "w_shaped").set_index("channel")["attributed_amount"].to_dict()
     # W: 30% first (email), 30% lead creation (webinar), 30% last (email), 10% the other (search)
     assert w == pytest.approx({"email": 600.0, "webinar": 300.0, "search": 100.0})
