@@ -216,41 +216,28 @@ class Table:
                 yield col, parent, parent_col
 
 
-def _not_before(later: str, earlier: str) -> RowRule:
+def _ordered(left: str, op: str, right: str, name: str, description: str) -> RowRule:
+    """`left` `op` `right` (>= or <=) wherever both are given."""
+    compare = {">=": pd.Series.ge, "<=": pd.Series.le}[op]
+
     def check(df: pd.DataFrame, _: Vocabulary) -> pd.Series:
-        a, b = df[later], df[earlier]
-        return a.isna() | b.isna() | (a >= b)
+        a, b = df[left], df[right]
+        return (a.isna() | b.isna() | compare(a, b)).astype(bool)
 
     def sql(_: Vocabulary, t: str) -> str:
-        a, b = f'{t}"{later}"', f'{t}"{earlier}"'
-        return f"({a} IS NULL OR {b} IS NULL OR {a} >= {b})"
+        a, b = f'{t}"{left}"', f'{t}"{right}"'
+        return f"({a} IS NULL OR {b} IS NULL OR {a} {op} {b})"
 
-    return RowRule(
-        name=f"{later}_not_before_{earlier}",
-        description=f"`{later}` is not before `{earlier}`",
-        columns=(later, earlier),
-        check=check,
-        sql=sql,
-    )
+    return RowRule(name=name, description=description, columns=(left, right), check=check, sql=sql)
+
+
+def _not_before(later: str, earlier: str) -> RowRule:
+    return _ordered(later, ">=", earlier, f"{later}_not_before_{earlier}", f"`{later}` is not before `{earlier}`")
 
 
 def _at_most(part: str, whole: str) -> RowRule:
     """`part` is not larger than `whole` (clicks of impressions, approved conversions of conversions)."""
-    def check(df: pd.DataFrame, _: Vocabulary) -> pd.Series:
-        a, b = df[part], df[whole]
-        return (a.isna() | b.isna() | (a <= b)).astype(bool)
-
-    def sql(_: Vocabulary, t: str) -> str:
-        a, b = f'{t}"{part}"', f'{t}"{whole}"'
-        return f"({a} IS NULL OR {b} IS NULL OR {a} <= {b})"
-
-    return RowRule(
-        name=f"{part}_at_most_{whole}",
-        description=f"`{part}` is at most `{whole}`",
-        columns=(part, whole),
-        check=check,
-        sql=sql,
-    )
+    return _ordered(part, "<=", whole, f"{part}_at_most_{whole}", f"`{part}` is at most `{whole}`")
 
 
 def _opportunity_closed_consistency(df: pd.DataFrame, vocab: Vocabulary) -> pd.Series:

@@ -217,6 +217,6 @@ def test_marketing_notebook_runs_on_the_ad_campaigns_export(tmp_path):
     assert not errors, errors
     assert {k["kpi"]: k["status"] for k in record["kpis"]}["marketing_cost"] == "ok"
     text = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert "916 brings an approved conversion at the lowest cost (6.24" in text
+    assert "Facebook campaign 916 brings an approved conversion at the lowest cost (6.24" in text
     assert "none of the 1,143 rows has a date" in text
     assert "needs table `leads`" in text

@@ -82,7 +82,7 @@ def test_per_campaign_ctr_cpc_and_cost_per_approved_conversion_equal_pandas(ads_
     assert result.attrs["source"] == "campaign_metrics" and result.attrs["n_undated"] == 1_143
     assert "none of the 1,143 rows has a date" in adspend.basis_note(result)
     found = adspend.describe_ad_performance(result)
-    assert found.text.startswith("916 brings an approved conversion at the lowest cost (6.24")
+    assert found.text.startswith("Facebook campaign 916 brings an approved conversion at the lowest cost (6.24")
     assert "1178 at the highest (63.83" in found.text and found.severity == "act"
 
 

@@ -76,15 +76,17 @@ def plot_source_paths(paths: pd.DataFrame, *, title: str = N_("How each source's
 
 def plot_engagement_trend(trend: pd.DataFrame, *, title: str = N_("Engagement with campaigns by month")
                           ) -> go.Figure:
-    """One line per event type (an `engagement_trend` frame)."""
+    """One line per event type, or per channel (an `engagement_trend` frame of either kind)."""
     import plotly.graph_objects as go
 
+    by_channel = "channel" in trend.columns
+    key, value = ("channel", "n_engagements") if by_channel else ("event_type", "n_events")
     fig = go.Figure()
-    for i, (kind, rows) in enumerate(trend.groupby("event_type", sort=True)):
-        fig.add_scatter(x=rows["period"].astype(str), y=rows["n_events"], mode="lines",
-                        name=tr(EVENT_LABELS.get(str(kind), str(kind))),
+    for i, (kind, rows) in enumerate(trend.groupby(key, sort=True)):
+        fig.add_scatter(x=rows["period"].astype(str), y=rows[value], mode="lines",
+                        name=str(kind) if by_channel else tr(EVENT_LABELS.get(str(kind), str(kind))),
                         line={"color": CATEGORICAL[i % len(CATEGORICAL)]})
-    fig.update_yaxes(title=tr(N_("Events")))
+    fig.update_yaxes(title=tr(N_("Engagements") if by_channel else N_("Events")))
     fig.update_xaxes(type="category")
     return _layout(fig, title)
 

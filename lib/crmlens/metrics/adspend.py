@@ -176,6 +176,9 @@ def ad_performance(campaigns: pd.DataFrame, campaign_metrics: pd.DataFrame | Non
     if by == "campaign":
         out.insert(1, "channel", lookup(out["campaign_id"].astype("string"), camps["channel"].astype("string"))
                    .fillna(UNKNOWN).to_numpy())
+        if "name" in camps and camps["name"].notna().any():
+            out.insert(1, "name", lookup(out["campaign_id"].astype("string"), camps["name"].astype("string"))
+                       .to_numpy())
     for c in ("n_impressions", "n_clicks", "n_conversions", "n_approved_conversions"):
         out[c] = out[c].round().astype("Int64")
     out["ad_spend_amount"] = out["ad_spend_amount"].astype("float64")
@@ -260,8 +263,9 @@ def describe_ad_performance(result: pd.DataFrame | None, *, min_count: int = 5) 
         return None
     low, high = float(rated[metric].min()), float(rated[metric].max())
     best, worst = rated[rated[metric] == low], rated[rated[metric] == high]
-    best_names = ", ".join(shown(v) for v in best[key])
-    worst_names = ", ".join(shown(v) for v in worst[key])
+    label = "name" if key == "campaign_id" and "name" in result else key  # a campaign by its name, if it has one
+    best_names = ", ".join(shown(n if pd.notna(n) else v) for v, n in zip(best[key], best[label], strict=True))
+    worst_names = ", ".join(shown(n if pd.notna(n) else v) for v, n in zip(worst[key], worst[label], strict=True))
     what = {"cost_per_approved_conversion": _("an approved conversion"),
             "cost_per_conversion": _("a conversion"), "cost_per_click": _("a click")}[metric]
     text = n_("{best} brings {what} at the lowest cost ({low}, from {spend} spent); {worst} at the highest ({high}, "

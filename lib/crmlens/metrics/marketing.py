@@ -68,6 +68,7 @@ register_columns({
     "cost_per_lead": (N_("Cost per lead"), "amount"),
     "cost_per_mql": (N_("Cost per MQL"), "amount"),
     "cpa": (N_("Cost per won customer (CPA)"), "amount"),
+    "payback_days": (N_("Payback (days)"), "days"),
     "attributed_amount": (N_("Credited value"), "amount"),
     "attributed_share": (N_("Share of credit"), "share"),
     "first_touch": (N_("First touch"), "share"),
@@ -118,14 +119,16 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
     """Per campaign or per channel (`ROI_BY`), for the campaigns active in the period (or, with `ended_between`,
     those that ended in that window: campaigns old enough for their leads to have become deals): cost, leads,
     MQLs, SQLs, opportunities, won deals and won amount (followed to the reference time), ROI, cost per lead and
-    per MQL, and CPA. An undated campaign (no ``started_at``) counts in every period. Best ROI first; campaigns
-    without a cost have no ROI. Leads must be the campaigns' leads of any date (a slice's leads are the
+    per MQL, CPA, and the payback: the days from a campaign's start until the won amount of its leads covered
+    its cost (for a channel, the median over its campaigns; missing while most have not paid back). An undated
+    campaign (no ``started_at``) counts in every period. Best ROI first; campaigns without a cost have no ROI.
+    Leads must be the campaigns' leads of any date (a slice's leads are the
     period's: pass ``s.history("leads", n)``)."""
     check_choice("by", by, ROI_BY)
     at = reference_time(ctx)
     active = campaigns_in(campaigns, ctx, ended_between)
     key = "campaign_id" if by == "campaign" else "channel"
-    mine = leads[leads["campaign_id"].isin(active["campaign_id"]) & (leads["created_at"] < at)]
+    mine = leads[isin(leads["campaign_id"], active["campaign_id"]) & (leads["created_at"] < at).fillna(False)]
     group = lookup(mine["campaign_id"].astype("string"),
                    active.set_index(active["campaign_id"].astype("string"))[key].astype("string"))
     frame = pd.DataFrame({
@@ -137,6 +140,7 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
     won_amount = pd.Series(0.0, index=mine.index)
     won_account = pd.Series(pd.NA, index=mine.index, dtype="string")
     is_won = pd.Series(False, index=mine.index)
+    won_at = pd.Series(pd.NaT, index=mine.index, dtype="datetime64[us]")
     if opportunities is not None and len(opportunities):
         opps = opportunities.drop_duplicates("opportunity_id").set_index(
             opportunities.drop_duplicates("opportunity_id")["opportunity_id"].astype("string"))
@@ -145,6 +149,7 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
         is_won = lookup(ids, won).fillna(False).astype(bool)
         won_amount = lookup(ids, opps["amount"].astype("float64")).where(is_won, 0.0).fillna(0.0)
         won_account = lookup(ids, opps["account_id"].astype("string")).where(is_won)
+        won_at = lookup(ids, opps["closed_at"]).where(is_won)
     frame["won"] = is_won.to_numpy(dtype=bool)
     frame["won_amount"] = won_amount.to_numpy(dtype="float64")
     frame["account"] = won_account.to_numpy()
@@ -160,6 +165,14 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
     out["cost_per_lead"] = paid / out["n_leads"].where(out["n_leads"] > 0)
     out["cost_per_mql"] = paid / out["n_mqls"].where(out["n_mqls"] > 0)
     out["cpa"] = paid / out["n_customers"].where(out["n_customers"] > 0)
+    days = _payback_days(active, mine["campaign_id"].astype("string"), won_at, won_amount)
+    if by == "campaign":
+        out["payback_days"] = days.reindex(out.index)
+    else:
+        per = pd.DataFrame({"key": lookup(days.index.to_series(), active.set_index(active["campaign_id"].astype(
+            "string"))[key].astype("string")).to_numpy(), "days": days.to_numpy()})
+        out["payback_days"] = per.groupby("key")["days"].median().reindex(out.index)  # inf: not paid back yet
+    out["payback_days"] = out["payback_days"].replace(np.inf, np.nan)
     counts = ["n_leads", "n_mqls", "n_sqls", "n_opportunities", "n_won", "n_customers"]
     out[counts] = out[counts].astype("int64")
     out = out.reset_index()
@@ -171,6 +184,24 @@ def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContex
         out.insert(1, "name", lookup(out["campaign_id"].astype("string"), names).to_numpy())
     out.attrs.update(by=by, window=ended_between)
     return out
+
+
+def _payback_days(active: pd.DataFrame, campaign_of: pd.Series, won_at: pd.Series,
+                  amount: pd.Series) -> pd.Series:
+    """Per campaign with a cost (index: campaign_id), the days from its start until the cumulated won amount of
+    its leads reached its cost; infinite when it has not yet, missing when the campaign is undated."""
+    camp = active.drop_duplicates("campaign_id")
+    camp = camp[camp["cost_amount"] > 0].set_index(camp.loc[camp["cost_amount"] > 0, "campaign_id"].astype("string"))
+    deals = pd.DataFrame({"campaign_id": campaign_of.to_numpy(), "at": won_at.to_numpy(),
+                          "amount": amount.to_numpy(dtype="float64")})
+    deals = deals[deals["at"].notna() & deals["campaign_id"].isin(camp.index)].sort_values(
+        ["campaign_id", "at"], kind="stable")
+    deals["cum"] = deals.groupby("campaign_id")["amount"].cumsum()
+    covered = deals[deals["cum"] >= deals["campaign_id"].map(camp["cost_amount"]).to_numpy()]
+    first = covered.groupby("campaign_id")["at"].min()
+    days = (first.reindex(camp.index) - camp["started_at"]) / pd.Timedelta(days=1)
+    days = days.where(first.reindex(camp.index).notna(), np.inf)
+    return days.where(camp["started_at"].notna()).astype("float64")
 
 
 def campaigns_in(campaigns: pd.DataFrame, ctx: KpiContext,
@@ -225,7 +256,7 @@ def attribute(touches: pd.DataFrame, conversions: pd.DataFrame, model: str, *, b
     if half_life_days <= 0:
         raise ParameterError(f"half_life_days: {half_life_days!r} is not allowed; use a number of days > 0")
     conv = conversions.drop_duplicates("journey_id").set_index("journey_id")
-    t = touches[touches["journey_id"].isin(conv.index)].copy()
+    t = touches[isin(touches["journey_id"], conv.index)].copy()
     t["converted_at"] = t["journey_id"].map(conv["converted_at"])
     t = t[t["occurred_at"] < t["converted_at"]].sort_values(["journey_id", "occurred_at"], kind="stable")
     t["value"] = t["journey_id"].map(conv["value"]).astype("float64")
@@ -254,7 +285,8 @@ def attribute(touches: pd.DataFrame, conversions: pd.DataFrame, model: str, *, b
     total = float(out["attributed_amount"].sum())
     out["attributed_share"] = out["attributed_amount"] / total if total > 0 else np.nan
     out = out.sort_values(["attributed_amount", by], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out.attrs.update(model=model, unattributed=float(conv.loc[~conv.index.isin(t["journey_id"]), "value"].sum()))
+    reached = isin(conv.index.to_series(), t["journey_id"]).to_numpy()
+    out.attrs.update(model=model, unattributed=float(conv.loc[~reached, "value"].sum()))
     return out
 
 
@@ -305,9 +337,9 @@ def journeys(campaign_events: pd.DataFrame, campaigns: pd.DataFrame, leads: pd.D
         by_account = ev[ev["account_id"].notna()].merge(accounts, on="account_id", how="inner")
         parts.append(by_account.rename(columns={"opportunity_id": "journey_id"}))
     touches = pd.concat(parts, ignore_index=True)
-    converting = touches["journey_id"].isin(conversions["journey_id"])
+    converting = isin(touches["journey_id"], conversions["journey_id"])
     # the leads that engaged but did not end in a won deal: journeys without a conversion ("lead:<id>")
-    lost = ev.loc[~by_lead.isin(conversions["journey_id"]).to_numpy(dtype=bool) & ev["lead_id"].notna().to_numpy()]
+    lost = ev.loc[~isin(by_lead, conversions["journey_id"]).to_numpy(dtype=bool) & ev["lead_id"].notna().to_numpy()]
     if until is not None:
         lost = lost[lost["occurred_at"] < until]
     lost = lost.assign(journey_id="lead:" + lost["lead_id"].astype("string"))
@@ -754,12 +786,21 @@ def campaign_engagement(events: pd.DataFrame, campaigns: pd.DataFrame, *, by: st
     return out.sort_values(["n_engagements", key], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-def engagement_trend(events: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
-    """Events per period (`freq`) and event type, oldest first (columns period, event_type, n_events)."""
-    out = pd.DataFrame({"period": bucket(events["occurred_at"], freq).to_numpy(),
-                        "event_type": events["event_type"].astype("string").to_numpy()})
-    out = out.groupby(["period", "event_type"], sort=True).size().rename("n_events").reset_index()
-    return out
+def engagement_trend(events: pd.DataFrame, *, freq: str = "month", campaigns: pd.DataFrame | None = None
+                     ) -> pd.DataFrame:
+    """Events per period (`freq`) and event type, oldest first (columns period, event_type, n_events); with
+    `campaigns`, engagement events (every type but an impression) per period and channel instead (columns
+    period, channel, n_engagements)."""
+    periods = bucket(events["occurred_at"], freq).to_numpy()
+    if campaigns is not None:
+        camp = campaigns.drop_duplicates("campaign_id")
+        channel = lookup(events["campaign_id"].astype("string"), camp.set_index(camp["campaign_id"].astype(
+            "string"))["channel"].astype("string")).fillna(UNKNOWN)
+        engaged = events["event_type"].astype("string").isin(ENGAGEMENT_TYPES).to_numpy(dtype=bool)
+        out = pd.DataFrame({"period": periods[engaged], "channel": channel.to_numpy()[engaged]})
+        return out.groupby(["period", "channel"], sort=True).size().rename("n_engagements").reset_index()
+    out = pd.DataFrame({"period": periods, "event_type": events["event_type"].astype("string").to_numpy()})
+    return out.groupby(["period", "event_type"], sort=True).size().rename("n_events").reset_index()
 
 
 @on_slice("campaigns", "campaign_events")
@@ -770,9 +811,12 @@ def engagement_of(s: Any, by: str = "channel") -> pd.DataFrame:
 
 
 @on_slice("campaigns", "campaign_events")
-def engagement_trend_of(s: Any, *, freq: str = "month") -> pd.DataFrame:
-    """`engagement_trend` of the slice's history (`HISTORY_DAYS`; in a region: its own campaigns)."""
-    return engagement_trend(marketing_data(s).own_events, freq=freq)
+def engagement_trend_of(s: Any, by: str = "event_type", *, freq: str = "month") -> pd.DataFrame:
+    """`engagement_trend` of the slice's history (`HISTORY_DAYS`; in a region: its own campaigns), per event type
+    or per channel (`by`)."""
+    check_choice("by", by, ("event_type", "channel"))
+    md = marketing_data(s)
+    return engagement_trend(md.own_events, freq=freq, campaigns=md.campaigns if by == "channel" else None)
 
 
 def describe_engagement(result: pd.DataFrame | None, *, min_views: int = 200) -> Finding | None:
@@ -960,11 +1004,11 @@ def attribution_of(s: Any, by: str = "channel", *, window_days: int = WINDOW_DAY
     mature_end = md.mature(0)[1]
     lost = touches["journey_id"].str.startswith("lead:")
     last = touches.groupby("journey_id")["occurred_at"].transform("max")
-    touches = touches[touches["journey_id"].isin(conversions["journey_id"]) | (lost & (last < mature_end))]
+    touches = touches[isin(touches["journey_id"], conversions["journey_id"]) | (lost & (last < mature_end))]
     if touches[by].nunique() > datadriven.MAX_SHAPLEY_CHANNELS:  # exact Shapley: too many coalitions
         models = tuple(m for m in models if m != "shapley")
     out = compare_models(touches, conversions, by=by, models=models)
-    reached = touches["journey_id"].isin(conversions["journey_id"])
+    reached = isin(touches["journey_id"], conversions["journey_id"])
     out.attrs.update(n_journeys=int(touches.loc[reached, "journey_id"].nunique()), n_conversions=len(conversions),
                      n_lost=int(touches.loc[~reached, "journey_id"].nunique()), window_days=window_days)
     return out

@@ -56,6 +56,10 @@ def test_roi_by_channel_by_hand():
     assert text.startswith("trade_show cost more than the revenue they brought (1,000 spent, ROI -100.0%)")
     per_campaign = mk.campaign_roi(campaigns, leads, ctx=Q3, by="campaign", opportunities=opps)
     assert set(per_campaign["campaign_id"]) == {"c1", "c2", "c3"}
+    payback = per_campaign.set_index("campaign_id")["payback_days"]
+    assert payback["c1"] == 92.0  # started 1 June; o1's 1,200 covered its 100 on 1 September
+    assert pd.isna(payback["c2"]) and pd.isna(payback["c3"])  # not paid back by the end of Q3
+    assert pd.isna(out.loc["email", "payback_days"])  # one of two campaigns paid back: the median is not yet
     with pytest.raises(ParameterError, match="by"):
         mk.campaign_roi(campaigns, leads, ctx=Q3, by="week")
 

@@ -89,6 +89,8 @@ def test_engagement_by_hand():
     assert per_campaign.columns[:2].tolist() == ["campaign_id", "name"] and per_campaign["name"].iloc[0] == "Mail"
     trend = mk.engagement_trend(events, freq="month")
     assert trend.set_index("event_type").loc["impression", "n_events"] == 4
+    by_channel = mk.engagement_trend(events, freq="month", campaigns=campaigns).set_index("channel")
+    assert by_channel["n_engagements"].to_dict() == {"email": 4, "paid_search": 1, "webinar": 3}
     text = mk.describe_engagement(out.reset_index(), min_views=1).text
     assert text.startswith("email draws the most clicks per view (33.3%), paid_search the fewest (25.0%).")
     assert "50.0% of the 2 registrations" in text
