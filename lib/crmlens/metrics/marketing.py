@@ -219,7 +219,8 @@ def campaigns_in(campaigns: pd.DataFrame, ctx: KpiContext,
 
 def describe_campaign_roi(result: pd.DataFrame | None) -> Finding | None:
     """The money-losing channels (or campaigns) with their ROI and what they cost, and the best one — no finding
-    when every ROI is equal or there is nothing with a cost."""
+    when every ROI is equal or there is nothing with a cost. With a window (mature campaigns), it says which
+    campaigns were measured."""
     if result is None or result.empty:
         return None
     key = "channel" if result.attrs.get("by") == "channel" else "campaign_id"
@@ -238,6 +239,10 @@ def describe_campaign_roi(result: pd.DataFrame | None) -> Finding | None:
              "(ROI {best_roi}).", losing=names, cost=_fmt(float(losing["cost_amount"].sum()), "amount"),
              roi=", ".join(_fmt(v, "rate") for v in losing["roi"]), best=best_names,
              best_roi=_fmt(best["roi"].iloc[0], "rate"))
+    window = result.attrs.get("window")
+    if window is not None:
+        text = _("Of the campaigns that ended from {start} to {end}: {text}", start=pd.Timestamp(window[0]).date(),
+                 end=(pd.Timestamp(window[1]) - pd.Timedelta(days=1)).date(), text=text)
     return finding(text, "act", recommendation=_(
         "Move budget from {losing} to {best}, a step at a time, and check the ROI after each step.", losing=names,
         best=best_names))
@@ -998,8 +1003,11 @@ def attribution_of(s: Any, by: str = "channel", *, window_days: int = WINDOW_DAY
     as-of (touches up to `window_days` before each), and the journeys of the leads that engaged and did not
     convert though created at least `MATURITY_DAYS` before the as-of (for the data-driven models)."""
     md = marketing_data(s)
-    touches, conversions = journeys(md.events, md.campaigns, md.leads, md.opportunities, window_days=window_days,
-                                    until=md.at)
+    key = ("journeys", window_days)
+    if key not in s.derived:  # shared by the views by channel and by campaign
+        s.derived[key] = journeys(md.events, md.campaigns, md.leads, md.opportunities, window_days=window_days,
+                                  until=md.at)
+    touches, conversions = s.derived[key]
     conversions = conversions[conversions["converted_at"] >= md.at - pd.Timedelta(days=CURVE_WINDOW_DAYS)]
     mature_end = md.mature(0)[1]
     lost = touches["journey_id"].str.startswith("lead:")
@@ -1008,6 +1016,10 @@ def attribution_of(s: Any, by: str = "channel", *, window_days: int = WINDOW_DAY
     if touches[by].nunique() > datadriven.MAX_SHAPLEY_CHANNELS:  # exact Shapley: too many coalitions
         models = tuple(m for m in models if m != "shapley")
     out = compare_models(touches, conversions, by=by, models=models)
+    if by == "campaign_id" and md.campaigns is not None and "name" in md.campaigns:
+        camp = md.campaigns.drop_duplicates("campaign_id")
+        names = camp.set_index(camp["campaign_id"].astype("string"))["name"].astype("string")
+        out.insert(1, "name", lookup(out["campaign_id"].astype("string"), names).to_numpy())
     reached = isin(touches["journey_id"], conversions["journey_id"])
     out.attrs.update(n_journeys=int(touches.loc[reached, "journey_id"].nunique()), n_conversions=len(conversions),
                      n_lost=int(touches.loc[~reached, "journey_id"].nunique()), window_days=window_days)

@@ -219,6 +219,9 @@ def test_planted_assist_channel_is_found(demo_folder, seed):
     assert models.loc[assist, "first_touch"] - models.loc[assist, "last_touch"] > ASSIST_CHANNEL.min_gap
     assert models.loc[assist, "markov"] > models.loc[assist, "last_touch"]
     assert f"under-credits {assist}" in mk.describe_models(models.reset_index()).text
+    by_campaign = mk.attribution_of(s, "campaign_id")  # the same journeys, credited per campaign
+    assert by_campaign.columns[:2].tolist() == ["campaign_id", "name"] and "shapley" not in by_campaign
+    assert by_campaign["last_touch"].sum() == pytest.approx(1.0) and by_campaign["markov"].sum() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("seed", [7, 11])
