@@ -131,10 +131,11 @@ def test_no_purchases_one_customer_no_repeat_buyers_give_a_status_not_a_crash() 
     assert one.attrs["status"] == "too_few_customers" and one["predicted_value_amount"].isna().all()
     assert "Only 2 customers" in clv.describe_customer_value(one).text
 
-    singles = _purchases([(f"S{i:02d}", f"2026-01-{i + 1:02d}", 10.0) for i in range(12)])
+    days = pd.date_range("2025-11-01", periods=60, freq="D").strftime("%Y-%m-%d")
+    singles = _purchases([(f"S{i:02d}", day, 10.0) for i, day in enumerate(days)])
     got = clv.predict_value(singles, CUT)
-    assert got.attrs["status"] == "no_repeat_buyers" and len(got) == 12
-    assert "Only 0 of 12 customers bought more than once" in clv.describe_customer_value(got).text
+    assert got.attrs["status"] == "no_repeat_buyers" and len(got) == 60
+    assert "Only 0 of 60 customers bought more than once" in clv.describe_customer_value(got).text
     check = clv.holdout_check(singles, CUT)
     assert check.empty and check.attrs["status"] == "no_repeat_buyers"
     assert clv.describe_holdout(check).severity == "info"
