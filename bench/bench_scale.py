@@ -59,8 +59,8 @@ DATA = {
 }
 UCI_MAPPING = ROOT / "params" / "sources" / "uci_online_retail.yaml"
 UCI_FILE = "online_retail.csv.gz"
-NOTEBOOKS = ("02_sales_funnel", "03_sales_performance", "04_customers", "05_marketing", "06_customer_health",
-             "08_regions_teams")
+NOTEBOOKS = ("01_market_competition", "02_sales_funnel", "03_sales_performance", "04_customers", "05_marketing",
+             "06_customer_health", "07_products", "08_regions_teams")
 STORE_DIR_ENV = "CRMLENS_STORE_DIR"  # (crmlens.store.STORE_DIR_ENV; not imported: the parent stays light)
 DASH = "–"
 

@@ -370,8 +370,64 @@ class HollowCampaign:
 HOLLOW_CAMPAIGN = HollowCampaign(name="Social Viral Challenge 2025-Q2", channel="social", quarter="2025-Q2",
                                  lead_share=0.6, min_leads=10)
 
+
+@dataclass(frozen=True)
+class MarketOutgrowsUs:
+    """In region `region_id` the market grows faster than we do from `since` on: its size, which elsewhere follows
+    our bookings, is multiplied each year by (1 + `market_growth`) ÷ 1.15 on top of them (the demo's planned yearly
+    growth is 15 %), while our bookings there grow as everywhere.
+
+    Detect: year over year over the last four complete quarters (2025-Q4..2026-Q3 vs 2024-Q4..2025-Q3), the
+    growth of the region's market (``market.market_size_amount`` of its distinct (period, product_line) rows) exceeds
+    the growth of our bookings there (won amount by ``closed_at``) by more than `min_gap` (about 30 points on the
+    default demo), the widest gap of any region; our share of the region's market falls.
+    """
+
+    region_id: str
+    since: str
+    market_growth: float
+    min_gap: float
+
+
+MARKET_OUTGROWS_US = MarketOutgrowsUs(region_id="APAC", since="2025-Q1", market_growth=0.40, min_gap=0.1)
+
+
+@dataclass(frozen=True)
+class CrossSell:
+    """Customers whose first purchase is a `first_line` product buy a `next_line` product next far more often than
+    customers in general.
+
+    Detect: per account, the product line of its first contract and of the next contract of another line (by
+    ``signed_at``); among accounts with a next line, P(next = `next_line` | first = `first_line`) ÷
+    P(next = `next_line`) — the lift — is at least `min_lift`, the highest lift of any (first, next) pair with at
+    least 5 accounts (over the whole company; one region's pairs are small samples).
+    """
+
+    first_line: str
+    next_line: str
+    min_lift: float
+
+
+CROSS_SELL = CrossSell(first_line="Core", next_line="Cloud", min_lift=1.5)
+
+
+@dataclass(frozen=True)
+class ThinMargin:
+    """Product line `line` is among the two largest by revenue but has the thinnest margin.
+
+    Detect: over contracts, revenue (``amount``) and margin rate (1 − ``cost_amount`` ÷ ``amount``) per product
+    line: `line` ranks first or second by revenue and its margin rate (about `margin_rate`) is the lowest of all
+    lines.
+    """
+
+    line: str
+    margin_rate: float
+
+
+THIN_MARGIN = ThinMargin(line="Cloud", margin_rate=0.3)
+
 ALL_TRUTHS = (
     FUNNEL_BOTTLENECK, Q4_SEASONALITY, COMPETITOR_STRONGHOLD, CHANNEL_ROI, CHURN_DRIVERS,
     RISING_COMPLAINTS, FORGOTTEN_CUSTOMERS, TEAM_BELOW_TARGET, SUDDEN_DROP, CSAT_DRIVER, HIGH_VALUE_INDUSTRY,
-    WORSE_COHORT, ASSIST_CHANNEL, HOLLOW_CAMPAIGN,
+    WORSE_COHORT, ASSIST_CHANNEL, HOLLOW_CAMPAIGN, MARKET_OUTGROWS_US, CROSS_SELL, THIN_MARGIN,
 )

@@ -87,7 +87,7 @@ def generate(scale: str = "default", seed: int = 7, out: Path | str = "data/demo
 
     new, accounts = new_business(rng_for(seed, "sales"), org, spec.won_per_month)
     lifecycle = renewals(rng_for(seed, "customers"), org, new, accounts)
-    extra = expansions(rng_for(seed, "expansions"), org, new, accounts, lifecycle)
+    extra = expansions(rng_for(seed, "expansions"), org, new, accounts, lifecycle, rng_for(seed, "cross_sell"))
     deals = Deals.concat(new, lifecycle.renewals, extra)
     deals = deals.take(np.argsort(deals.created, kind="stable"))  # opportunity ids follow creation
     del new, lifecycle, extra

@@ -28,7 +28,14 @@ from crmlens.demo._random import choice
 from crmlens.demo._sales import GROWTH_PER_YEAR, Deals
 from crmlens.demo._world import INTEL_TEMPLATES, LINE_WEIGHTS, PRODUCTS, REGIONS
 from crmlens.schema import INTEL_KINDS, TARGET_LEVELS
-from crmlens.truths import COMPETITOR_STRONGHOLD, COMPETITORS, PRODUCT_LINES, REGION_IDS, TEAM_BELOW_TARGET
+from crmlens.truths import (
+    COMPETITOR_STRONGHOLD,
+    COMPETITORS,
+    MARKET_OUTGROWS_US,
+    PRODUCT_LINES,
+    REGION_IDS,
+    TEAM_BELOW_TARGET,
+)
 
 MONTH_SPLIT = np.array([0.30, 0.33, 0.37])  # share of a quarter's target in its 1st, 2nd, 3rd month
 PRODUCT_LINE = np.array([PRODUCT_LINES.index(p.line) for p in PRODUCTS])
@@ -133,7 +140,20 @@ def write_plan(out: Path, rng: np.random.Generator, org: Org, deals: Deals, inte
     return counts
 
 
+def _outgrowth(n_q: int) -> np.ndarray:
+    """Per quarter (Q0..Q_END), the factor by which MARKET_OUTGROWS_US's region's market exceeds the size that
+    tracks our bookings: 1 before `since`, then compounding so that the market grows `market_growth` a year
+    while our bookings grow GROWTH_PER_YEAR."""
+    year, quarter = (int(x) for x in MARKET_OUTGROWS_US.since.split("-Q"))
+    since = quarter_pos(year, quarter) - Q0
+    extra = (1.0 + MARKET_OUTGROWS_US.market_growth) / GROWTH_PER_YEAR
+    return extra ** (np.maximum(np.arange(n_q) - since + 1, 0) / 4.0)
+
+
 def _write_market(out: Path, rng: np.random.Generator, deals: Deals, progress: bool) -> int:
+    """The market: each segment's size is our bookings there over our share (COMPETITOR_STRONGHOLD's shares in
+    its region), MARKET_OUTGROWS_US's region growing faster from its `since` on; competitors' sales are their
+    shares of it."""
     booked = np.flatnonzero(deals.booked)
     amount = deals.amount[booked]
     n_q = Q_END - Q0 + 1
@@ -150,6 +170,7 @@ def _write_market(out: Path, rng: np.random.Generator, deals: Deals, progress: b
     shape = (n_q, len(REGION_IDS), len(PRODUCT_LINES))
     size = (per_quarter[:, None, None] * region_share[None, :, None] * line_share[None, None, :]
             / our_share[None, :, None] * rng.uniform(0.95, 1.05, shape))
+    size[:, REGION_IDS.index(MARKET_OUTGROWS_US.region_id), :] *= _outgrowth(n_q)[:, None]
     q, r, ln, c = (a.ravel() for a in np.meshgrid(np.arange(n_q), np.arange(len(REGION_IDS)),
                                                    np.arange(len(PRODUCT_LINES)), np.arange(len(COMPETITORS)),
                                                    indexing="ij"))

@@ -6,7 +6,7 @@ import numpy as np
 
 #: Every generation step draws from its own stream: SeedSequence(seed, spawn_key=(index of the step,)).
 STEPS = ("org", "sales", "customers", "expansions", "deals", "accounts", "marketing", "finance",
-         "service", "activities", "plan", "credits", "journeys")
+         "service", "activities", "plan", "credits", "journeys", "cross_sell")
 
 
 def rng_for(seed: int, step: str) -> np.random.Generator:

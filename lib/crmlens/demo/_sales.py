@@ -47,11 +47,13 @@ from crmlens.truths import (
     COMPETITOR_STRONGHOLD,
     COMPETITORS,
     FUNNEL_BOTTLENECK,
+    PRODUCT_LINES,
     Q4_SEASONALITY,
     REGION_IDS,
     TEAM_BELOW_TARGET,
     WORSE_COHORT,
 )
+from crmlens.truths import CROSS_SELL as CROSS_SELL_TRUTH
 
 NEW, UPSELL, CROSS_SELL, RENEWAL = (DEAL_TYPES.index(k) for k in ("new", "upsell", "cross_sell", "renewal"))
 N_OPEN_STAGES = 4  # Prospecting, Qualification, Proposal, Negotiation
@@ -86,6 +88,9 @@ LOSS_MIX_CONTESTED = (0.25, 0.5, 0.05, 0.15, 0.05, 0.0)  # per LOSS_REASONS
 LOSS_MIX_UNCONTESTED = (0.3, 0.0, 0.25, 0.1, 0.15, 0.2)
 STAGE_LENGTH = (1.0, 1.2, 1.3, 1.0)  # relative mean time spent in each open stage
 DEALS_PER_PROSPECT = 1.7
+#: Share of the cross-sell deals of CROSS_SELL.first_line customers that are moved to CROSS_SELL.next_line (on top of
+#: the third they would get anyway): those customers buy that line next far more often than others (CROSS_SELL).
+CROSS_SELL_PULL = 0.7
 WON_CYCLE_DAYS, LOST_CYCLE_DAYS = 70.0, 45.0  # median sales cycles of new business
 
 
@@ -324,8 +329,9 @@ def renewals(rng: np.random.Generator, org: Org, new: Deals, accounts: Accounts)
 
 
 def expansions(rng: np.random.Generator, org: Org, new: Deals, accounts: Accounts,
-               lifecycle: Lifecycle) -> Deals:
-    """Upsell and cross-sell deals of customers during their active years."""
+               lifecycle: Lifecycle, plant: np.random.Generator | None = None) -> Deals:
+    """Upsell and cross-sell deals of customers during their active years; with `plant` (its own random stream,
+    so the other draws stay the same), the cross-sell pattern of CROSS_SELL."""
     first = np.flatnonzero(new.booked)
     acc = new.account[first]
     lo, hi = lifecycle.expand_from[acc], lifecycle.expand_until[acc]
@@ -341,6 +347,9 @@ def expansions(rng: np.random.Generator, org: Org, new: Deals, accounts: Account
     upsell = rng.random(n) < 0.5
     line0 = accounts.customer_line[a]
     line = np.where(upsell, line0, (line0 + 1 + rng.integers(0, 3, n)) % 4)
+    if plant is not None:
+        pulled = (line0 == PRODUCT_LINES.index(CROSS_SELL_TRUTH.first_line)) & (plant.random(n) < CROSS_SELL_PULL)
+        line = np.where(~upsell & pulled, PRODUCT_LINES.index(CROSS_SELL_TRUTH.next_line), line)
     size_u = stratified_uniform(rng, quarter_index(close) * 2 + won)
     x_product, x_quantity, x_amount, _ = price_deals(size_u, line, CROSS_SELL_MEDIAN)
     up_quantity = np.maximum(1, np.rint(new.quantity[src] * rng.uniform(0.15, 0.5, n))).astype(np.int64)

@@ -70,7 +70,8 @@ _LINE_PRICES = {
     "Insight": (9_000.0, 24_000.0, 60_000.0),
     "Edge": (2_500.0, 6_000.0, 14_000.0),
 }
-_LINE_COST = {"Core": 0.18, "Cloud": 0.28, "Insight": 0.22, "Edge": 0.55}
+#: Unit cost as a share of the list price; Cloud's is high: a large line with the thinnest margin (THIN_MARGIN).
+_LINE_COST = {"Core": 0.18, "Cloud": 0.64, "Insight": 0.22, "Edge": 0.55}
 TIERS = ("Standard", "Professional", "Enterprise")
 
 #: Products ordered by line (as PRODUCT_LINES) then tier; product index = line index * 3 + tier.

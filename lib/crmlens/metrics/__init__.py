@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers", "engagement", "health", "marketing")
+AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers", "engagement", "health", "marketing",
+                         "products", "market")
 
 for _area in AREAS:
     try:
