@@ -1,6 +1,7 @@
-"""The marketing KPIs on a dashboard's in-memory View, under the filter bar (region, period, comparison, team):
-the same values as the engine's slice with the same filters applied (`crmlens.dashboard.state.apply_filters`),
-so the marketing notebook's headline numbers and a dashboard tile never disagree."""
+"""The headline KPIs of the marketing, market and products notebooks on a dashboard's in-memory View, under the
+filter bar (region, period, comparison, team, product line): the same values as the engine's slice with the same
+filters applied (`crmlens.dashboard.state.apply_filters`), so a notebook's headline numbers and a dashboard tile
+never disagree."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 from crmlens import data, kpis, notebook
 from crmlens.dashboard import state as st
 from crmlens.dashboard.model import DashboardData
-from crmlens.metrics import marketing
+from crmlens.metrics import market, marketing, products
 
-MARKETING_KPIS = marketing.headline_kpis(None)
+MARKETING_KPIS = [*marketing.headline_kpis(None), *market.headline_kpis(None), *products.headline_kpis(None)]
 STATES = [st.FilterState(), st.FilterState(region="East", comparison="last_year"),
-          st.FilterState(period="2026-Q2", region="West", team="West-1")]
+          st.FilterState(period="2026-Q2", region="West", team="West-1"),
+          st.FilterState(region="South", product_line="Cloud")]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def con(tiny_demo):
 
 @pytest.fixture(scope="module")
 def board(con) -> DashboardData:
-    return DashboardData(con, tables=("opportunities", "leads", "campaign_events"))
+    return DashboardData(con, tables=("opportunities", "leads", "campaign_events", "contracts", "tickets"))
 
 
 def same(a, b) -> bool:
