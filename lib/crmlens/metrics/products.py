@@ -734,6 +734,12 @@ def _period_contracts(frames: Frames, ctx: KpiContext) -> pd.DataFrame | None:
               "`contracts.amount` − `contracts.cost_amount` (or `products.unit_cost` × `quantity` where a contract "
               "records no cost). No value when the source records no cost.")
 def kpi_gross_margin(frames: Frames, ctx: KpiContext) -> float | None:
+    parts = _revenue_and_cost(frames, ctx)
+    return None if parts is None else parts[0] - parts[1]
+
+
+def _revenue_and_cost(frames: Frames, ctx: KpiContext) -> tuple[float, float] | None:
+    """Revenue and cost of sales of the period's contracts whose cost is known; None without contracts or costs."""
     contracts = _period_contracts(frames, ctx)
     if contracts is None or contracts.empty:
         return None
@@ -741,22 +747,15 @@ def kpi_gross_margin(frames: Frames, ctx: KpiContext) -> float | None:
     if basis is None:
         return None
     known = cost.notna()
-    return float(contracts.loc[known, "amount"].sum() - cost[known].sum())
+    return float(contracts.loc[known, "amount"].sum()), float(cost[known].sum())
 
 
 @register_kpi("margin_rate", label="Margin rate", unit="rate", direction="higher", tables=("contracts",),
               area=AREA, description="Gross margin ÷ the revenue of the contracts whose cost is known, signed in the "
               "period.")
 def kpi_margin_rate(frames: Frames, ctx: KpiContext) -> float | None:
-    contracts = _period_contracts(frames, ctx)
-    if contracts is None or contracts.empty:
-        return None
-    cost, basis = cost_of_sales(contracts, frames.get("products") if "products" in frames else None)
-    if basis is None:
-        return None
-    known = cost.notna()
-    revenue = float(contracts.loc[known, "amount"].sum())
-    return ratio(revenue - float(cost[known].sum()), revenue)
+    parts = _revenue_and_cost(frames, ctx)
+    return None if parts is None else ratio(parts[0] - parts[1], parts[0])
 
 
 @register_kpi("cross_sell_win_rate", label="Cross-sell and upsell win rate", unit="rate", direction="higher",
