@@ -901,25 +901,25 @@ def kpi_our_market_share(frames: Frames, ctx: KpiContext) -> float | None:
               tables=("opportunities",), area=AREA,
               description="Won ÷ closed opportunities closed in the period that name a competitor.")
 def kpi_competitive_win_rate(frames: Frames, ctx: KpiContext) -> float | None:
+    closed = _closed_competitive(frames, ctx)
+    return None if closed is None else ratio(float(won_mask(closed).sum()), len(closed))
+
+
+def _closed_competitive(frames: Frames, ctx: KpiContext) -> pd.DataFrame | None:
+    """The opportunities naming a competitor closed in the period; None when no deal names one."""
     opps = frames["opportunities"]
     if "competitor" not in opps or opps["competitor"].isna().all():
         return None
     fought = competitive(opps)
-    closed = fought[(fought["is_won"].notna() & in_period(fought["closed_at"], ctx)).to_numpy(dtype=bool)]
-    return ratio(float(won_mask(closed).sum()), len(closed))
+    return fought[(fought["is_won"].notna() & in_period(fought["closed_at"], ctx)).to_numpy(dtype=bool)]
 
 
 @register_kpi("lost_to_competitors_amount", label=N_("Lost to competitors"), unit="amount", direction="lower",
               tables=("opportunities",), area=AREA,
               description="Amount of the opportunities lost in the period that name a competitor.")
 def kpi_lost_to_competitors_amount(frames: Frames, ctx: KpiContext) -> float | None:
-    opps = frames["opportunities"]
-    if "competitor" not in opps or opps["competitor"].isna().all():
-        return None
-    fought = competitive(opps)
-    lost = fought[(fought["is_won"].notna() & ~won_mask(fought) & in_period(fought["closed_at"], ctx)).to_numpy(
-        dtype=bool)]
-    return float(lost["amount"].sum())
+    closed = _closed_competitive(frames, ctx)
+    return None if closed is None else float(closed.loc[~won_mask(closed).to_numpy(), "amount"].sum())
 
 
 def headline_kpis(s: Any) -> list[str]:

@@ -21,7 +21,7 @@ W-shaped split it 50/50.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,7 +112,6 @@ register_columns({
 })
 
 
-@on_slice("campaigns", "leads")
 def campaign_roi(campaigns: pd.DataFrame, leads: pd.DataFrame, *, ctx: KpiContext, by: str = "channel",
                  opportunities: pd.DataFrame | None = None,
                  ended_between: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -443,7 +442,6 @@ class MarketingData:
     ad_metrics: pd.DataFrame | None
     own_events: pd.DataFrame | None
     ctx: KpiContext
-    history_ctx: KpiContext
 
     @property
     def at(self) -> pd.Timestamp:
@@ -471,8 +469,6 @@ def marketing_data(s: Any) -> MarketingData:
 
     n_periods = history_periods(s)
     ctx = notebook.context(s)
-    span = s.history_span(n_periods)
-    history_ctx = replace(ctx, period_start=span.start, period_label=span.label)
     region = s.params.region
     campaigns = s.tables["campaigns"] if s.has("campaigns") else None
     leads = s.history("leads", n_periods) if s.has("leads") else None
@@ -505,7 +501,7 @@ def marketing_data(s: Any) -> MarketingData:
         campaigns=campaigns, leads=leads, events=events,
         opportunities=s.history("opportunities", n_periods) if s.has("opportunities") else None,
         ad_metrics=s.history("campaign_metrics", n_periods) if s.has("campaign_metrics") else None,
-        own_events=own_events, ctx=ctx, history_ctx=history_ctx)
+        own_events=own_events, ctx=ctx)
     s.derived[key] = out
     return out
 
@@ -601,12 +597,6 @@ def channel_efficiency_of(s: Any) -> pd.DataFrame:
     roi = campaign_roi(md.campaigns, md.leads, ctx=md.ctx, opportunities=md.opportunities, ended_between=window) \
         if md.campaigns is not None else None
     return channel_efficiency(md.leads, md.opportunities, ctx=md.ctx, roi=roi, created_between=window)
-
-
-def _ctx(s: Any) -> KpiContext:
-    from crmlens import notebook
-
-    return notebook.context(s)
 
 
 def describe_channel_efficiency(result: pd.DataFrame | None, *, min_leads: int = 20) -> Finding | None:
