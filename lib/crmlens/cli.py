@@ -117,7 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume, timeout=args.timeout or None, retries=args.retries, exports=exports,
         outputs_dir=Path(args.outputs) if args.outputs else None,
         notebooks_dir=Path(args.notebooks_dir) if args.notebooks_dir else None,
-        progress=False if args.no_progress else None, command=["crmlens", *sys.argv[1:]])
+        progress=False if args.no_progress else None, command=["crmlens", *sys.argv[1:]], notify=args.notify)
     result = runner.run(options)
     print(runner.summary_text(result))
     return result.exit_code
@@ -144,6 +144,19 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     result = diff.diff_runs(diff.resolve_run(args.run_a), diff.resolve_run(args.run_b))
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.to_text())
     return EXIT_OK
+
+
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from crmlens import notify
+    from crmlens.run import diff
+
+    run_dir = diff.resolve_run(args.run)
+    records = notify.send_run_notifications(run_dir, Path(args.config),
+                                            previous_run=diff.resolve_run(args.previous) if args.previous else None)
+    for r in records:
+        print(f"{r.get('channel')} ({r.get('kind')}): {r.get('status')}" + (f" — {r['reason']}" if r.get("reason")
+                                                                            else ""))
+    return EXIT_OK if all(r.get("status") != "failed" for r in records) else 1
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -287,16 +300,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-region exports: comma list of html, xlsx, pptx, pdf, or none (default: all four)")
     p.add_argument("--outputs", default=None, help="folder runs are written to (default: outputs/)")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    p.add_argument("--notify", default=None, metavar="FILE",
+                   help="after the run, send its digest and alerts by e-mail/webhook as this file says "
+                        "(e.g. params/notify.yaml; see docs/notifications.md); a failing channel never fails the run")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("diff", help="compare two runs: KPIs that changed and the inputs behind the change",
                        description="List every KPI that changed between two runs (by region, period, notebook: "
                                    "old, new, delta) and what changed in their inputs: parameters, data fingerprint "
-                                   "per table, code version, packages.")
+                                   "per table, code version, packages; and how each pipeline forecast moved, deal "
+                                   "by deal (won, lost, pushed, added, amount changed).")
     p.add_argument("run_a", help="the earlier run: a run id under outputs/ or a run folder")
     p.add_argument("run_b", help="the later run")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_cmd_diff)
+
+    p = sub.add_parser("notify", help="send a finished run's digest and alerts by e-mail/webhook (again)",
+                       description="Send the digest of a run (summary, key changes vs the previous run, alerts, "
+                                   "links and attachments) to the channels of a notifications file — as "
+                                   "`crmlens run --notify FILE` does after a run. Secrets come from the environment "
+                                   "variables the file names. Exit 1 when a channel failed.")
+    p.add_argument("run", help="a run id under outputs/ (or latest) or a run folder")
+    p.add_argument("--config", required=True, metavar="FILE", help="notifications file (docs/notifications.md)")
+    p.add_argument("--previous", default=None, metavar="RUN",
+                   help="the run to compare with for key changes (default: the run written before it)")
+    p.set_defaults(func=_cmd_notify)
 
     p = sub.add_parser(
         "dashboard", help="serve the Voila dashboards (executive overview, sales manager)",

@@ -298,6 +298,37 @@ def show_finding(found: Finding) -> None:
             metadata=FINDING_METADATA, raw=True)
 
 
+def show_alerts(result: Mapping[str, Any] | None) -> None:
+    """Show each alert of `result` (``crmlens.metrics.forecasting.alerts_of``) as a finding, with its alert
+    record (`crmlens.alerts.ALERT_MIMETYPE`) for the run's ``alerts.json``, the index and the summary."""
+    from IPython.display import display
+
+    from crmlens.alerts import ALERT_MIMETYPE
+
+    for alert in (result or {}).get("alerts", []):
+        found = alert.as_finding()
+        display({"text/markdown": found.markdown(), "text/plain": found.markdown(),
+                 FINDING_MIMETYPE: found.record(), ALERT_MIMETYPE: alert.record()},
+                metadata=FINDING_METADATA, raw=True)
+
+
+def record_forecast(s: data.Slice, forecast: Any) -> None:
+    """Keep the pipeline forecast's snapshot (`crmlens.forecast.snapshots`) in the executed notebook: the run
+    writes it to ``<region>/<period>/forecast.json``, and later runs and `crmlens diff` compare with it."""
+    from IPython.display import display
+
+    from crmlens.forecast.snapshots import FORECAST_MIMETYPE, snapshot
+
+    if forecast is None:
+        return None
+    record = snapshot(forecast, s.params.region)
+    text = i18n.n_("Forecast snapshot of {period} kept for later runs to compare with ({n} open deal).",
+                   "Forecast snapshot of {period} kept for later runs to compare with ({n} open deals).",
+                   len(forecast.deals), period=forecast.period.label, n=len(forecast.deals))
+    display({FORECAST_MIMETYPE: record, "text/plain": text}, raw=True)
+    return None
+
+
 def table(frame: Any, **options: Any) -> Any:
     """Show `frame` as a reader's table (`crmlens.present.table`: labels, units, no index, fits the page);
     None (a skipped section) shows nothing. The frame itself stays in the variable the cell assigned."""

@@ -75,6 +75,8 @@ DATA_DIR: Path = PROJECT_ROOT / "data"
 DEMO_DIR: Path = (Path(os.environ[DEMO_ENV].strip()).expanduser().resolve() if os.environ.get(DEMO_ENV, "").strip()
                   else DATA_DIR / "demo")
 OUTPUTS_DIR: Path = PROJECT_ROOT / "outputs"
+#: Set by `crmlens run` for its kernels: the run's folder (a notebook finds earlier runs beside it).
+RUN_DIR_ENV = "CRMLENS_RUN_DIR"
 DOCS_DIR: Path = PROJECT_ROOT / "docs"
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 
@@ -88,6 +90,7 @@ __all__ = [
     "OUTPUTS_DIR",
     "PARAMS_DIR",
     "PROJECT_ROOT",
+    "RUN_DIR_ENV",
     "SOURCES_DIR",
     "display_path",
     "find_project_root",

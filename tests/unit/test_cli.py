@@ -9,7 +9,7 @@ import pytest
 
 from crmlens.cli import build_parser, main
 
-COMMANDS = ["demo", "validate", "summary", "docs", "params", "i18n", "run", "diff", "dashboard"]
+COMMANDS = ["demo", "validate", "summary", "docs", "params", "i18n", "run", "diff", "notify", "dashboard"]
 
 
 def test_every_command_is_tested_here():

@@ -701,12 +701,18 @@ class Dashboard:
     def compute(self, state: st.FilterState) -> tuple[list[Tile], list[Panel]]:
         """The tiles and panels of `state`, their texts in `state`'s language (no widgets touched; remembered,
         and shared between kernels: the view is only cut when they were never computed)."""
+        from crmlens import alerts
+
+        # the thresholds file (params/alerts.yaml) wins over the view's own badges, KPI by KPI
+        rules = {**self.spec.thresholds, **alerts.tile_thresholds(alerts.load_alerts(), state.region)}
+
         def run() -> tuple[list[Tile], list[Panel]]:
             with i18n.language(state.language):
                 v = self.data.view(state)
-                tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=self.spec.thresholds))
+                tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=rules))
                 return tiles, [PANELS[key](v) for key in self.spec.panels]
-        return self.data.memo((*self.data.result_key(state), "view", self.spec.name, self.spec.digest), run)
+        return self.data.memo((*self.data.result_key(state), "view", self.spec.name, self.spec.digest,
+                               repr(sorted(rules.items()))), run)
 
     @property
     def view(self) -> View:

@@ -119,6 +119,30 @@ class TaskChange:
                 "old": self.old, "new": self.new}
 
 
+@dataclass(frozen=True)
+class ForecastChange:
+    """How a region's pipeline forecast of a period moved between the runs, and the deals that moved it
+    (`crmlens.forecast.snapshots.drift`)."""
+
+    region: str
+    period: str  # the analysis period of the task
+    forecast_period: str
+    as_of_a: str | None
+    as_of_b: str | None
+    expected_a: float
+    expected_b: float
+    by_change: dict[str, float]  # change kind → effect
+    deals: list[dict[str, Any]]  # the deals with the largest effects
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"region": self.region, "period": self.period, "forecast_period": self.forecast_period,
+                "as_of_a": self.as_of_a, "as_of_b": self.as_of_b, "expected_a": _json_safe(self.expected_a),
+                "expected_b": _json_safe(self.expected_b), "by_change": {k: _json_safe(v) for k, v in
+                                                                         self.by_change.items()},
+                "deals": [{k: _json_safe(v) for k, v in d.items()} for d in self.deals]}
+
+
 @dataclass
 class RunDiff:
     """The differences between run A (before) and run B (after)."""
@@ -134,6 +158,7 @@ class RunDiff:
     kpis_unchanged: int = 0
     tasks: list[TaskChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    forecasts: list[ForecastChange] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -152,6 +177,7 @@ class RunDiff:
             "kpis_added": [c.to_dict() for c in self.kpis_added],
             "kpis_removed": [c.to_dict() for c in self.kpis_removed],
             "kpis_unchanged": self.kpis_unchanged,
+            "forecasts": [c.to_dict() for c in self.forecasts],
             "summary": {"inputs_changed": len(self.inputs), "tasks_changed": len(self.tasks),
                         "kpis_changed": len(self.kpis_changed), "kpis_unchanged": self.kpis_unchanged,
                         "kpis_added": len(self.kpis_added), "kpis_removed": len(self.kpis_removed)},
@@ -190,6 +216,8 @@ class RunDiff:
                 rows = [[c.region, c.period, c.notebook, c.kpi, _num(value(c)), shown(c) or ""]
                         for c in sorted(items, key=lambda c: c.key)]
                 lines += ["", title, *_table(["region", "period", "notebook", "kpi", "value", "display"], rows)]
+        if self.forecasts:
+            lines += ["", "Pipeline forecasts that moved", *_forecast_lines(self.forecasts)]
         lines += [""] + [f"note: {n}" for n in self.notes]
         lines.append(self.summary())
         return "\n".join(lines) + "\n"
@@ -308,6 +336,7 @@ def diff_runs(run_a: Path | str, run_b: Path | str) -> RunDiff:
     kpis_a, notes_a = _read_kpis(dir_a, man_a)
     kpis_b, notes_b = _read_kpis(dir_b, man_b)
     result.notes = notes_a + notes_b
+    result.forecasts = _forecast_changes(man_a, man_b, dir_a, dir_b, result.notes)
     for key in sorted(set(kpis_a) | set(kpis_b)):
         a, b = kpis_a.get(key), kpis_b.get(key)
         label = (b or a or {}).get("label") or key[3]
@@ -322,6 +351,66 @@ def diff_runs(run_a: Path | str, run_b: Path | str) -> RunDiff:
             result.kpis_changed.append(KpiChange(*key, label=label, old=a["value"], new=b["value"],
                                                  old_display=a["display"], new_display=b["display"]))
     return result
+
+
+#: Deals listed per moved forecast.
+FORECAST_DEALS = 10
+
+
+def _forecast_changes(a: Mapping[str, Any], b: Mapping[str, Any], dir_a: Path, dir_b: Path,
+                      notes: list[str]) -> list[ForecastChange]:
+    """The pipeline forecasts (``forecast.json`` of a task) of the same region, period and notebook in both runs,
+    compared deal by deal when they forecast the same period."""
+    import json
+
+    from crmlens.forecast import snapshots
+
+    def kept(manifest: Mapping[str, Any], folder: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+        out = {}
+        for t in manifest.get("tasks") or []:
+            rel = (t.get("outputs") or {}).get("forecast")
+            if not rel:
+                continue
+            try:
+                out[(str(t.get("region")), str(t.get("period")), str(t.get("notebook")))] = json.loads(
+                    (folder / rel).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                notes.append(f"forecast {rel} of {folder.name} could not be read: {err}")
+        return out
+
+    fa, fb = kept(a, dir_a), kept(b, dir_b)
+    changes = []
+    for key in sorted(set(fa) & set(fb)):
+        before, after = fa[key], fb[key]
+        if before.get("period") != after.get("period"):
+            notes.append(f"{key[0]} {key[1]}: the runs forecast different periods ({before.get('period')} and "
+                         f"{after.get('period')}); not compared deal by deal")
+            continue
+        moves = snapshots.drift(before, after)
+        if moves["effect"].abs().sum() < 0.005 and abs(moves.attrs["expected_after"] - moves.attrs[
+                "expected_before"]) < 0.005:
+            continue
+        by = snapshots.drift_summary(moves).set_index("change")["effect"].to_dict()
+        deals = moves[moves["change"] != "run_rate"]
+        top = deals.loc[deals["effect"].abs().sort_values(ascending=False).index].head(FORECAST_DEALS)
+        changes.append(ForecastChange(key[0], key[1], str(after.get("period")), before.get("as_of"),
+                                      after.get("as_of"), moves.attrs["expected_before"], moves.attrs["expected_after"],
+                                      {k: float(v) for k, v in by.items()},
+                                      top[["opportunity_id", "owner_rep_id", "change", "amount_before", "amount_after",
+                                           "effect"]].to_dict(orient="records")))
+    return changes
+
+
+def _forecast_lines(changes: list[ForecastChange]) -> list[str]:
+    lines = []
+    for c in changes:
+        lines.append(f"  {c.region} {c.period}: forecast of {c.forecast_period} {_num(c.expected_a)} → "
+                     f"{_num(c.expected_b)} ({_signed(c.expected_b - c.expected_a)}; as of {c.as_of_a} → {c.as_of_b})")
+        lines.append("    " + ", ".join(f"{k.replace('_', ' ')} {_signed(v)}" for k, v in c.by_change.items()))
+        lines += _table(["deal", "owner", "change", "amount before", "amount after", "effect"],
+                        [[str(d["opportunity_id"]), str(d.get("owner_rep_id") or ""), d["change"].replace("_", " "),
+                          _num(d["amount_before"]), _num(d["amount_after"]), _signed(d["effect"])] for d in c.deals])
+    return lines
 
 
 def _input_changes(a: Mapping[str, Any], b: Mapping[str, Any], dir_a: Path, dir_b: Path, id_a: str,

@@ -103,6 +103,29 @@ def recorded_findings(nb: Any, notebook: str = "") -> list[dict[str, Any]]:
     return [f.record() for f in notebook_findings(nb, notebook)]
 
 
+def recorded_alerts(nb: Any) -> list[dict[str, Any]]:
+    """The alert records the notebook emitted (`crmlens.notebook.show_alerts`)."""
+    from crmlens.alerts import ALERT_MIMETYPE
+
+    return [out["data"][ALERT_MIMETYPE] for cell in nb.cells for out in cell.get("outputs", [])
+            if isinstance((out.get("data") or {}).get(ALERT_MIMETYPE), dict)]
+
+
+def write_forecast(nb: Any, target: Path) -> Path | None:
+    """The forecast snapshot the notebook kept (`crmlens.notebook.record_forecast`), written to `target`
+    (``<region>/<period>/forecast.json``); None when the notebook kept none."""
+    import json
+
+    from crmlens import atomic
+    from crmlens.forecast.snapshots import FORECAST_MIMETYPE
+
+    found = [out["data"][FORECAST_MIMETYPE] for cell in nb.cells for out in cell.get("outputs", [])
+             if isinstance((out.get("data") or {}).get(FORECAST_MIMETYPE), dict)]
+    if not found:
+        return None
+    return atomic.write_text(target, json.dumps(found[-1], ensure_ascii=False, sort_keys=True) + "\n")
+
+
 def _mark_failure(nb: Any, text: str) -> None:
     """Put a red banner on top of a notebook that did not finish (papermill does this for cell errors)."""
     import nbformat
@@ -230,6 +253,7 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
         exports.write_html(spec.html_path, [exports.analysis_of(nb, target)],
                            f"{spec.notebook} — {spec.region}, {spec.period}", spec.region)
         html = str(spec.html_path.relative_to(spec.run_dir))
+    forecast = write_forecast(nb, target.parent / "forecast.json") if error is None else None
     duration = time.perf_counter() - t0
     compute = compute_seconds(nb)
     return {
@@ -239,8 +263,10 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
         "overhead_s": round(max(0.0, duration - compute), 3), "started_at": started, "finished_at": _now(),
         "cache_key": spec.cache_key,
         "error": None if error is None else _error_info(error, kind or "error", spec.timeout),
-        "outputs": {"ipynb": str(target.relative_to(spec.run_dir)), "html": html},
+        "outputs": {"ipynb": str(target.relative_to(spec.run_dir)), "html": html,
+                    **({"forecast": str(forecast.relative_to(spec.run_dir))} if forecast else {})},
         "kpis": recorded_kpis(nb) if error is None else [],
         "findings": recorded_findings(nb, spec.notebook) if error is None else [],
+        "alerts": recorded_alerts(nb) if error is None else [],
         "worker": f"{os.uname().nodename}:{os.getpid()}",
     }

@@ -198,8 +198,24 @@ def _region_section(i: int, region: str, manifest: Mapping[str, Any], tasks: lis
         f'<section class="region" id="{_anchor(i, region)}" data-region="{escape(region)}">\n'
         f'<h2>{escape(_region_title(region))} <span class="small">{escape(count_text)}</span></h2>\n'
         f'{_exports_html(region, (manifest.get("exports") or {}).get(region), run_dir)}\n'
-        f'{_summary_html(mine, (params.get("base") or {}).get("language"))}\n{table}\n</section>'
+        f'{_summary_html(mine, (params.get("base") or {}).get("language"))}\n'
+        f'{_alerts_html(mine, region, run_dir)}\n{table}\n</section>'
     )
+
+
+def _alerts_html(tasks: list[Mapping[str, Any]], region: str, run_dir: Path) -> str:
+    """The region's alerts (thresholds, anomalies) as a red/orange badge and list, linking to alerts.json;
+    nothing when no notebook of the region raised one."""
+    alerts = [a for t in tasks for a in (t.get("alerts") or []) if isinstance(a, Mapping)]
+    if not alerts:
+        return ""
+    act = sum(a.get("severity") == "act" for a in alerts)
+    items = "".join(f'<li class="alert-{escape(str(a.get("severity")))}">{escape(str(a.get("text") or ""))}</li>'
+                    for a in sorted(alerts, key=lambda a: a.get("severity") != "act"))
+    link = _link(run_dir, f"{region}/alerts.json", "alerts.json")
+    return (f'<div class="alerts" data-alerts="{len(alerts)}" data-act="{act}"><h3>Alerts '
+            f'<span class="badge badge-{"failed" if act else "dirty"}">{len(alerts)}</span> {link}</h3>'
+            f'<ul>{items}</ul></div>')
 
 
 def _summary_html(tasks: list[Mapping[str, Any]], language: Any = None) -> str:

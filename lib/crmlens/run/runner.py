@@ -25,6 +25,7 @@ from crmlens import atomic, paths
 from crmlens.data import SLICE_CACHE_ENV
 from crmlens.errors import ParameterError, RunError
 from crmlens.notebook import READER_TABLES_ENV, RENDERER_ENV, RUN_RENDERER
+from crmlens.paths import RUN_DIR_ENV
 from crmlens.run import provenance
 from crmlens.run.execute import TaskSpec, run_task
 from crmlens.run.kernels import KERNEL_NAME, KernelPool, close_worker_pool
@@ -60,6 +61,7 @@ class RunOptions:
     kernel_name: str = KERNEL_NAME
     progress: bool | None = None  # None: a bar on a terminal, log lines otherwise
     command: list[str] | None = None
+    notify: str | Path | None = None  # a notifications file (docs/notifications.md): digest and alerts after the run
 
 
 @dataclass
@@ -229,6 +231,20 @@ def write_kpis(frame: pd.DataFrame, target: Path) -> Path:
 
 # -- executors -------------------------------------------------------------------------------------------------
 
+def write_alerts(records: Iterable[dict[str, Any]], plan: Plan, region: str, target: Path) -> Path:
+    """alerts.json of a region: every alert its notebooks recorded (`crmlens.notebook.show_alerts`), act before
+    watch — an empty list when none was raised (or no notebook raises alerts)."""
+    from crmlens import atomic
+
+    alerts = [a for r in records for a in (r.get("alerts") or [])]
+    alerts.sort(key=lambda a: (a.get("severity") != "act", str(a.get("kpi")), str(a.get("period"))))
+    payload = {"region": region, "periods": plan.periods, "language": plan.base.get("language") or "en",
+               "alerts": alerts}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(target, json.dumps(payload, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+    return target
+
+
 def _run_threads(specs: list[TaskSpec], workers: int, kernel_name: str, on_done: Callable[[dict], None]) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -348,7 +364,9 @@ class RegionExports:
         records = [self._records[t.id] for t in self.plan.tasks if t.region == region and t.id in self._records]
         frame = kpi_frame(records, self.plan, region)
         write_kpis(frame, self.run_dir / region / "kpis.parquet")
-        self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet"}, "error": None}
+        write_alerts(records, self.plan, region, self.run_dir / region / "alerts.json")
+        self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet",
+                                                      "alerts": f"{region}/alerts.json"}, "error": None}
         self._inputs[region] = (frame, records)
         self._queue.put(region)
 
@@ -452,6 +470,13 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
                           notebooks_dir=options.notebooks_dir)
     run_dir = _choose_run_dir(options)
     run_id = run_dir.name
+    notify_config = None
+    if options.notify:  # a bad notifications file stops the run before any notebook runs
+        from crmlens import notify
+
+        notify_config = notify.load_config(options.notify)
+        for missing in notify.missing_environment(notify_config):
+            log(f"notifications: environment variable not set — {missing} (that channel will fail)")
     client = connect_cluster(options.cluster) if options.cluster else None
     fingerprint = provenance.data_fingerprint(con)
     code = provenance.code_version(plan.notebooks)
@@ -470,7 +495,8 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     specs = []
     # the notebooks of one region × period share its validated slice through this folder (removed at the end)
     cache_dir = run_dir / CACHE_DIR / stable_hash([fingerprint, code["library_hash"]])[:16]
-    env = {SLICE_CACHE_ENV: str(cache_dir), RENDERER_ENV: RUN_RENDERER, READER_TABLES_ENV: "1"}
+    env = {SLICE_CACHE_ENV: str(cache_dir), RENDERER_ENV: RUN_RENDERER, READER_TABLES_ENV: "1",
+           RUN_DIR_ENV: str(run_dir)}
     from crmlens import i18n
 
     # the catalogue checks travel with the run (a warm kernel pool of another setting is not reused)
@@ -557,8 +583,25 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
     from crmlens.run import index
 
     index.write_index(run_dir, manifest)
+    if notify_config is not None:
+        manifest["notifications"] = _notify(run_dir, notify_config, log)
+        atomic.write_text(run_dir / "manifest.json", json.dumps(manifest, indent=1, default=str))
     _point_latest(run_dir)
     return RunResult(run_dir, manifest)
+
+
+def _notify(run_dir: Path, config: Any, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Send the run's digest and alerts (`crmlens.notify`); a failing channel is reported, never fatal."""
+    from crmlens import notify
+
+    try:
+        records = notify.send_run_notifications(run_dir, config=config)
+    except Exception as err:  # the run's results stand whatever happens to its notifications
+        records = [{"channel": "*", "kind": "?", "status": "failed", "reason": f"{type(err).__name__}: {err}"}]
+    for r in records:
+        log(f"notification {r.get('channel')} ({r.get('kind')}): {r.get('status')}"
+            + (f" — {r['reason']}" if r.get("reason") else ""))
+    return records
 
 
 def _point_latest(run_dir: Path) -> None:
@@ -595,6 +638,9 @@ def summary_text(result: RunResult) -> str:
 
     asked = m.get("parameters", {}).get("exports", EXPORT_FORMATS)
     files = ["kpis.parquet", *(FILENAMES[f] for f in EXPORT_FORMATS if f in asked)]
+    for r in m.get("notifications") or []:
+        lines.append(f"  notification {r.get('channel')}: {r.get('status')}"
+                     + (f" — {r['reason']}" if r.get("reason") else ""))
     lines += ["", f"Results: {run_dir}/index.html  (open in a browser)",
               f"         {run_dir}/manifest.json, {run_dir}/<region>/{', '.join(files)}"]
     return "\n".join(lines)
