@@ -676,8 +676,9 @@ def _one_series(series_id: Any, s: pd.Series, key: str, horizon: int, opts: dict
     # hold three origins 200 days apart, but it can hold three 3-month ones
     n_origins = int(opts["n_origins"])
     test_h = max(1, min(horizon, (len(s) - 2 * m) // (n_origins + 1)))
-    bt, note = None, f"too short: {len(s)} points < 2 seasons ({2 * m}) + {n_origins + 1} test windows"
-    if test_h >= min(horizon, m):
+    shortest = min(horizon, max(3, m // 4))  # a test window shorter than this says little
+    bt, note = None, f"too short: {len(s)} points < 2 seasons ({2 * m}) + {n_origins + 1} windows of {shortest}"
+    if test_h >= shortest:
         try:
             bt = backtest(s, key, horizon=test_h, n_origins=n_origins, season_length=m, country=country,
                           models=opts["models"], step=opts["step"], seed=seed, **common)
@@ -735,9 +736,9 @@ def forecast_many(frame: pd.DataFrame, freq: str, horizon: int, *, n_origins: in
     For each series: `backtest` with `n_origins` origins, then the final forecast of `horizon` periods from
     the chosen model — Prophet when it beats every baseline on MASE, else the best baseline. The backtest looks
     ahead min(horizon, (points − 2 seasons) ÷ (origins + 1)) points from each origin: a year of daily sales holds
-    three 3-month tests, not three of 200 days. A series too short for tests of a season (or of the horizon, if
-    shorter), or whose backtest cannot be computed, gets the moving average of its last season (or its mean) and a
-    single backtest row marked "too short".
+    three 3-month tests, not three of 200 days. A series too short for test windows of max(3, season ÷ 4) points
+    (or of the horizon, if shorter), or whose backtest cannot be computed, gets the moving average of its last
+    season (or its mean) and a single backtest row marked "too short".
 
     Series run in parallel on `workers` processes (`executor="process"`, forkserver start: each worker imports
     pandas + Prophet once, ~1.5 s) or threads (`executor="thread"`: only cmdstan's optimizer, a subprocess,

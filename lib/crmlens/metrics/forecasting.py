@@ -85,6 +85,7 @@ register_columns({
     "interval_coverage": (N_("Interval coverage"), "rate"),
     "is_chosen": (N_("Chosen"), "text"),
     "robust_z": (N_("Robust z-score"), "number"),
+    "likely_driver": (N_("Likely driver"), "text"),
 })
 
 
@@ -401,7 +402,8 @@ def bookings_forecast(s: Any, *, freq: str | None = None, horizon: int | None = 
     """Sales per day, week or month (`crmlens.forecast.series.choose_freq`: the finest the data supports) for the
     slice and its largest splits (`_splits`: regions, then region × product line; a region's slice: its product
     lines), at most `max_series` besides the total, each backtested from `n_origins` origins against the baselines
-    and forecast by the winner over `horizon` steps (default: the rest of the forecast period and two quarters).
+    and forecast by the winner over `horizon` steps (default: the option ``forecast_alerts.horizon_days``, else the
+    rest of the forecast period and two quarters).
     Returns ``{"history", "forecasts", "backtests", "freq", "basis", "left_out"}``; None (with a note) when the
     source has no sales."""
     from crmlens import notebook
@@ -433,7 +435,14 @@ def bookings_forecast(s: Any, *, freq: str | None = None, horizon: int | None = 
         reg = series.regular_series(rows["at"], rows["amount"], freq, start=start, end=end - pd.Timedelta(days=1))
         frames.append(pd.DataFrame({"series_id": sid, "date": reg.index, "value": reg.to_numpy(float)}))
     history = pd.concat(frames, ignore_index=True)
-    horizon = horizon or _horizon(s, freq, end)
+    days = s.params.option("forecast_alerts", "horizon_days")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 1096):
+        from crmlens.errors import ParameterError
+
+        raise ParameterError(f"options.forecast_alerts.horizon_days: {days!r} is not allowed; use a whole number of "
+                             "days from 1 to 1096 (empty: the rest of the forecast period and two quarters)")
+    horizon = horizon or (int(np.ceil(days / {"D": 1, "W": 7}.get(freq, 30.44))) if days else None) or \
+        _horizon(s, freq, end)
     countries = _countries(s)
     country_of = {sid: countries.get(sid.split(" · ")[0], countries.get(s.params.region)) for sid, _ in groups}
     if s.params.region == "all":
@@ -619,25 +628,112 @@ def exceptions(s: Any, names: list[str] | None = None) -> pd.DataFrame | None:
                       "regions' changes are not compared.", start=events["at"].min().strftime("%Y-%m-%d"),
                       period=s.comparison_period.label))
         return None
-    rows = []
+    from dataclasses import replace
+
     from crmlens import notebook
 
+    rows, frames, contexts = [], {}, {}
     n_back = 2 if s.params.comparison != "last_year" else {"quarter": 5, "month": 13, "week": 54}.get(s.period.kind, 2)
     for region in regions:
-        cur = HistoryFrames(s, n_back, region)
-        ctx, before = _ctx(s, region), notebook.context(s, "comparison")
-        from dataclasses import replace
-
-        before = replace(before, region=region)
+        frames[region] = cur = HistoryFrames(s, n_back, region)
+        contexts[region] = ctx, before = _ctx(s, region), replace(notebook.context(s, "comparison"), region=region)
         for n in names:
             rows.append({"kpi": n, "region": region, "value": kpis.compute_kpi(n, cur, ctx),
                          "comparison_value": kpis.compute_kpi(n, cur, before)})
-    return al.cross_region(pd.DataFrame(rows))
+    table = al.cross_region(pd.DataFrame(rows))
+    table["likely_driver"] = ""
+    for i in table.index[table["is_outlier"]]:
+        region, name = table.at[i, "region"], table.at[i, "kpi"]
+        table.at[i, "likely_driver"] = _driver(s, frames[region], name, *contexts[region])
+    return table
+
+
+def _segments(s: Any, table: str) -> list[tuple[str, str, pd.Series | None]]:
+    """(label, column, lookup) of the splits of a KPI's main table a driver is looked for in."""
+    lines = (s.tables["products"].drop_duplicates("product_id").set_index("product_id")["product_line"]
+             if s.has("products") else None)
+    teams = s.tables["reps"].drop_duplicates("rep_id").set_index("rep_id")["team_id"] if s.has("reps") else None
+    options = {"leads": [(N_("channel"), "source_channel", None)],
+               "opportunities": [(N_("product line"), "product_id", lines), (N_("team"), "owner_rep_id", teams)],
+               "contracts": [(N_("product line"), "product_id", lines), (N_("team"), "owner_rep_id", teams)],
+               "tickets": [(N_("category"), "category", None), (N_("product line"), "product_id", lines)],
+               "surveys": [(N_("product line"), "product_id", lines)],
+               "activities": [(N_("activity type"), "activity_type", None)]}
+    return [(label, col, lookup) for label, col, lookup in options.get(table, [])
+            if col != "product_id" or lookup is not None]
+
+
+class _Replaced(Mapping):
+    """Frames with one table replaced (a segment's rows)."""
+
+    def __init__(self, base: Mapping[str, pd.DataFrame], name: str, frame: pd.DataFrame) -> None:
+        self.base, self.name, self.frame = base, name, frame
+
+    def __getitem__(self, key: str) -> pd.DataFrame:
+        return self.frame if key == self.name else self.base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.base
+
+    def __iter__(self) -> Any:
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+def _driver(s: Any, frames: Mapping[str, pd.DataFrame], name: str, ctx: kpis.KpiContext,
+            before: kpis.KpiContext) -> str:
+    """The segment (product line, channel, team...) of the KPI's main table whose own change moved the most in the
+    direction of the region's move — for counts and amounts its share of the move — as a short text; "" when no
+    split of the table has two values or the KPI has no change."""
+    kpi = kpis.get_kpi(name)
+    main = kpi.tables[0]
+    total_now, total_before = kpis.compute_kpi(name, frames, ctx), kpis.compute_kpi(name, frames, before)
+    if total_now is None or total_before is None or total_now == total_before:
+        return ""
+    move = total_now - total_before
+    for label, col, lookup in _segments(s, main):
+        rows = frames[main]
+        if col not in rows:
+            continue
+        keys = rows[col].map(lookup) if lookup is not None else rows[col]
+        values = [v for v in keys.dropna().unique()]
+        if len(values) < 2:
+            continue
+        changes, now_sum = {}, 0.0
+        for v in values:
+            part = _Replaced(frames, main, rows[keys == v])
+            now, then = kpis.compute_kpi(name, part, ctx), kpis.compute_kpi(name, part, before)
+            now_sum += now or 0.0
+            if now is not None and then is not None:
+                changes[v] = now - then
+        same_way = {v: c for v, c in changes.items() if c * move > 0}
+        if not same_way:
+            continue
+        top = max(same_way, key=lambda v: abs(same_way[v]))
+        # a share of the move only for a KPI that adds up over the segments (a count, a sum — not an average)
+        if kpi.unit in ("count", "amount") and abs(now_sum - total_now) <= 0.01 * max(abs(total_now), 1.0):
+            return _("{segment} {value}: {share} of the move", segment=_(label), value=top,
+                     share=_fmt(same_way[top] / move, "rate"))
+        change = kpi.format(same_way[top], "USD") if kpi.unit in ("amount", "rate") else f"{same_way[top]:+.2f}"
+        return _("{segment} {value} moved most ({change})", segment=_(label), value=top, change=change)
+    return ""
 
 
 #: The KPIs of the cross-region report (those the source supports).
 EXCEPTION_KPIS = ("leads_created", "new_opportunities", "win_rate", "bookings_amount", "avg_deal_size",
                   "sales_cycle_days", "contract_amount", "new_customers", "csat", "complaint_tickets")
+
+
+def exceptions_table(table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The regions whose change stands out, with the likely driver; None when none does."""
+    if table is None or not table["is_outlier"].any():
+        return None
+    out = table[table["is_outlier"]].copy()
+    out["kpi"] = [_(kpis.get_kpi(k).label) for k in out["kpi"]]
+    return out[["region", "kpi", "value", "comparison_value", "change", "robust_z", "likely_driver"]].reset_index(
+        drop=True)
 
 
 def describe_exceptions(table: pd.DataFrame | None) -> Finding | None:
@@ -649,6 +745,7 @@ def describe_exceptions(table: pd.DataFrame | None) -> Finding | None:
         return finding(_("No region's KPI moved far from its peers' in the period."), "info", weight=0.1)
     parts = [_("{label} in {region} ({change})", label=_(kpis.get_kpi(r.kpi).label), region=r.region,
                change=f"{r.change:+.0%}" if kpis.get_kpi(r.kpi).unit in ("count", "amount") else f"{r.change:+.2f}")
+             + (_(" — likely driver: {driver}", driver=r.likely_driver) if r.likely_driver else "")
              for r in out.itertuples()]
     return finding(_("Moved far from the other regions in the period: {what}.", what=_list(parts)), "watch",
                    _("Ask the regional managers what changed there; the peers show it is not the market as a whole."),

@@ -286,3 +286,19 @@ def write_run(run_dir: Path, manifest: Mapping[str, Any], *, write_kpis: bool = 
 def make_run(parent: Path, run_id: str = RUN_ID, **options: Any) -> Path:
     """`fake_manifest(run_id, **options)` written as ``parent/run_id``; returns the run directory."""
     return write_run(Path(parent) / run_id, fake_manifest(run_id, **options))
+
+
+def write_notebook(path: Path, *cells: str) -> None:
+    """A small analysis notebook for real runs: a title, the project's parameters cell, then `cells`."""
+    import nbformat
+
+    from crmlens.notebook import parameters_cell_source
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "crmlens", "display_name": "CRM Lens", "language": "python"}
+    params = nbformat.v4.new_code_cell(parameters_cell_source())
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params,
+                *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, path)
+

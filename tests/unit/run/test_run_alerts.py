@@ -9,14 +9,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-import nbformat
 import pytest
 
 from crmlens.forecast.snapshots import FORECAST_MIMETYPE
-from crmlens.notebook import parameters_cell_source
 from crmlens.run import runner
 from crmlens.run.diff import diff_runs
 from crmlens.run.runner import RunOptions
+from tests.unit.run.fakes import write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +40,7 @@ display({{"{FORECAST_MIMETYPE}": snap, "text/plain": "snapshot"}}, raw=True)
 """
 
 
-def _notebook(path, *cells):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "crmlens", "display_name": "CRM Lens", "language": "python"}
-    params = nbformat.v4.new_code_cell(parameters_cell_source())
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params,
-                *(nbformat.v4.new_code_cell(c) for c in cells)]
-    nbformat.write(nb, path)
+_notebook = write_notebook
 
 
 class _Hook(BaseHTTPRequestHandler):

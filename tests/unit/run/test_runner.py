@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 
 from crmlens.errors import ParameterError
-from crmlens.notebook import KPI_MIMETYPE, parameters_cell_source
+from crmlens.notebook import KPI_MIMETYPE
 from crmlens.run import runner
 from crmlens.run.diff import diff_runs
 from crmlens.run.runner import RunOptions
+from tests.unit.run.fakes import write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +34,7 @@ display({{"{KPI_MIMETYPE}": {{"area": "test", "region": region, "period": period
 """
 
 
-def _notebook(path: Path, *cells: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "crmlens", "display_name": "CRM Lens", "language": "python"}
-    params = nbformat.v4.new_code_cell(parameters_cell_source())
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params,
-                *(nbformat.v4.new_code_cell(c) for c in cells)]
-    nbformat.write(nb, path)
+_notebook = write_notebook
 
 
 @pytest.fixture
