@@ -146,3 +146,16 @@ def test_the_planted_sudden_drop_is_found_with_at_most_one_false_alarm_per_regio
     assert missed == 0, "the planted drop was not found by both the anomaly and the threshold"
     assert true_pos == 2
     assert all(len(v) <= 1 for v in false_pos.values()), false_pos
+
+
+def test_the_dashboard_badges_take_the_thresholds_of_the_region(tmp_path):
+    from crmlens.dashboard.tiles import check_thresholds
+
+    config = al.load_alerts(write(tmp_path, "thresholds:\n  - {kpi: win_rate, below: 0.2}\n"
+                                            "  - {kpi: win_rate, below: 0.4, region: North}\n"
+                                            "  - {kpi: leads_created, drop: 0.3, rise: 0.5}\n"
+                                            "  - {kpi: csat, above: 4.9, below: 3}\n"))
+    north = al.tile_thresholds(config, "North")
+    assert north == {"win_rate": {"min": 0.4}, "leads_created": {"drop_pct": 0.3}, "csat": {"min": 3.0, "max": 4.9}}
+    assert al.tile_thresholds(config, "East")["win_rate"] == {"min": 0.2}
+    assert check_thresholds(north) == north  # what the tiles accept
