@@ -154,6 +154,16 @@ def category_table(f: pf.Forecast | None) -> pd.DataFrame | None:
         ["category", "n_deals", "pipeline_amount_open", "expected_amount", "cumulative_expected"]]
 
 
+def chance(p: float) -> str:
+    """A simulated probability as a reader reads it: "> 99 %" and "< 1 %" at the ends (a finite number of
+    simulations never proves certainty), else the percentage."""
+    if p >= 0.995:
+        return _("over 99 %")
+    if p <= 0.005:
+        return _("under 1 %")
+    return _fmt(p, "rate", digits=0)
+
+
 def describe_outlook(f: pf.Forecast | None) -> Finding | None:
     """The expected bookings with their range and the chance of the target; the group least likely to reach its
     target (unique, below 50 %) is named."""
@@ -180,8 +190,8 @@ def describe_outlook(f: pf.Forecast | None) -> Finding | None:
                  why=_("the source has no targets table.") if why else _("no target is set for the period."))
         return finding(text, "info", kpi="bookings_amount", weight=0.3)
     prob = float(top["target_probability"])
-    text = _("{text} Target {target}: a {prob} chance of reaching it.", text=text,
-             target=_fmt(top["target_amount"], "amount"), prob=_fmt(prob, "rate"))
+    text = _("{text} Target {target}: the chance of reaching it is {prob}.", text=text,
+             target=_fmt(top["target_amount"], "amount"), prob=chance(prob))
     lower = f.summary[(f.summary["level"] != top_level) & f.summary["target_probability"].notna()]
     lower = lower[lower["level"] == (lower["level"].iloc[0] if len(lower) else "")]
     rec = ""
@@ -192,7 +202,7 @@ def describe_outlook(f: pf.Forecast | None) -> Finding | None:
             level_label = LEVEL_LABELS[w["level"]]
             text = _("{text} Least likely: {level} {key}, {prob} (expected {expected} vs {target}).", text=text,
                      level=_(level_label).lower(), key=w["key"],
-                     prob=_fmt(w["target_probability"], "rate"),
+                     prob=chance(w["target_probability"]),
                      expected=_fmt(w["expected_amount"], "amount"), target=_fmt(w["target_amount"], "amount"))
             rec = _("Review {key}'s commit and best-case deals now and pull forward what can close in {period}; "
                     "add pipeline there for the next period.", key=w["key"], period=f.period.label)
