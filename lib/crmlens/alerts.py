@@ -302,6 +302,11 @@ def anomalies(history: pd.DataFrame, region: str, *, z: float = ANOMALY_Z, basel
     return out
 
 
+def region_shown(region: str) -> str:
+    """A region as a reader reads it: "the whole company" for ``all``."""
+    return _("the whole company") if region == "all" else region
+
+
 def anomaly_alerts(found: pd.DataFrame, region: str, months: Sequence[str], currency: str = "USD") -> list[Alert]:
     """Alerts of the anomalies in `months` (the analysis period's months): a bad move is act (|z| ≥ 2 × the
     threshold) or watch; a good one is not an alert."""
@@ -310,7 +315,7 @@ def anomaly_alerts(found: pd.DataFrame, region: str, months: Sequence[str], curr
     for r in rows.itertuples():
         kpi = kpis.get_kpi(r.kpi)
         text = _("{label} in {region} was {value} in {month}, {direction} the expected {low}–{high}.",
-                 label=_(kpi.label), region=region, value=kpi.format(r.value, currency), month=r.month,
+                 label=_(kpi.label), region=region_shown(region), value=kpi.format(r.value, currency), month=r.month,
                  direction=_("below") if r.direction == "down" else _("above"),
                  low=kpi.format(r.low, currency), high=kpi.format(r.high, currency))
         sev = "act" if abs(r.robust_z) >= 2 * ANOMALY_Z else "watch"
@@ -355,13 +360,14 @@ def threshold_alerts(hits: pd.DataFrame, region: str, months: Sequence[str], cur
         value = kpi.format(r.value, currency)
         if r.rule in ("drop", "rise"):
             text = _("{label} in {region} was {value} in {month}: {change} vs the average of the months before "
-                     "({reference}); the alert is set at {bound}.", label=_(kpi.label), region=region, value=value,
+                     "({reference}); the alert is set at {bound}.", label=_(kpi.label), region=region_shown(region),
+                     value=value,
                      month=r.month, change=f"{(r.value / r.reference - 1):+.0%}",
                      reference=kpi.format(r.reference, currency),
                      bound=("-" if r.rule == "drop" else "+") + f"{r.bound:.0%}")
         else:
             text = _("{label} in {region} was {value} in {month}, {side} the alert threshold of {bound}.",
-                     label=_(kpi.label), region=region, value=value, month=r.month,
+                     label=_(kpi.label), region=region_shown(region), value=value, month=r.month,
                      side=_("below") if r.rule == "below" else _("above"), bound=kpi.format(r.bound, currency))
         out.append(Alert("threshold", r.kpi, region, r.month, float(r.value), r.severity, text,
                          bound=float(r.bound), recommendation=_(

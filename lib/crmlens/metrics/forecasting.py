@@ -122,6 +122,9 @@ def outlook(s: Any, *, n_sims: int = pf.N_SIMS, seed: int = 0) -> pf.Forecast:
     data = pipeline_data(s)
     period = pf.forecast_period_for(s.period, s.as_of)
     f = pf.pipeline_forecast(data, period, s.as_of, levels=_levels(s), n_sims=n_sims, seed=seed)
+    if s.has("reps") and "name" in s.tables["reps"]:  # readers know reps by name
+        names = s.tables["reps"].drop_duplicates("rep_id").set_index("rep_id")["name"]
+        f.summary["name"] = f.summary["key"].map(names).where(f.summary["level"] == "rep")
     if not s.has("targets"):
         f.summary.attrs["no_targets"] = s.info.source
     return f
@@ -135,9 +138,10 @@ def forecast_table(f: pf.Forecast | None, level: str = "region") -> pd.DataFrame
     rows = f.summary[f.summary["level"] == level]
     if rows.empty:
         return None
-    out = rows.rename(columns={"key": "group"})[["group", "closed_amount", "pipeline_expected", "run_rate_expected",
-                                                 "expected_amount", "p10", "p90", "target_amount",
-                                                 "target_probability", "expected_attainment"]]
+    named = level == "rep" and "name" in rows and rows["name"].notna().any()
+    out = rows.rename(columns={"key": "group"})[["group", *(["name"] if named else []), "closed_amount",
+                                                 "pipeline_expected", "run_rate_expected", "expected_amount", "p10",
+                                                 "p90", "target_amount", "target_probability", "expected_attainment"]]
     out = out.sort_values(["target_probability", "expected_amount"], ascending=[True, False], na_position="last")
     if out["target_amount"].isna().all():
         out = out.drop(columns=["target_amount", "target_probability", "expected_attainment"])
@@ -320,7 +324,7 @@ def forecast_drift(s: Any, f: pf.Forecast | None) -> pd.DataFrame | None:
     before = previous_snapshot(s, f)
     if before is None:
         notebook.md(_("> No earlier run kept a forecast of {period} for {region}: the next run will show how this "
-                      "one moves.", period=f.period.label, region=s.params.region))
+                      "one moves.", period=f.period.label, region=al.region_shown(s.params.region)))
         return None
     moves = snapshots.drift(before, snapshots.snapshot(f, s.params.region))
     moves.attrs["before_path"] = before["_path"]
