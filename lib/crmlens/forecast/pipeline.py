@@ -121,15 +121,40 @@ class PipelineData:
         return out
 
     def stage_at(self, deals: pd.DataFrame, t: pd.Timestamp) -> pd.Series:
-        """Each deal's stage at `t`: from the stage history, else the current stage of a deal still open now."""
+        """Each deal's stage at `t`: from the stage history, else the current stage of a deal still open now.
+        `deals` is a cut of `self.deals` (same index)."""
         current = deals["stage"].where(deals["closed_at"].isna())
         if self.history is None:
             return current.fillna(UNKNOWN_STAGE).astype(object)
-        h = self.history
-        live = h[(h["entered_at"] <= t) & (h["exited_at"].isna() | (h["exited_at"] > t))]
-        live = live.sort_values("entered_at").drop_duplicates("opportunity_id", keep="last")
-        at = deals["opportunity_id"].map(live.set_index("opportunity_id")["stage"])
-        return at.fillna(current).fillna(UNKNOWN_STAGE).astype(object)
+        h = self._history_arrays()
+        t64 = np.datetime64(pd.Timestamp(t).as_unit("ns").to_datetime64(), "ns").astype(np.int64)
+        live = (h["enter"] <= t64) & (h["exit"] > t64)
+        rows, stages = h["row"][live][::-1], h["stage"][live][::-1]
+        # the history is in order of entry: a deal's last live entry (its first in reverse) is its stage at t
+        deal_rows, first = np.unique(rows, return_index=True)
+        lookup = np.full(len(self.deals), -1, dtype=np.int64)
+        lookup[deal_rows] = stages[first]
+        codes = lookup[deals.index.to_numpy()]
+        at = pd.Series(np.where(codes >= 0, h["names"][np.maximum(codes, 0)], None), index=deals.index, dtype=object)
+        return at.where(at.notna(), current).fillna(UNKNOWN_STAGE).astype(object)
+
+    def _history_arrays(self) -> dict[str, np.ndarray]:
+        """The stage history as arrays in order of entry: each entry's deal row, stage code, entry and exit time
+        (ns; a missing exit is "still there", a missing entry never). Built once."""
+        if "history" not in self._stage_cache:
+            h = self.history.sort_values("entered_at", kind="stable")
+            row = pd.Index(self.deals["opportunity_id"]).get_indexer(h["opportunity_id"])
+            keep = row >= 0
+            big = np.iinfo(np.int64).max
+
+            def ns(values: pd.Series) -> np.ndarray:
+                out = values.to_numpy("datetime64[ns]").astype(np.int64)
+                return np.where(values.isna().to_numpy(), big, out)
+
+            codes, names = pd.factorize(h["stage"].astype(object))
+            self._stage_cache["history"] = {"row": row[keep], "stage": codes[keep], "names": np.asarray(names, object),
+                                            "enter": ns(h["entered_at"])[keep], "exit": ns(h["exited_at"])[keep]}
+        return self._stage_cache["history"]
 
     def targets_of(self, label: str, level: str, names: Iterable[str]) -> np.ndarray:
         """The target amount of each group `names` of `level` for period `label` (NaN: no target)."""
@@ -314,9 +339,10 @@ def run_rate_samples(data: PipelineData, t: pd.Timestamp, period: Period, keys: 
 def simulate(amount: np.ndarray, p_win: np.ndarray, p_in_period: np.ndarray, groups: Mapping[str, np.ndarray],
              *, n_sims: int = N_SIMS, seed: int = 0, block: int = 250, shift_sd: float = 0.0
              ) -> dict[str, pd.DataFrame]:
-    """Monte Carlo of the bookings of deals: each simulation draws each deal's outcome (won with `p_win`) and
-    close date (inside the period with `p_in_period`); with `shift_sd`, each simulation first draws a shift of
-    every deal's log-odds of winning (normal, this standard deviation: the period's shared luck). Returns per
+    """Monte Carlo of the bookings of deals: each simulation draws whether each deal is won (`p_win`) and closes
+    inside the period (`p_in_period`) — independent, so one draw with the product of the two chances; with
+    `shift_sd`, each simulation first draws a shift of every deal's log-odds of winning (normal, this standard
+    deviation: the period's shared luck). Returns per
     level (`groups`: level → each deal's group key) a frame of n_sims rows × groups holding the simulated
     bookings of the deals."""
     from scipy import sparse
@@ -328,13 +354,18 @@ def simulate(amount: np.ndarray, p_win: np.ndarray, p_in_period: np.ndarray, gro
         codes, uniques = pd.factorize(_keys(pd.Series(keys, dtype=object)), sort=True)
         onehots[level] = (sparse.csr_matrix((amount, (np.arange(n), codes)), shape=(n, len(uniques))), uniques)
     results = {level: [] for level in groups}
+    # calibrated probabilities take few values (one per cell): shift those, then spread them over the deals
+    p_values, p_index = np.unique(np.asarray(p_win, float), return_inverse=True)
+    p_in = np.asarray(p_in_period, float)
     for start in range(0, n_sims, block):
         m = min(block, n_sims - start)
-        p = p_win
         if shift_sd > 0:
-            p = 1.0 / (1.0 + np.exp(-(_logit(p_win)[None, :] + rng.normal(0.0, shift_sd, (m, 1)))))
-        hit = (rng.random((m, n)) < p) & (rng.random((m, n)) < p_in_period)
-        hit = hit.astype(np.float64)
+            shifted = 1.0 / (1.0 + np.exp(-(_logit(p_values)[None, :] + rng.normal(0.0, shift_sd, (m, 1)))))
+            p = shifted[:, p_index] * p_in
+        else:
+            p = np.broadcast_to(np.asarray(p_win, float) * p_in, (m, n))
+        # won and closing inside the period are independent: one draw with the product of their chances
+        hit = (rng.random((m, n)) < p).astype(np.float64)
         for level, (onehot, _uniques) in onehots.items():
             results[level].append(np.asarray(onehot.T @ hit.T).T if n else np.zeros((m, onehot.shape[1])))
     return {level: pd.DataFrame(np.vstack(results[level]) if results[level] else np.zeros((0, len(u))),
