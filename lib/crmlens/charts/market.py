@@ -55,17 +55,24 @@ def plot_growth_vs_market(growth: pd.DataFrame, *, title: str = N_("Market growt
     return _layout(fig, title)
 
 
+def _player_colors(shares: pd.DataFrame) -> list[tuple[bool, str]]:
+    """(is us, colour) of each player of a `market_shares` frame in groupby order: us in the 'actual' colour, the
+    competitors in the categorical colours after it."""
+    out, rivals = [], 1
+    for _player, rows in shares.groupby("player", sort=False):
+        us = bool(rows["is_us"].iloc[0])
+        out.append((us, COLORS["actual"] if us else CATEGORICAL[rivals % len(CATEGORICAL)]))
+        rivals += 0 if us else 1
+    return out
+
+
 def plot_share_trend(shares: pd.DataFrame, *, title: str = N_("Market share by period: us and each competitor")
                      ) -> go.Figure:
     """One line per player (us in the 'actual' colour, thicker) of a `market_shares` frame per period."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    rivals = 1
-    for player, rows in shares.groupby("player", sort=False):
-        us = bool(rows["is_us"].iloc[0])
-        color = COLORS["actual"] if us else CATEGORICAL[rivals % len(CATEGORICAL)]
-        rivals += 0 if us else 1
+    for (player, rows), (us, color) in zip(shares.groupby("player", sort=False), _player_colors(shares), strict=True):
         fig.add_scatter(x=rows["period"].astype(str), y=rows["market_share_rate"], name=str(player),
                         mode="lines+markers", line={"color": color, "width": 4 if us else 2})
     fig.update_yaxes(tickformat=".0%", title=tr(N_("Market share")), rangemode="tozero")
@@ -79,11 +86,7 @@ def plot_shares_by(shares: pd.DataFrame, *, title: str = N_("Market share by reg
 
     by = shares.columns[0]
     fig = go.Figure()
-    rivals = 1
-    for player, rows in shares.groupby("player", sort=False):
-        us = bool(rows["is_us"].iloc[0])
-        color = COLORS["actual"] if us else CATEGORICAL[rivals % len(CATEGORICAL)]
-        rivals += 0 if us else 1
+    for (player, rows), (_us, color) in zip(shares.groupby("player", sort=False), _player_colors(shares), strict=True):
         fig.add_bar(x=rows[by].astype(str), y=rows["market_share_rate"], name=str(player), marker_color=color)
     fig.update_layout(barmode="group")
     fig.update_yaxes(tickformat=".0%", title=tr(N_("Market share")))

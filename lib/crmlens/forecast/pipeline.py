@@ -65,7 +65,7 @@ class PipelineData:
     stage history, the reps' teams, the targets, and the source's won stage."""
 
     deals: pd.DataFrame  # opportunity_id, owner_rep_id, team_id, region_id, created_at, closed_at, won, amount,
-    #                      probability, forecast_category, stage, expected_close_date
+    #                      probability, forecast_category, stage, product_id, expected_close_date
     history: pd.DataFrame | None  # opportunity_id, stage, entered_at, exited_at (None: not in this source)
     targets: pd.DataFrame | None
     as_of: pd.Timestamp
@@ -93,6 +93,7 @@ class PipelineData:
             "probability": pd.to_numeric(_col(o, "probability", np.nan), errors="coerce"),
             "forecast_category": _col(o, "forecast_category"),
             "stage": _col(o, "stage"),
+            "product_id": _col(o, "product_id"),
             "expected_close_date": (pd.to_datetime(o["expected_close_date"]).to_numpy() if "expected_close_date" in o
                                     else np.full(len(o), np.datetime64("NaT"), dtype="datetime64[ns]")),
         })

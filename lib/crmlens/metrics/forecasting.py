@@ -86,6 +86,9 @@ register_columns({
     "is_chosen": (N_("Chosen"), "text"),
     "robust_z": (N_("Robust z-score"), "number"),
     "likely_driver": (N_("Likely driver"), "text"),
+    "value_shown": (N_("This period"), "text"),
+    "comparison_shown": (N_("Comparison period"), "text"),
+    "change_shown": (N_("Change vs comparison"), "text"),
 })
 
 
@@ -97,7 +100,7 @@ def pipeline_data(s: Any) -> pf.PipelineData:
     key = "forecast.pipeline_data"
     if key not in s.derived:
         cols = ["opportunity_id", "owner_rep_id", "region_id", "created_at", "closed_at", "is_won", "stage", "amount",
-                "probability", "forecast_category", "expected_close_date"]
+                "probability", "forecast_category", "product_id", "expected_close_date"]
         region, check = s.params.region, s._check_as_of
         opps = s.store.read_columns("opportunities", cols, region=region, as_of=check)
         history = (s.store.read_columns("opportunity_stage_history", ["opportunity_id", "stage", "entered_at",
@@ -384,12 +387,10 @@ def sales_events(s: Any) -> pd.DataFrame | None:
         won = pipeline_data(s).deals
         won = won[won["won"] & won["closed_at"].notna()]
         if len(won):
-            products = s.store.read_columns("opportunities", ["opportunity_id", "product_id"], region=s.params.region)
-            product = won["opportunity_id"].map(products.drop_duplicates("opportunity_id").set_index(
-                "opportunity_id")["product_id"])
             out = pd.DataFrame({"at": won["closed_at"].to_numpy(), "amount": won["amount"].to_numpy(float),
                                 "region_id": won["region_id"].to_numpy(object),
-                                "product_line": product.map(lines).to_numpy(object) if lines is not None else None})
+                                "product_line": won["product_id"].map(lines).to_numpy(object) if lines is not None
+                                else None})
             out.attrs["basis"] = "opportunities"
     if out is None and s.has("contracts"):
         c = s.store.read_columns("contracts", ["signed_at", "amount", "region_id", "product_id"],
@@ -608,7 +609,11 @@ def alerts_of(s: Any, history: pd.DataFrame, config: al.AlertsConfig | None = No
     currency = s.params.currency
     alerts = al.threshold_alerts(hits, region, months, currency) + al.anomaly_alerts(found, region, months, currency)
     alerts.sort(key=lambda a: (a.severity != "act", a.kpi, a.period))
-    return {"alerts": alerts, "anomalies": found, "hits": hits, "months": months}
+    # was any month of the period judged: a threshold KPI with a value, or a KPI with an expected range?
+    period = history[history["month"].isin(months) & history["complete"]]
+    judged = bool(period[period["kpi"].isin({r.kpi for r in config.rules_for(region)})]["value"].notna().any()
+                  or found[found["month"].isin(months)]["expected"].notna().any())
+    return {"alerts": alerts, "anomalies": found, "hits": hits, "months": months, "judged": judged}
 
 
 def alerts_table(result: dict[str, Any] | None) -> pd.DataFrame | None:
@@ -623,7 +628,11 @@ def alerts_table(result: dict[str, Any] | None) -> pd.DataFrame | None:
 
 
 def describe_alerts(result: dict[str, Any] | None) -> Finding | None:
-    return None if result is None else al.describe_alerts(result["alerts"])
+    """The period's alerts in one finding; nothing when no month of the period could be judged (no threshold
+    applies and no KPI has the year of history an anomaly needs) — silence is not good news then."""
+    if result is None or (not result["alerts"] and not result["judged"]):
+        return None
+    return al.describe_alerts(result["alerts"])
 
 
 def exceptions(s: Any, names: list[str] | None = None) -> pd.DataFrame | None:
@@ -745,14 +754,22 @@ def exceptions_table(table: pd.DataFrame | None) -> pd.DataFrame | None:
     if table is None or not table["is_outlier"].any():
         return None
     out = table[table["is_outlier"]].copy()
-    out["kpi"] = [_(kpis.get_kpi(k).label) for k in out["kpi"]]
-    return out[["region", "kpi", "value", "comparison_value", "change", "robust_z", "likely_driver"]].reset_index(
-        drop=True)
+    # one row per KPI, each in its own unit: the numbers as readers read them
+    found = [kpis.get_kpi(k) for k in out["kpi"]]
+    out["value_shown"] = [k.format(v) for k, v in zip(found, out["value"], strict=True)]
+    out["comparison_shown"] = [k.format(v) for k, v in zip(found, out["comparison_value"], strict=True)]
+    out["change_shown"] = [f"{c:+.0%}" if k.unit in ("count", "amount") else k.format(c)
+                           for k, c in zip(found, out["change"], strict=True)]
+    out["kpi"] = [_(k.label) for k in found]
+    return out[["region", "kpi", "value_shown", "comparison_shown", "change_shown", "robust_z", "likely_driver"]
+               ].reset_index(drop=True)
 
 
 def describe_exceptions(table: pd.DataFrame | None) -> Finding | None:
     """The regions whose KPI change stands out from their peers'."""
     if table is None or table.empty:
+        return None
+    if table["robust_z"].isna().all():  # too few regions (or changes) to compare: nothing to say
         return None
     out = table[table["is_outlier"]]
     if out.empty:
