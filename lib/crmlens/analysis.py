@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,6 +82,22 @@ def _records(s: Any, table: str, column: str) -> bool:
     return has_column(s, table, column)
 
 
+def _bind(fn: Callable[..., Any], params: list[inspect.Parameter], s: Any, rest: list[Any],
+          kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of the frame-level `fn` for a call with the slice `s` (see the module's table)."""
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL or p.kind is p.VAR_KEYWORD or p.name in kwargs:
+            continue
+        filled, value = _fill(p.name, s)
+        if filled:
+            kwargs[p.name] = value
+        elif p.kind is not p.KEYWORD_ONLY and rest:
+            kwargs[p.name] = rest.pop(0)
+    if rest:
+        raise TypeError(f"{fn.__name__}(s, ...): too many positional arguments: {rest!r}")
+    return kwargs
+
+
 def on_slice(*needs: str, columns: dict[str, str] | None = None) -> Callable[[F], F]:
     """Decorator: the function also takes the slice as its first argument (see the module doc); `needs` are the
     tables without which the analysis is skipped with the "needs table" note. `columns` maps a parameter naming a
@@ -110,20 +127,113 @@ def on_slice(*needs: str, columns: dict[str, str] | None = None) -> Callable[[F]
 
                     notebook.md(notebook.needs_column_text(table, column, s.info.source))
                     return None
-            for p in params:
-                if p.kind is p.VAR_POSITIONAL or p.kind is p.VAR_KEYWORD or p.name in kwargs:
-                    continue
-                filled, value = _fill(p.name, s)
-                if filled:
-                    kwargs[p.name] = value
-                elif p.kind is not p.KEYWORD_ONLY and rest:
-                    kwargs[p.name] = rest.pop(0)
-            if rest:
-                raise TypeError(f"{fn.__name__}(s, ...): too many positional arguments: {rest!r}")
-            return fn(**kwargs)
+            return fn(**_bind(fn, params, s, rest, kwargs))
 
         wrapper.needs = needs  # type: ignore[attr-defined]
+        wrapper.columns = columns or {}  # type: ignore[attr-defined]
         wrapper.frame_level = fn  # type: ignore[attr-defined]
+        wrapper.bind = lambda s, *rest, **kwargs: _bind(fn, params, s, list(rest), dict(kwargs))  # type: ignore
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+# ------------------------------------------------------------------------------------- in a second process
+
+#: Set to 0 to keep every analysis in its kernel (`crmlens run` does when its own workers fill the cores).
+BACKGROUND_ENV = "CRMLENS_BACKGROUND"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def spare_cores() -> int:
+    """Cores free for a second process now: the usable cores minus the processes running at this moment (this
+    one included; Linux's /proc/loadavg, else the 1-minute load average); 0 when `BACKGROUND_ENV` is 0."""
+    import math
+    import os
+
+    if os.environ.get(BACKGROUND_ENV, "").strip() == "0":
+        return 0
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        running = math.ceil(os.getloadavg()[0]) if hasattr(os, "getloadavg") else usable_cores()
+    return max(0, usable_cores() - max(running, 1))
+
+
+def _call_frame_level(module: str, name: str, kwargs: dict[str, Any]) -> Any:
+    """In the second process: the frame-level function `module.name` with its bound arguments."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name).frame_level(**kwargs)
+
+
+class Pending:
+    """A slice analysis started by `in_background`: `result()` returns what the call would have returned in
+    place (the same value, note or exception), waiting for the second process if it runs there."""
+
+    def __init__(self, fn: Callable[..., Any], s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._call = (fn, s, args, kwargs)
+        self._pool: Any = None
+        self._future: Any = None
+        self.in_second_process = False
+
+    def _start(self, bound: dict[str, Any]) -> None:
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor
+
+        fn = self._call[0]
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "__spec__"):  # a kernel started by `crmlens run`'s pool
+            main.__spec__ = None  # what multiprocessing expects of an interactive __main__
+        try:
+            # forkserver: the kernel's threads (DuckDB, ZeroMQ) are never forked
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            self._future = self._pool.submit(_call_frame_level, fn.__module__, fn.__name__, bound)
+        except (OSError, RuntimeError, AttributeError, ValueError):  # no second process here: in place
+            self._future = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            return
+        self.in_second_process = True
+
+    def result(self) -> Any:
+        fn, s, args, kwargs = self._call
+        if self._future is None:
+            return fn(s, *args, **kwargs)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._future.result()
+        except BrokenProcessPool:  # the second process died (killed, out of memory): the call, here
+            return fn(s, *args, **kwargs)
+        finally:
+            self._pool.shutdown(wait=False)
+            self._future = None
+
+
+def in_background(fn: Callable[..., Any], s: Any, *args: Any, **kwargs: Any) -> Pending:
+    """Start ``fn(s, *args, **kwargs)`` — a slice analysis (`on_slice`) — in a second process when a core is
+    free (`spare_cores`), so a notebook's next sections run meanwhile; ``.result()`` later gives what the call
+    gives. In place instead (at ``.result()``, where its notes then appear) when no core is free, when the
+    source lacks a table or column it needs, or when it takes the slice itself. Same arguments, same code, same
+    seed: the same result either way."""
+    pending = Pending(fn, s, args, kwargs)
+    needs, columns = getattr(fn, "needs", None), getattr(fn, "columns", {})
+    if needs is None or not is_slice(s) or s.missing(*needs) or spare_cores() < 1:
+        return pending
+    for name, table in columns.items():
+        column = kwargs.get(name, inspect.signature(fn).parameters[name].default)
+        if isinstance(column, str) and not _records(s, table, column):
+            return pending
+    bound = fn.bind(s, *args, **kwargs)  # type: ignore[attr-defined]
+    if any(value is s or value is getattr(s, "tables", None) for value in bound.values()):
+        return pending
+    pending._start(bound)
+    return pending

@@ -270,6 +270,14 @@ def needs_quietly(s: data.Slice, tables: Iterable[str]) -> bool:
     return not s.missing(*tables)
 
 
+def in_background(fn: Any, s: data.Slice, *args: Any, **kwargs: Any) -> Any:
+    """Start a slice analysis in a second process while the next sections run (`crmlens.analysis.
+    in_background`): ``job = nb.in_background(clv.holdout, s, purchases)``, later ``job.result()``."""
+    from crmlens.analysis import in_background as start
+
+    return start(fn, s, *args, **kwargs)
+
+
 def plot(builder: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
     """``builder(result, ...)`` — a figure — unless `result` is None (a skipped section) or empty."""
     if result is None or (isinstance(result, pd.DataFrame) and result.empty):

@@ -81,3 +81,33 @@ def test_on_slice_without_a_needed_table_shows_the_note_and_skips(monkeypatch):
     monkeypatch.setattr("crmlens.notebook.md", lambda text, finding=False: shown.append(text))
     assert _conversion(FakeSlice({"opportunities": "O"}), "source_channel") is None
     assert "needs table `leads`" in shown[0] and "demo" in shown[0]
+
+
+# ------------------------------------------------------------------------------------- in a second process
+
+def test_in_background_gives_what_the_call_gives_from_a_second_process(monkeypatch):
+    from crmlens import analysis
+
+    monkeypatch.setattr(analysis, "spare_cores", lambda: 1)
+    s = FakeSlice({"leads": "L", "opportunities": "O", "products": "P"})
+    job = analysis.in_background(_conversion, s, "source_channel", min_n=5)
+    assert job.in_second_process
+    leads, opps, by, ctx, min_n, products = job.result()
+    assert (leads, opps, by, min_n, products) == ("L", "O", "source_channel", 5, "P")
+    assert ctx == _conversion(s, "source_channel")[3]
+
+
+def test_in_background_stays_in_place_without_a_core_or_a_table(monkeypatch):
+    from crmlens import analysis
+
+    monkeypatch.setenv(analysis.BACKGROUND_ENV, "0")
+    assert analysis.spare_cores() == 0
+    s = FakeSlice({"leads": "L", "opportunities": "O"})
+    job = analysis.in_background(_conversion, s, "x")
+    assert not job.in_second_process and job.result()[:3] == ("L", "O", "x")
+    monkeypatch.setattr(analysis, "spare_cores", lambda: 1)
+    shown = []
+    monkeypatch.setattr("crmlens.notebook.md", lambda text, finding=False: shown.append(text))
+    job = analysis.in_background(_conversion, FakeSlice({"opportunities": "O"}), "x")
+    assert not job.in_second_process and not shown  # the note is shown where the result is used
+    assert job.result() is None and "needs table `leads`" in shown[0]

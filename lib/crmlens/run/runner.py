@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from crmlens import atomic, paths
+from crmlens.analysis import BACKGROUND_ENV, usable_cores
 from crmlens.data import SLICE_CACHE_ENV
 from crmlens.errors import ParameterError, RunError
 from crmlens.notebook import READER_TABLES_ENV, RENDERER_ENV, RUN_RENDERER
@@ -501,6 +502,8 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
 
     # the catalogue checks travel with the run (a warm kernel pool of another setting is not reused)
     env.update({k: os.environ[k] for k in (i18n.STRICT_ENV, i18n.MISSING_ENV) if os.environ.get(k)})
+    if options.workers >= usable_cores():  # the run's own workers fill the cores: no second process per kernel
+        env[BACKGROUND_ENV] = "0"
     for task in execution_order(plan, options.workers):
         key = stable_hash({"notebook": code["notebooks"][task.notebook], "parameters": task.parameters,
                            "data": fingerprint, "library": code["library_hash"], "version": code["crmlens_version"],

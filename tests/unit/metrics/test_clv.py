@@ -214,3 +214,22 @@ def test_holdout_check_compares_model_and_baseline_on_the_same_customers() -> No
     assert check.loc[0, "actual_total"] == per["actual"].sum() == check.loc[1, "actual_total"]
     assert check.loc[1, "mae"] == pytest.approx(np.mean(np.abs(per["baseline"] - per["actual"])))
     assert check.loc[0, "mae"] == pytest.approx(np.mean(np.abs(per["model_median"] - per["actual"])))
+
+
+def test_the_one_compile_map_is_pymcs_find_map() -> None:
+    """`clv._map_point` (one pytensor function) finds what `pymc.find_MAP` (five) finds, from the same start."""
+    import pymc as pm
+
+    module = clv._clv_module()
+    summary = clv.rfm_t_summary(_history(), T("2026-01-01"))
+    data = pd.DataFrame({"customer_id": np.arange(len(summary)), "frequency": summary["frequency"].astype(float),
+                         "recency": summary["first_to_last_days"].astype(float),
+                         "T": summary["age_days"].astype(float)})
+    model = module.BetaGeoModel()
+    model.build_model(data)
+    with clv._quiet():
+        ours = clv._map_point(model=model.model, seed=7)
+        theirs = pm.find_MAP(model=model.model, seed=7, progressbar=False)
+    assert set(ours) == set(theirs)
+    for name, value in theirs.items():
+        assert np.asarray(ours[name]) == pytest.approx(np.asarray(value), rel=1e-3, abs=1e-6), name
