@@ -17,7 +17,7 @@ Rows (--data default / large):
   validation row ran first in the same store folder); naive: read_parquet + validate_tables, then the pandas
   filter to the region and to the period, previous period and same period last year (the rule of
   ``crmlens.data.period_mask``), as a slice holds.
-* 02/03/04/06/08 notebook — papermill's Python API, kernel "crmlens", cwd notebooks/, parameters region "all" and
+* 00–09 notebooks — papermill's Python API, kernel "crmlens", cwd notebooks/, parameters region "all" and
   the source folder, store warm, without a save after every cell (as `crmlens run` executes). Project only.
 * dashboard cold start (default, or --kernel alone after warming the store) — a fresh Python process that
   imports ``crmlens.notebook``, opens the slice for "all" at the default period and computes the overview tiles
@@ -59,8 +59,8 @@ DATA = {
 }
 UCI_MAPPING = ROOT / "params" / "sources" / "uci_online_retail.yaml"
 UCI_FILE = "online_retail.csv.gz"
-NOTEBOOKS = ("01_market_competition", "02_sales_funnel", "03_sales_performance", "04_customers", "05_marketing",
-             "06_customer_health", "07_products", "08_regions_teams")
+NOTEBOOKS = ("00_data_quality", "01_market_competition", "02_sales_funnel", "03_sales_performance", "04_customers",
+             "05_marketing", "06_customer_health", "07_products", "08_regions_teams", "09_forecast_alerts")
 STORE_DIR_ENV = "CRMLENS_STORE_DIR"  # (crmlens.store.STORE_DIR_ENV; not imported: the parent stays light)
 DASH = "–"
 
@@ -401,6 +401,9 @@ TARGETS: dict[tuple[str, str], tuple[float, float | None]] = {
     ("large", "slice_all"): (3.0, None),
     ("large", "slice_region"): (2.0, None),
     **{("large", f"nb_{nb}"): (20.0, None) for nb in NOTEBOOKS},
+    ("default", "nb_04_customers"): (20.0, None),  # issue 12
+    ("default", "nb_06_customer_health"): (20.0, None),  # issue 12
+    ("default", "nb_09_forecast_alerts"): (30.0, None),  # issue 15
     ("default", "slice_all"): (0.5, None),
     ("default", "slice_region"): (0.5, None),
     ("default", "kernel"): (5.0, 300.0),

@@ -43,23 +43,64 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    import time
+def _as_of_option(text: str | None) -> object:
+    """``--as-of`` as a timestamp (None when not given); a ParameterError naming the option and the formats."""
+    import re
 
     import pandas as pd
+
+    from crmlens.errors import ParameterError
+
+    if text is None:
+        return None
+    value = text.strip()
+    formats = "an ISO date or time such as 2026-10-01 or 2026-10-01T12:00"
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?", value):
+        raise ParameterError(f"--as-of: {text!r} is not a date; use {formats}")
+    try:
+        stamp = pd.Timestamp(value)
+        return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+    except ValueError:
+        raise ParameterError(f"--as-of: {text!r} is an impossible date (no such day); use {formats}") from None
+
+
+def _tables_option(names: list[str] | None) -> list[str] | None:
+    """``--tables`` checked against the canonical tables (a ParameterError naming the unknown ones)."""
+    from crmlens.errors import ParameterError
+    from crmlens.schema import TABLE_NAMES
+
+    if names is None:
+        return None
+    given = [n.strip() for item in names for n in item.split(",") if n.strip()]
+    unknown = [n for n in given if n not in TABLE_NAMES]
+    if unknown or not given:
+        shown = ", ".join(repr(n) for n in unknown) or "nothing"
+        raise ParameterError(f"--tables: {shown} {'is' if len(unknown) == 1 else 'are'} not a table of the model; "
+                             f"use one or more of: {', '.join(TABLE_NAMES)}")
+    return given
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import time
 
     from crmlens import data
     from crmlens.reporting import write_validation_outputs
 
+    as_of = _as_of_option(args.as_of)
+    tables = _tables_option(args.tables)
+    _check_path_option("--out", args.out, folder=True)
+    if args.max_problems < 0:
+        from crmlens.errors import ParameterError
+
+        raise ParameterError(f"--max-problems: {args.max_problems} is negative; use 0 (all) or a positive number")
     con = data.connect(args.source, args.mapping)
-    as_of = pd.Timestamp(args.as_of) if args.as_of else None
     started = time.perf_counter()
 
     def progress(name: str, rep) -> None:
         print(f"  validated {name:<26} {rep.loaded:>11,} rows  {time.perf_counter() - started:6.1f} s",
               file=sys.stderr, flush=True)
 
-    results, report = data.validate_source(con, as_of=as_of, tables=args.tables, progress=progress)
+    results, report = data.validate_source(con, as_of=as_of, tables=tables, progress=progress)
     store = data.source_info(con).store
     if store is not None and store.version is not None:
         print(f"Validated store: {store.folder} (version {store.version}, validated in "
@@ -104,8 +145,40 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_path_option(option: str, value: str | None, *, folder: bool) -> None:
+    """A path option that names a file where a folder is expected (or the reverse) is a ParameterError saying so."""
+    from crmlens.errors import ParameterError
+
+    if value is None:
+        return
+    path = Path(value)
+    if folder and path.is_file():
+        raise ParameterError(f"{option}: {value} is a file, not a folder; give the folder to write to (it is made "
+                             f"if it does not exist)")
+    if not folder and path.is_dir():
+        raise ParameterError(f"{option}: {value} is a folder, not a file; give the YAML file itself")
+
+
+def _check_list_option(option: str, value: str, example: str) -> None:
+    """A comma-list option given but naming nothing (``--regions ''``, ``--periods ,``) is a ParameterError."""
+    from crmlens.errors import ParameterError
+
+    if not [part for part in value.split(",") if part.strip()]:
+        raise ParameterError(f"{option}: {value!r} names nothing; give a comma list such as {example}, or leave "
+                             f"the option out for its default")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from crmlens.run import plan, runner
+
+    _check_path_option("--params", args.params, folder=False)
+    _check_path_option("--notify", args.notify, folder=False)
+    _check_path_option("--outputs", args.outputs, folder=True)
+    _check_list_option("--regions", args.regions, "East,West (or all)")
+    _check_list_option("--periods", args.periods, "2026-Q3 or 2025-Q1..2026-Q2 (or latest)")
+    _check_list_option("--exports", args.exports, "html,xlsx (or none)")
+    if args.notebooks is not None:
+        _check_list_option("--notebooks", args.notebooks, "'02_*,03_*'")
 
     overrides = plan.parse_overrides_file(args.params) if args.params else {}
     if args.language:
@@ -161,7 +234,6 @@ def _cmd_notify(args: argparse.Namespace) -> int:
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     import os
-    import subprocess
 
     from crmlens.dashboard import serve
 
@@ -182,10 +254,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
               "dashboards.")
     print(f"Kernels: {args.pool_size} preheated per dashboard; idle kernels stop after {args.cull_idle_timeout} s. "
           "Stop with Ctrl+C.", flush=True)
-    try:
-        return subprocess.call(argv, env=env, cwd=os.getcwd())
-    except KeyboardInterrupt:
-        return EXIT_OK
+    # Ctrl+C, SIGTERM or SIGHUP stop Voila and its kernels with this process (exit status 0)
+    return serve.run_voila(argv, env=env, cwd=os.getcwd())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a source and report every problem",
                        description="Validate every table of a source against the canonical model. Prints per "
                                    "table loaded/accepted/rejected counts and every problem (table, column, row "
-                                   "key, value, rule). Exit status 1 when a table cannot be used. A source is "
+                                   "key, value, rule). Exit status 1 when a file cannot be read or a table "
+                                   "cannot be used, 2 for a bad option. A source is "
                                    "validated once per version (its files, the mapping, the validation code) into "
                                    "the validated store (outputs/.cache/store, or $CRMLENS_STORE_DIR) that every "
                                    "analysis, run and dashboard reads; later calls read the stored result.")
@@ -373,6 +444,19 @@ def main(argv: list[str] | None = None) -> int:
     except CrmLensError as err:
         print(f"crmlens {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_USAGE if err.__class__.__name__ == "ParameterError" else EXIT_PROBLEM
+    except OSError as err:  # a file the command was pointed at cannot be read or written: a plain message
+        where = f" {err.filename}" if err.filename else ""
+        print(f"crmlens {args.command}: cannot use{where}: {err.strerror or err}; check the path and its "
+              f"permissions", file=sys.stderr)
+        return EXIT_PROBLEM
+    except Exception as err:
+        if not type(err).__module__.lstrip("_").startswith("duckdb"):
+            raise  # a bug, not a bad input: the traceback is what a report needs
+        # the engine could not read the data (a file that changed or broke since it was checked...): a plain message
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"crmlens {args.command}: the data could not be read: {first[:300]}; run `crmlens validate` on the "
+              f"source for the file and line at fault", file=sys.stderr)
+        return EXIT_PROBLEM
 
 
 if __name__ == "__main__":  # pragma: no cover

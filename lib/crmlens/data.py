@@ -99,8 +99,14 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
                               f"expected a URL such as postgresql://user:password@127.0.0.1:5432/db") from None
         info = SourceInfo(text, "url")
     else:
+        from crmlens.mapping import check_parquet, csv_reader
+        from crmlens.store import CANONICAL_ENCODING_FIX
+
         folder = paths.DEMO_DIR if text == "demo" else _resolve(Path(text))
         kind = "demo" if text == "demo" else "folder"
+        if folder.is_file():
+            raise SourceError(f"source {text}: {folder} is a file, not a folder; give the folder that holds the "
+                              f"<table>.parquet/.csv files, or, for another CRM's export, its folder with --mapping")
         if not folder.is_dir():
             hint = ("generate it with `crmlens demo` (or `make demo`)" if kind == "demo"
                     else "expected a folder of <table>.parquet/.csv files, a folder plus --mapping, or a URL")
@@ -108,14 +114,22 @@ def connect(source: str | Path = "demo", mapping: str | Path | None = None) -> B
         views, found = [], []
         for name in TABLE_NAMES:
             pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-            if pq.is_file():
-                views.append(f"CREATE VIEW \"{name}\" AS SELECT * EXCLUDE (file_row_number), "
-                             f"file_row_number + 1 AS {SOURCE_ROW} FROM read_parquet('{_sql_path(pq)}', "
-                             f"file_row_number=true)")
+            for path in (pq, csv):
+                if path.is_dir():
+                    raise SourceError(f"table {name}: {path} is a folder, not a file; expected the file {path.name} "
+                                      f"(the {name} table as Parquet or CSV) — move the folder away, or put the "
+                                      f"table's file there")
+            if pq.exists():
+                check_parquet(pq, f"table {name}")
+                views.append((name, pq, "parquet",
+                              f"CREATE VIEW \"{name}\" AS SELECT * EXCLUDE (file_row_number), "
+                              f"file_row_number + 1 AS {SOURCE_ROW} FROM read_parquet('{_sql_path(pq)}', "
+                              f"file_row_number=true)"))
                 found.append(name)
-            elif csv.is_file():
-                views.append(f"CREATE VIEW \"{name}\" AS SELECT row_number() OVER () + 1 AS {SOURCE_ROW}, * "
-                             f"FROM read_csv('{_sql_path(csv)}', all_varchar=true, header=true)")
+            elif csv.exists():
+                reader, _ = csv_reader(csv.resolve(), f"table {name}", fix=CANONICAL_ENCODING_FIX)
+                views.append((name, csv, "csv", f"CREATE VIEW \"{name}\" AS SELECT row_number() OVER () + 1 "
+                                                f"AS {SOURCE_ROW}, * FROM {reader}"))
                 found.append(name)
         if not found:
             raise SourceError(f"source {text}: folder {folder} holds no canonical table files "
@@ -140,18 +154,25 @@ class FolderConnection:
     for them (an Ibis expression, the first validation of a version). Every attribute is the real backend's.
     """
 
-    def __init__(self, views: list[str]) -> None:
+    def __init__(self, views: list[tuple[str, Path, str, str]]) -> None:
         self.__dict__["_views"] = views
         self.__dict__["_backend"] = None
 
     def backend(self) -> BaseBackend:
         """The real Ibis backend (made now if needed)."""
         if self.__dict__["_backend"] is None:
+            import duckdb
             import ibis
 
+            from crmlens.mapping import read_error
+            from crmlens.store import CANONICAL_ENCODING_FIX
+
             backend = ibis.duckdb.connect()
-            for sql in self.__dict__["_views"]:
-                backend.raw_sql(sql)
+            for name, path, fmt, sql in self.__dict__["_views"]:
+                try:
+                    backend.raw_sql(sql)
+                except duckdb.Error as err:  # the file cannot be read: say why, naming it
+                    raise read_error(path, f"table {name}", err, fmt=fmt, fix=CANONICAL_ENCODING_FIX) from None
             self.__dict__["_backend"] = backend
         return self.__dict__["_backend"]
 

@@ -87,8 +87,16 @@ def as_finding(value: Finding | str | None) -> Finding | None:
     return finding(str(value))
 
 
+def leads(f: Finding) -> bool:
+    """True for a finding that goes before every other of its report: a problem of the data itself (made with
+    ``lead=True``, e.g. the data quality notebook's unusable tables or rejected rows), when it asks to act or
+    watch — the numbers of every other finding depend on it."""
+    return bool(f.extra.get("lead")) and f.severity in ("act", "watch")
+
+
 def rank(findings: Iterable[Finding]) -> list[Finding]:
-    """Most urgent first (`SEVERITIES`), then the heaviest; findings with the same text are kept once."""
+    """Most urgent first (`SEVERITIES`), then the heaviest; findings with the same text are kept once. Findings
+    that `leads` come first of all."""
     seen: set[str] = set()
     unique = []
     for f in findings:
@@ -96,7 +104,7 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
             continue
         seen.add(f.text)
         unique.append(f)
-    return sorted(unique, key=lambda f: (SEVERITIES.index(f.severity), -f.weight))
+    return sorted(unique, key=lambda f: (not leads(f), SEVERITIES.index(f.severity), -f.weight))
 
 
 def summary(findings: Iterable[Finding], limit: int = 6) -> list[Finding]:

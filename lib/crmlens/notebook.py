@@ -337,6 +337,19 @@ def record_forecast(s: data.Slice, forecast: Any) -> None:
     return None
 
 
+def keep_quality(record: Mapping[str, Any]) -> None:
+    """Keep the source's data quality record (`crmlens.metrics.quality.snapshot`) in the executed notebook: the
+    run writes it to ``<region>/<period>/quality.json``, and the next runs compare with it."""
+    from IPython.display import display
+
+    from crmlens.metrics.quality import QUALITY_MIMETYPE
+
+    n = sum(1 for t in record.get("tables", {}).values() if t.get("status") != "absent")
+    text = i18n.n_("Data quality record of {n} table kept for the next runs to compare with.",
+                   "Data quality record of {n} tables kept for the next runs to compare with.", n, n=n)
+    display({QUALITY_MIMETYPE: dict(record), "text/plain": text}, raw=True)
+
+
 def table(frame: Any, **options: Any) -> Any:
     """Show `frame` as a reader's table (`crmlens.present.table`: labels, units, no index, fits the page);
     None (a skipped section) shows nothing. The frame itself stays in the variable the cell assigned."""

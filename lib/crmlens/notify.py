@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from crmlens import i18n
 from crmlens.errors import ParameterError
 from crmlens.i18n import N_, _, n_
+from crmlens.paths import safe_component
 
 log = logging.getLogger("crmlens.notify")
 
@@ -428,7 +429,7 @@ def _read_alerts(run_dir: Path, regions: list[str]) -> tuple[list[dict[str, Any]
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
     language = None
-    files = [run_dir / r / "alerts.json" for r in regions]
+    files = [run_dir / safe_component(r) / "alerts.json" for r in regions]
     files += [p for p in sorted(run_dir.glob("*/alerts.json")) if p not in files]
     for order, path in enumerate(files):
         if not path.is_file():
@@ -542,8 +543,8 @@ def build_digest(run_dir: Path, config: NotifyConfig | None = None, previous_run
     with i18n.language(language):
         notes = [_("The alerts of {region} could not be read ({error}).", region=region, error=error)
                  for region, error in problems]
-        reports = {r: _link(config.base_url, run_dir, f"{r}/report.html") for r in regions
-                   if (run_dir / r / "report.html").is_file()}
+        reports = {r: _link(config.base_url, run_dir, f"{safe_component(r)}/report.html") for r in regions
+                   if (run_dir / safe_component(r) / "report.html").is_file()}
         digest = Digest(run_dir=run_dir, run_id=str(manifest.get("run_id") or run_dir.name),
                         status=str(manifest.get("status") or "ok"), language=language, periods=periods,
                         regions=regions, tasks=counts, failed_tasks=failed_tasks, failed_exports=failed_exports,
@@ -842,7 +843,8 @@ def _attachments(digest: Digest, channel: EmailChannel) -> tuple[list[tuple[str,
     budget = int(channel.max_attachments_mb * 1024 * 1024)
     names: list[str] = []
     for pattern in channel.attach:
-        expanded = [pattern.replace("{region}", r) for r in digest.regions] if "{region}" in pattern else [pattern]
+        expanded = ([pattern.replace("{region}", safe_component(r)) for r in digest.regions] if "{region}" in pattern
+                    else [pattern])
         names += [n for n in expanded if n not in names]
     root = digest.run_dir.resolve()
     for name in names:

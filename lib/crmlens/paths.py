@@ -13,11 +13,12 @@ The constants are computed once, at import; `find_project_root` computes the roo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from pathlib import Path
 
-from crmlens.errors import ParameterError
+from crmlens.errors import ParameterError, RunError
 
 #: Environment variable that, when set, names the project root.
 HOME_ENV = "CRMLENS_HOME"
@@ -68,6 +69,40 @@ def display_path(path: Path | str) -> str:
         return str(p)
 
 
+#: Characters an id may keep in a file name besides letters and digits (any script: 华东 stays 华东).
+_SAFE_PUNCTUATION = frozenset(" ._-")
+#: Longest id kept as it is in a file name.
+_SAFE_MAX = 80
+
+
+def safe_component(value: object) -> str:
+    """`value` (a region id, a period, a notebook name...) as one safe path component.
+
+    Ordinary ids are kept unchanged (``East``, ``APAC``, ``all``, ``2026-Q3``, ``2026-07-01..2026-09-30``,
+    ``North America``, ``华东``). Any other value — with a slash, a backslash, a control character, ``..``, a
+    leading dot, trailing space or dot, or longer than 80 characters — has the characters replaced by ``_`` and a
+    short hash of the original appended, so that two distinct ids never share a folder and no id can name a
+    place outside the folder it is joined to (``../escaped`` becomes ``escaped-75a9a607``)."""
+    text = str(value)
+    ordinary = (0 < len(text) <= _SAFE_MAX and text == text.strip() and not text.startswith(".")
+                and not text.endswith(".") and all(c.isalnum() or c in _SAFE_PUNCTUATION for c in text))
+    if ordinary:
+        return text
+    cleaned = "".join(c if (c.isalnum() or c in "_-") else "_" for c in text)[:60].strip("_") or "id"
+    return f"{cleaned}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def ensure_inside(root: Path | str, path: Path | str) -> Path:
+    """`path`, after checking that it lies inside `root` (both resolved, symbolic links followed); a path that
+    would escape it raises `RunError` — every file a run writes goes through this check."""
+    base = Path(root).resolve()
+    target = Path(path).resolve()
+    if target != base and base not in target.parents:
+        raise RunError(f"refusing to write {path}: it lies outside the outputs folder {base} (an id used in a file "
+                       f"name must go through crmlens.paths.safe_component)")
+    return Path(path)
+
+
 PROJECT_ROOT: Path = find_project_root()
 PARAMS_DIR: Path = PROJECT_ROOT / "params"
 SOURCES_DIR: Path = PARAMS_DIR / "sources"
@@ -93,5 +128,7 @@ __all__ = [
     "RUN_DIR_ENV",
     "SOURCES_DIR",
     "display_path",
+    "ensure_inside",
     "find_project_root",
+    "safe_component",
 ]

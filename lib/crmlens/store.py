@@ -139,11 +139,45 @@ def _duckdb_of(con: Any) -> Any:
     return raw
 
 
-def _source_relations(con: Any, info: Any) -> tuple[Any, dict[str, tuple[str, bool, bool]], list[Any]]:
+def source_file(info: Any, name: str) -> tuple[Path, str] | None:
+    """The file (and its format) table `name` of a folder source is read from; None for other sources."""
+    if info.kind not in ("demo", "folder"):
+        return None
+    for fmt in ("parquet", "csv"):
+        path = Path(info.source) / f"{name}.{fmt}"
+        if path.is_file():
+            return path, fmt
+    return None
+
+
+def _read_failure(info: Any, name: str, err: Exception) -> Exception:
+    """A plain `SourceError` for an engine error while reading table `name`: the file's problem when it is a file."""
+    from crmlens.errors import SourceError
+    from crmlens.mapping import read_error
+
+    found = source_file(info, name)
+    if found is not None:
+        path, fmt = found
+        return read_error(path, f"table {name}", err, fmt=fmt, fix=CANONICAL_ENCODING_FIX)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return SourceError(f"table {name} of {info.source}: cannot be read ({first[:300]})")
+
+
+#: How to read a canonical CSV that is not UTF-8 (`{guess}`: its probable encoding).
+CANONICAL_ENCODING_FIX = ("convert it to UTF-8 (e.g. iconv -f {guess} -t utf-8 FILE > NEW.csv, or save it as "
+                          "'CSV UTF-8' in Excel), or read the folder through a mapping whose files entry declares "
+                          "encoding: {guess} (docs/mappings.md)")
+
+
+def _source_relations(con: Any, info: Any) -> tuple[Any, dict[str, tuple[str, bool, bool]], list[Any],
+                                                     dict[str, list[str]]]:
     """A DuckDB connection where every table of the source is readable, and per table the SQL relation
     (raw columns + ``_rid``), whether it has ``_source_row``, and whether the accepted rows can stay a view
-    over the source (a Parquet file: columnar, read fast)."""
+    over the source (a Parquet file: columnar, read fast); and per table the notes on its headers (a header
+    that differs from a model column only by case or white space is read as that column)."""
     import duckdb
+
+    from crmlens.validate import match_headers
 
     keep: list[Any] = []
     if info.kind == "url":
@@ -178,7 +212,30 @@ def _source_relations(con: Any, info: Any) -> tuple[Any, dict[str, tuple[str, bo
                          f"AS {RID} FROM {base}")
             rel = f"_rid_{name}"
         relations[name] = (rel, has_src, False)
-    return dcon, relations, keep
+    notes: dict[str, list[str]] = {}
+    for name, (rel, has_src, as_view) in list(relations.items()):
+        try:
+            cols = [r[0] for r in dcon.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+        except duckdb.Error as err:
+            raise _read_failure(info, name, err) from None
+        found = source_file(info, name)
+        where = f"table {name} ({found[0]})" if found else f"table {name}"
+        custom = dict(getattr(info, "custom_fields", {}).get(name) or {})
+        table = SCHEMA[name].with_custom_fields(custom)
+        rename, notes[name] = match_headers(table, cols, where)
+        if found is not None and found[1] == "csv":  # DuckDB trims the header's names: say so
+            from crmlens.mapping import header_fields
+
+            names, _ = header_fields(found[0], where, "utf-8", None)
+            padded = [n for n in names if n != n.strip() and n.strip().lower() in table.column_names]
+            if padded:
+                notes[name].append("headers with white space around them read as model columns: "
+                                   + ", ".join(f"{n!r} as {n.strip().lower()}" for n in padded)
+                                   + "; trim them in the export to silence this note")
+        if rename:
+            renamed = ", ".join(f"{ident(a)} AS {ident(b)}" for a, b in rename.items())
+            relations[name] = (f"(SELECT * RENAME ({renamed}) FROM {rel})", has_src, as_view)
+    return dcon, relations, keep, notes
 
 
 def build_store(con: Any, info: Any, target: Path, *, progress: Any = None) -> None:
@@ -186,7 +243,7 @@ def build_store(con: Any, info: Any, target: Path, *, progress: Any = None) -> N
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        dcon, relations, _keep = _source_relations(con, info)
+        dcon, relations, _keep, notes = _source_relations(con, info)
         spill = tmp / "spill"
         spill.mkdir()
         settings = {}
@@ -196,7 +253,7 @@ def build_store(con: Any, info: Any, target: Path, *, progress: Any = None) -> N
             settings[key] = old
             dcon.execute(f"SET {key} = {literal(value)}")
         try:
-            meta = _validate_all(dcon, info, relations, tmp, progress)
+            meta = _validate_all(dcon, info, relations, tmp, progress, notes)
         finally:
             for key, old in settings.items():
                 with contextlib.suppress(Exception):
@@ -217,8 +274,26 @@ def build_store(con: Any, info: Any, target: Path, *, progress: Any = None) -> N
 
 
 def _validate_all(dcon: Any, info: Any, relations: dict[str, tuple[str, bool, bool]], out: Path,
-                  progress: Any) -> dict[str, Any]:
+                  progress: Any, notes: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    import duckdb
+
     accepted: dict[str, str] = {}  # table -> SQL relation of its accepted rows
+    notes = notes or {}
+
+    def parent_rejected(parent: str, parent_col: str, values: list[str]) -> dict[str, str]:
+        """Reasons of the parent rows that exist but were rejected, for the given key values."""
+        path = out / "rejected" / f"{parent}.parquet"
+        if parent not in accepted or not path.is_file() or not values:
+            return {}
+        col = ident(TYPED_PREFIX + parent_col)
+        listed = ", ".join(literal(v) for v in values)
+        try:
+            got = dcon.execute(f"SELECT CAST({col} AS VARCHAR) AS k, first({ident(REASONS)}) FROM "
+                               f"read_parquet({literal(str(path))}) WHERE CAST({col} AS VARCHAR) IN ({listed}) "
+                               f"GROUP BY k").fetchall()
+        except duckdb.Error:
+            return {}
+        return {str(k): str(r) for k, r in got}
 
     def parent_sql(parent: str, parent_col: str) -> str | None:
         if parent in accepted:
@@ -236,9 +311,26 @@ def _validate_all(dcon: Any, info: Any, relations: dict[str, tuple[str, bool, bo
         t0 = time.perf_counter()
         rel, has_src, as_view = relations[name]
         custom = dict(getattr(info, "custom_fields", {}).get(name) or {})
-        result = validate_in_engine(dcon, name, SCHEMA[name].with_custom_fields(custom), rel,
-                                    vocab=info.vocabulary, parent_sql=parent_sql, out_dir=out,
-                                    has_source_row=has_src, accepted_as_view=as_view, cluster_rows=CLUSTER_ROWS)
+        try:
+            result = validate_in_engine(dcon, name, SCHEMA[name].with_custom_fields(custom), rel,
+                                        vocab=info.vocabulary, parent_sql=parent_sql, out_dir=out,
+                                        has_source_row=has_src, accepted_as_view=as_view, cluster_rows=CLUSTER_ROWS,
+                                        notes=notes.get(name), parent_rejected=parent_rejected)
+        except duckdb.Error as err:
+            raise _read_failure(info, name, err) from None
+        if info.kind == "mapped":
+            lost = _cast_loss_problems(dcon, name, rel, has_src)
+            if len(lost):
+                result.problems = pd.concat([result.problems, lost], ignore_index=True)
+                result.report.problems = pd.concat([result.report.problems, lost[PROBLEM_COLUMNS]],
+                                                   ignore_index=True).astype({"source_row": "Int64"})
+                if result.report.status == "ok":
+                    result.report.status = "warnings"
+        found = source_file(info, name)
+        if found is not None and result.report.loaded == 0:
+            result.report.notes.append(
+                f"{found[0]} has no data rows (only a header, or nothing after line 1): the table is empty; export "
+                f"it again with its rows, or remove the file if the source has no {name}")
         accepted[name] = (f"({result.accepted_sql})" if result.accepted_sql
                           else f"read_parquet({literal(str(result.accepted_path))})")
         rep = result.report
@@ -263,6 +355,38 @@ def _validate_all(dcon: Any, info: Any, relations: dict[str, tuple[str, bool, bo
             "vocabulary": {"stages": list(vocab.stages), "won_stage": vocab.won_stage, "lost_stage": vocab.lost_stage},
             "fixes": info.fixes, "tables": tables, "fingerprint": source_fingerprint(info),
             "validated_at": pd.Timestamp.now(tz="UTC").isoformat(), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _cast_loss_problems(dcon: Any, name: str, rel: str, has_src: bool) -> pd.DataFrame:
+    """Warnings for the source values a mapping's TRY_CAST could not read for table `name` (see
+    `crmlens.mapping.CAST_LOSSES`): the value, its source line and row key, the expression, and what to do."""
+    import duckdb
+
+    from crmlens.mapping import CAST_LOSSES
+    from crmlens.validate import _describe, shorten
+
+    try:
+        keys = SCHEMA[name].key
+        key_sql = (", " + ", ".join(f"CAST(r.{ident(k)} AS VARCHAR) AS {ident('_k_' + k)}" for k in keys)
+                   if has_src else "")
+        join = f" LEFT JOIN {rel} AS r ON r.{SOURCE_ROW} = l.source_row" if has_src else ""
+        got = dcon.execute(f"SELECT l.column_name, l.source_row, l.value, l.expression{key_sql} FROM "
+                           f"main.{CAST_LOSSES} AS l{join} WHERE l.table_name = ? ORDER BY l.source_row",
+                           [name]).df()
+    except duckdb.Error:
+        return pd.DataFrame(columns=[*PROBLEM_COLUMNS, RID])
+    rows = []
+    for r in got.to_dict("records"):
+        key = "|".join("?" if pd.isna(r.get("_k_" + k)) else str(r["_k_" + k]) for k in keys) if has_src else None
+        src = None if pd.isna(r["source_row"]) else int(r["source_row"])
+        at = ", ".join(x for x in (f"row key {shorten(key)}" if key else "", f"source row {src}" if src else "") if x)
+        rows.append({"table": name, "column": r["column_name"], "row_key": key, "source_row": src,
+                     "value": shorten(str(r["value"]), 200), "rule": "unread_by_mapping", "severity": "warn",
+                     "message": f"{name}.{r['column_name']} ({at}): {_describe(r['value'])} — the mapping's "
+                                f"{shorten(r['expression'])} cannot read it, so it counts as empty; fix the value in "
+                                f"the export, or the mapping [unread_by_mapping]",
+                     RID: src if has_src else None})
+    return pd.DataFrame(rows, columns=[*PROBLEM_COLUMNS, RID]).astype({"source_row": "Int64", RID: "Int64"})
 
 
 def _prune(root: Path, keep_key: str, source: str) -> None:

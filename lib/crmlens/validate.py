@@ -21,6 +21,7 @@ row of the report with table, column, row key, source row, value, rule and messa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0"}
 
 #: Returns the valid keys of a parent table column (a pyarrow array or any iterable), or None = not checked.
 ParentKeys = Callable[[str, str], "pa_types.Array | set[Any] | None"]
+#: (parent table, parent column, values) → {value: reasons} for the values whose parent row exists but was rejected.
+ParentRejected = Callable[[str, str, list[str]], dict[str, str]]
 
 
 @dataclass
@@ -188,6 +191,9 @@ def coerce_column(values: pd.Series, column: Column) -> tuple[pd.Series, pd.Seri
     """
     target = PANDAS_DTYPES[column.dtype]
     if str(values.dtype) == target:
+        if column.dtype == "float":  # typed floats: infinity is not a value (NaN is missing, as in pandas)
+            infinite = pd.Series(np.isinf(values.to_numpy(dtype="float64", na_value=np.nan)), index=values.index)
+            return values.mask(infinite), infinite
         return values, pd.Series(False, index=values.index)
     blank = _is_blank(values)
     if column.dtype == "string":
@@ -199,6 +205,8 @@ def coerce_column(values: pd.Series, column: Column) -> tuple[pd.Series, pd.Seri
             numeric = values.astype("float64")
         else:
             numeric = pd.to_numeric(values.where(~blank), errors="coerce")
+        infinite = pd.Series(np.isinf(numeric.to_numpy(dtype="float64", na_value=np.nan)), index=values.index)
+        numeric = numeric.mask(infinite)  # 'inf', '-inf', '1e999': not a number a CRM can hold
         bad = numeric.isna() & ~blank
         if column.dtype == "int":
             fractional = numeric.notna() & (numeric != np.floor(numeric))
@@ -235,6 +243,73 @@ def coerce_column(values: pd.Series, column: Column) -> tuple[pd.Series, pd.Seri
 def type_name(column: Column) -> str:
     """The type a message names: a custom field's declared type (e.g. ``integer``), else the canonical one."""
     return column.custom_type or column.dtype
+
+
+_THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}([,'\u00a0\u202f ]\d{3})+(\.\d+)?")
+_ISO_DAY_RE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T].*)?")
+_DMY_RE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T].*)?")
+_NOT_FINITE = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan", "+nan", "-nan"}
+
+
+def wrong_type_explain(column: Column, value: Any) -> str:
+    """Why `value` cannot be read as the type of `column`, and what to do: "not a valid <type>", plus a hint for
+    the usual cases (an impossible date, a day/month/year date, thousands separators, infinity...)."""
+    base = f"not a valid {type_name(column)}"
+    if not isinstance(value, str):
+        if column.dtype == "float" and isinstance(value, (float, np.floating)) and np.isinf(value):
+            return f"{base}: an infinite value is not a number a CRM can hold; leave the cell empty if unknown"
+        return base
+    text = value.strip()
+    if column.dtype in ("int", "float"):
+        number = _float_or_none(text)
+        if text.lower() in _NOT_FINITE or (number is not None and not np.isfinite(number)):
+            return f"{base}: infinite and not-a-number values are not accepted; leave the cell empty if unknown"
+        if _THOUSANDS_RE.fullmatch(text):
+            return (f"{base}: it has thousands separators; remove them (in a mapping: "
+                    f"{{sql: \"replace(<column>, ',', '')\"}})")
+        if column.dtype == "int" and number is not None:
+            return f"{base}: not a whole number"
+        return base
+    if column.dtype in ("timestamp", "date"):
+        iso = _ISO_DAY_RE.fullmatch(text)
+        if iso:
+            y, m, d = (int(g) for g in iso.groups())
+            if not 1 <= m <= 12:
+                return f"impossible date: there is no month {m} ({base}; check the month and the day)"
+            return (f"impossible date: {y:04d}-{m:02d} has no day {d} ({base}; check the day, or the export's "
+                    f"date format)")
+        dmy = _DMY_RE.fullmatch(text)
+        if dmy:
+            sep = dmy.group(2)
+            first = "%m" if int(dmy.group(1)) <= 12 and int(dmy.group(3)) > 12 else "%d"
+            second = "%d" if first == "%m" else "%m"
+            year = "%Y" if len(dmy.group(4)) == 4 else "%y"
+            fmt = f"{first}{sep}{second}{sep}{year}"
+            return (f"{base}: dates are read as ISO 8601 (2026-09-30); read this one with a mapping column such as "
+                    f"{{sql: \"strptime(<column>, '{fmt}')\"}}")
+        return f"{base}: dates are read as ISO 8601, e.g. 2026-09-30 or 2026-09-30 14:05:00"
+    if column.dtype == "bool":
+        return f"{base}: use true/false, yes/no, t/f or 1/0"
+    return base
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def add_wrong_type_problems(problems: _Problems, index: Iterable[int], column: Column,
+                            values: pd.Series | None = None) -> None:
+    """The "wrong_type" problem rows of `column` at `index`, each explained for its value (`wrong_type_explain`)."""
+    idx = [int(i) for i in index]
+    source = values if values is not None else problems.raw[column.name]
+    groups: dict[str, list[int]] = {}
+    for i, value in zip(idx, source.loc[idx].tolist(), strict=True):
+        groups.setdefault(wrong_type_explain(column, value), []).append(i)
+    for explain, rows in groups.items():
+        problems.add(rows, column.name, "wrong_type", explain, values=values)
 
 
 def empty_column(column: Column, index: pd.Index) -> pd.Series:
@@ -294,6 +369,17 @@ def _row_keys(df: pd.DataFrame, table: Table) -> pd.Series:
     return keys.astype(str)
 
 
+#: Characters of a value shown in a message (a longer one is cut, saying how long it was).
+MESSAGE_VALUE_CHARS = 80
+#: Characters of a value kept in a problem row's ``value`` (the rejected row keeps it whole).
+PROBLEM_VALUE_CHARS = 200
+
+
+def shorten(text: str, limit: int = MESSAGE_VALUE_CHARS) -> str:
+    """`text`, or its first `limit` characters followed by "… (N characters)" when it is longer."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _describe(value: Any) -> str:
     if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value)):
         return "empty"
@@ -301,6 +387,8 @@ def _describe(value: Any) -> str:
         return repr(value.isoformat())
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, str) and len(value) > MESSAGE_VALUE_CHARS:
+        return f"{value[:MESSAGE_VALUE_CHARS]!r}… ({len(value):,} characters)"
     return repr(value)
 
 
@@ -333,13 +421,15 @@ class _Problems:
         reason = f"{column + ': ' if column else ''}{explain} [{rule}]"
         for i, value, key, source in zip(idx, found, keys, sources, strict=True):
             source_row = None if source is None or pd.isna(source) else int(source)
-            at = f"row key {key}" + (f", source row {source_row}" if source_row is not None else "")
-            shown = _describe(value) if column else (str(value) if value is not None else "")
+            at = f"row key {shorten(str(key))}" + (f", source row {source_row}" if source_row is not None else "")
+            shown = _describe(value) if column else (shorten(str(value), 4 * MESSAGE_VALUE_CHARS)
+                                                     if value is not None else "")
             body = f"{shown} — {explain}" if shown else explain
             self.rows.append({
-                "table": self.table.name, "column": column, "row_key": key, "source_row": source_row,
+                "table": self.table.name, "column": column, "row_key": shorten(str(key), PROBLEM_VALUE_CHARS),
+                "source_row": source_row,
                 "value": None if value is None or (not isinstance(value, (list, tuple, np.ndarray)) and pd.isna(value))
-                else str(value),
+                else shorten(str(value), PROBLEM_VALUE_CHARS),
                 "rule": rule, "severity": severity, "message": f"{where} ({at}): {body} [{rule}]",
             })
             self.row_index.append(i)
@@ -379,6 +469,7 @@ def validate_table(
     as_of: pd.Timestamp | None = None,
     parent_keys: ParentKeys | None = None,
     custom_fields: Mapping[str, str] | None = None,
+    parent_rejected: ParentRejected | None = None,
 ) -> TableResult:
     """Validate one loaded table against the canonical model.
 
@@ -389,10 +480,11 @@ def validate_table(
     """
     table = SCHEMA[name].with_custom_fields(custom_fields or {})
     vocab = vocab or Vocabulary()
-    raw = raw.reset_index(drop=True)
+    rename, header_notes = match_headers(table, raw.columns, f"table {name}")
+    raw = raw.reset_index(drop=True).rename(columns=rename)
     keys = _row_keys(raw, table)
     problems = _Problems(table, raw, keys)
-    report = TableReport(table=name, loaded=len(raw))
+    report = TableReport(table=name, loaded=len(raw), notes=header_notes)
 
     missing_required = check_columns(table, list(raw.columns), report)
     if missing_required:
@@ -408,8 +500,7 @@ def validate_table(
         converted, bad = coerce_column(raw[col.name], col)
         typed[col.name] = converted
         if bad.any():
-            problems.add(raw.index[bad.to_numpy()], col.name, "wrong_type",
-                         f"not a valid {type_name(col)}")
+            add_wrong_type_problems(problems, raw.index[bad.to_numpy()], col)
 
     # rows with unreadable values are judged on their other columns too (the value becomes empty
     # for the rule checks, so a not-null rule would fire a second time: skip not_nullable for them)
@@ -439,8 +530,10 @@ def validate_table(
             values = typed[col.name]
             dangling = values.notna().to_numpy() & ~is_member(values, valid)
             if dangling.any():
-                problems.add(typed.index[dangling], col.name, "foreign_key",
-                             f"no {parent} row has {parent_col} equal to this value", values=values)
+                idx = typed.index[dangling]
+                found = (parent_rejected(parent, parent_col, sorted({str(v) for v in values.loc[idx]}))
+                         if parent_rejected is not None else {})
+                add_foreign_key_problems(problems, idx, col.name, parent, parent_col, values, found)
 
     null_warnings = [c for c in table.columns if c.warn_if_null]
     for col in null_warnings:
@@ -454,6 +547,53 @@ def validate_table(
     if SOURCE_ROW in raw:
         accepted = accepted.assign(**{SOURCE_ROW: raw.loc[accepted.index, SOURCE_ROW].astype("Int64")})
     return _finish(table, raw, accepted.reset_index(drop=True), problems, report)
+
+
+def match_headers(table: Table, columns: Iterable[str], where: str) -> tuple[dict[str, str], list[str]]:
+    """Headers that stand for a model column but differ from its name by case or surrounding white space
+    (``Amount``, `` amount ``): returns {header: column} to read them as that column, and a note saying so.
+    Two headers standing for the same column (``Amount`` and ``amount``) are ambiguous: a `SchemaError` naming
+    both and `where` (the file or table)."""
+    from crmlens.errors import SchemaError
+
+    by_name: dict[str, list[str]] = {}
+    for c in columns:
+        if c != SOURCE_ROW:
+            by_name.setdefault(str(c).strip().lower(), []).append(str(c))
+    rename: dict[str, str] = {}
+    for col in table.column_names:
+        found = by_name.get(col.lower(), [])
+        if len(found) > 1:
+            raise SchemaError(f"{where}: the headers {' and '.join(repr(f) for f in found)} both stand for column "
+                              f"{col!r} of {table.name} (they differ only by case or spaces); rename or remove all "
+                              f"but one, then validate again")
+        if found and found[0] != col:
+            rename[found[0]] = col
+    notes = []
+    if rename:
+        notes.append("headers read as model columns (they differ from the column name only by case or white space): "
+                     + ", ".join(f"{h!r} as {c}" for h, c in rename.items())
+                     + "; rename them in the export to match exactly")
+    return rename, notes
+
+
+def explain_all_rejected(table: str, loaded: int, problems: pd.DataFrame) -> str:
+    """The note of a table whose every row was rejected: which column(s) and rule(s) did it, with an example."""
+    rejects = problems[problems["severity"] == "reject"].fillna({"column": ""})
+    counts = rejects.groupby(["column", "rule"], sort=False).agg(rows=("rule", "size"), message=("message", "first"))
+    counts = counts.sort_values("rows", ascending=False, kind="stable")
+    every = counts[counts["rows"] >= loaded]
+    shown = every if len(every) else counts.head(1)
+    parts = []
+    for (column, rule), row in shown.iterrows():
+        where = f"{table}.{column}" if column else table
+        scope = "every row" if row["rows"] >= loaded else f"{int(row['rows']):,} rows"
+        if rule == "not_null":
+            parts.append(f"{where} is empty in {scope}, but the column is required [not_null]")
+        else:
+            parts.append(f"{where} [{rule}] in {scope}, e.g. {shorten(str(row['message']), 240)}")
+    return (f"unusable: all {loaded:,} rows were rejected — " + "; ".join(parts)
+            + ". Fix that column in the export (or its mapping) and validate again.")
 
 
 def check_columns(table: Table, columns: list[str], report: TableReport) -> list[str]:
@@ -478,6 +618,23 @@ def add_missing_column_problems(problems: _Problems, table: Table, missing: list
         problems.add(problems.raw.index, col, "missing_column",
                      f"required column {col!r} is missing (table {table.name} needs: {expected})",
                      values=pd.Series(None, index=problems.raw.index, dtype=object))
+
+
+def add_foreign_key_problems(problems: _Problems, index: Iterable[int], column: str, parent: str, parent_col: str,
+                             values: pd.Series, rejected: dict[str, str] | None = None) -> None:
+    """The "foreign_key" problem rows: a value no accepted `parent` row has. When the parent row exists but was
+    rejected (`rejected`: value → its reasons) the message says so, with the parent's reasons."""
+    idx = [int(i) for i in index]
+    rejected = rejected or {}
+    groups: dict[str, list[int]] = {}
+    for i, value in zip(idx, values.loc[idx].tolist(), strict=True):
+        reason = rejected.get(str(value).strip()) if value is not None and not pd.isna(value) else None
+        explain = (f"its {parent} row ({parent_col} equal to this value) was rejected ({shorten(reason, 200)}); "
+                   f"fix that {parent} row and this one is accepted too" if reason
+                   else f"no {parent} row has {parent_col} equal to this value")
+        groups.setdefault(explain, []).append(i)
+    for explain, rows in groups.items():
+        problems.add(rows, column, "foreign_key", explain, values=values)
 
 
 def add_check_problems(problems: _Problems, table: Table, vocab: Vocabulary, check: str, column: str | None,
@@ -537,6 +694,9 @@ def _finish(table: Table, raw: pd.DataFrame, accepted: pd.DataFrame, problems: _
     report.rejected = len(rejected)
     if report.status != "unusable":
         report.status = "warnings" if len(report.problems) else "ok"
+        if report.loaded and not report.accepted:
+            report.status = "unusable"
+            report.notes.append(explain_all_rejected(table.name, report.loaded, report.problems))
     assert report.loaded == report.accepted + report.rejected, "validation lost rows"
     return TableResult(accepted=accepted, rejected=rejected.reset_index(drop=True), report=report)
 
@@ -552,6 +712,26 @@ def parent_key_lookup(results: Mapping[str, TableResult], fallback: ParentKeys |
         return fallback(parent, parent_col) if fallback else None
 
     return keys
+
+
+def parent_rejected_lookup(results: Mapping[str, TableResult]) -> ParentRejected:
+    """Reasons of the parent rows that exist but were rejected (for "parent X was rejected" messages)."""
+
+    def rejected(parent: str, parent_col: str, values: list[str]) -> dict[str, str]:
+        if parent not in results:
+            return {}
+        got = results[parent].rejected
+        if parent_col not in got or got.empty:
+            return {}
+        keys = got[parent_col].astype("string").str.strip()
+        wanted = set(values)
+        out: dict[str, str] = {}
+        for key, reason in zip(keys.tolist(), got[REASONS].tolist(), strict=True):
+            if key is not None and not pd.isna(key) and key in wanted and key not in out:
+                out[key] = str(reason)
+        return out
+
+    return rejected
 
 
 def validate_tables(
@@ -578,7 +758,7 @@ def validate_tables(
         if name not in tables:
             continue
         result = validate_table(name, tables[name], vocab=vocab, as_of=as_of, parent_keys=parent_keys,
-                                custom_fields=custom_fields.get(name))
+                                custom_fields=custom_fields.get(name), parent_rejected=parent_rejected_lookup(results))
         results[name] = result
         report.tables[name] = result.report
     return results, report

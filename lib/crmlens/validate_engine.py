@@ -36,13 +36,16 @@ from crmlens.validate import (
     REASONS,
     SOURCE_ROW,
     TRUE_WORDS,
+    ParentRejected,
     TableReport,
     _Problems,
     _row_keys,
     add_check_problems,
+    add_foreign_key_problems,
     add_missing_column_problems,
+    add_wrong_type_problems,
     check_columns,
-    type_name,
+    explain_all_rejected,
 )
 
 #: Meta columns of the store.
@@ -142,7 +145,8 @@ def typed_sql(column: Column, x: str, sql_type: str) -> tuple[str, str]:
             num = f"CASE WHEN {blank} THEN NULL ELSE CAST({x} AS DOUBLE) END"
         else:
             num = f"CASE WHEN {blank} THEN NULL ELSE TRY_CAST(trim(CAST({x} AS VARCHAR), {_WS}) AS DOUBLE) END"
-        unreadable = f"((({num}) IS NULL OR isnan({num})) AND NOT {blank})"
+        # 'inf', '-inf', 'NaN' text (and infinite typed values) are not numbers a CRM holds: unreadable
+        unreadable = f"((({num}) IS NULL OR isnan({num}) OR isinf({num})) AND NOT {blank})"
         if column.dtype == "int":
             if _is_integer(t) or t == "BOOLEAN":
                 return f"CAST({x} AS BIGINT)", false
@@ -244,7 +248,9 @@ class EngineTableResult:
 
 def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Vocabulary,
                        parent_sql: ParentSql | None, out_dir: Path, has_source_row: bool,
-                       accepted_as_view: bool = False, cluster_rows: int | None = None) -> EngineTableResult:
+                       accepted_as_view: bool = False, cluster_rows: int | None = None,
+                       notes: list[str] | None = None,
+                       parent_rejected: ParentRejected | None = None) -> EngineTableResult:
     """Validate table `name`, read by SQL relation `source` (raw columns plus ``_rid``) on the DuckDB
     connection `con`, writing the accepted and rejected rows under `out_dir`. See the module docstring.
 
@@ -259,7 +265,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
     raw_cols = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
                 if r[0] != RID]
     raw_types = dict(raw_cols)
-    report = TableReport(table=name)
+    report = TableReport(table=name, notes=list(notes or []))
     missing_required = check_columns(table, [c for c, _ in raw_cols], report)
     accepted_path = out_dir / "accepted" / f"{name}.parquet"
     rejected_path = out_dir / "rejected" / f"{name}.parquet"
@@ -401,7 +407,7 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
             continue
         idx = raw.index[mask]
         if c.kind == "wrong_type":
-            problems.add(idx, c.column, "wrong_type", f"not a valid {type_name(table.column(c.column))}")
+            add_wrong_type_problems(problems, idx, table.column(c.column), values=raw[c.column])
         elif c.kind in ("column", "row"):
             add_check_problems(problems, table, vocab, c.check, c.column, idx, typed)
         elif c.kind == "duplicate":
@@ -412,8 +418,10 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
                 problems.add([i], c.column, "duplicate_key", f"duplicate key {keys.loc[i]} (first seen at {where})",
                              values=keys)
         elif c.kind == "foreign_key":
-            problems.add(idx, c.column, "foreign_key", f"no {c.parent} row has {c.parent_col} equal to this value",
-                         values=typed[c.column])
+            values = typed[c.column]
+            found = (parent_rejected(c.parent, c.parent_col, sorted({str(v) for v in values.loc[idx]}))
+                     if parent_rejected is not None and c.parent is not None else {})
+            add_foreign_key_problems(problems, idx, c.column, c.parent or "", c.parent_col or "", values, found)
         else:
             problems.add(idx, c.column, "missing_value", table.column(c.column).warn_if_null, severity="warn",
                          values=typed[c.column])
@@ -429,6 +437,9 @@ def validate_in_engine(con, name: str, table: Table, source: str, *, vocab: Voca
     report.problems = frame[PROBLEM_COLUMNS]
     if report.status != "unusable":
         report.status = "warnings" if len(frame) else "ok"
+        if report.loaded and not report.accepted:
+            report.status = "unusable"
+            report.notes.append(explain_all_rejected(name, report.loaded, frame))
     if len(rejected):
         _write_rejected(con, rejected, rejected_path)
     return EngineTableResult(report=report, problems=frame,

@@ -160,6 +160,8 @@ CUSTOMER_CASES = [(p, name) for p in NOTEBOOKS if p.stem in ("04_customers", "06
 #: The forecast notebook on the daily sales of UCI Online Retail (contracts, no opportunities): the sales trend is
 #: backtested per country.
 CUSTOMER_CASES += [(p, "uci_online_retail") for p in NOTEBOOKS if p.stem == "09_forecast_alerts"]
+#: The data quality notebook on both: UCI's rejected rows (no customer id) and Churn Modelling's two tables.
+CUSTOMER_CASES += [(p, name) for p in NOTEBOOKS if p.stem == "00_data_quality" for name in CUSTOMER_SOURCES]
 
 
 @pytest.mark.slow
@@ -179,6 +181,8 @@ def test_customer_notebooks_run_on_the_real_customer_datasets(path, name, tmp_pa
         assert "not in this source" in text.lower(), "sections needing tables the source lacks say so"
     if path.stem == "06_customer_health" and name == "churn_modelling":
         assert "ROC AUC 0.8" in text and "Germany loses most customers" in text
+    if path.stem == "00_data_quality" and name == "uci_online_retail":  # a quarter of the lines have no customer
+        assert "were rejected" in text and "Contracts.account_id" in text
     if path.stem == "09_forecast_alerts":  # daily sales per country, each backtested against the baselines
         assert "United Kingdom" in text and "Seasonal naive" in text and "daily sales history" in text
 

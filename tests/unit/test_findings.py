@@ -111,3 +111,11 @@ def test_in_background_stays_in_place_without_a_core_or_a_table(monkeypatch):
     job = analysis.in_background(_conversion, FakeSlice({"opportunities": "O"}), "x")
     assert not job.in_second_process and not shown  # the note is shown where the result is used
     assert job.result() is None and "needs table `leads`" in shown[0]
+
+
+def test_a_data_problem_leads_the_summary_but_good_data_news_does_not():
+    items = [finding("act big", "act", weight=1.0), finding("rows rejected", "watch", weight=0.1, lead=True),
+             finding("all accepted", "good", weight=1.0, lead=True), finding("watch", "watch", weight=0.5)]
+    assert [f.text for f in findings.rank(items)] == ["rows rejected", "act big", "watch", "all accepted"]
+    back = Finding.from_record(items[1].record())
+    assert findings.leads(back)  # the mark survives the notebook record

@@ -15,6 +15,10 @@ benchmark start Voila through the same two functions, so what is tested is what 
   its memory (~0.4–0.9 GB per viewer on the default demo). Checked every ``cull_interval`` seconds.
 * The data: the kernels read the source named by ``CRMLENS_DASHBOARD_SOURCE`` / ``CRMLENS_DASHBOARD_MAPPING``
   (set from ``--source`` / ``--mapping``; default the demo).
+* Stopping: `run_voila` (what `crmlens dashboard` runs) starts Voila in a session of its own and, on SIGTERM,
+  SIGINT or SIGHUP or any other exit of its process, stops Voila and every process below it — the kernels,
+  which Jupyter starts in sessions of their own — (`stop_process_tree`: SIGTERM, SIGKILL after
+  `STOP_GRACE_S`), then exits with status 0.
 * Offline: the pages use the `crmlens` Voila template (Voila's `lab` template without its Font Awesome CDN
   links, shipped in ``crmlens/dashboard/jupyter``, plus plotly.js served from the plotly package's copy:
   `prepare_template`); the widgets' code comes from the server too.
@@ -26,6 +30,7 @@ import contextlib
 import ipaddress
 import os
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -265,3 +270,193 @@ class VoilaServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# ------------------------------------------------------------------------------------------ stopping
+
+#: The signals that stop `crmlens dashboard` (a service manager's or `kill`'s SIGTERM, Ctrl+C, a closed
+#: terminal): Voila and every process below it (its kernels) are stopped with it.
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP")
+                                                 if hasattr(signal, name))
+#: Seconds Voila and its kernels get to exit after SIGTERM before what remains is killed (SIGKILL).
+STOP_GRACE_S = 5.0
+#: While Voila runs, its process tree is read every so many seconds, so that kernels it leaves behind when it
+#: exits by itself (a crash) are stopped too.
+TREE_REFRESH_S = 5.0
+#: Seconds between two looks at whether Voila still runs.
+POLL_S = 1.0
+
+
+class StopRequested(BaseException):
+    """Raised in the main thread by a stop signal (`STOP_SIGNALS`) while `run_voila` waits for Voila."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _proc_stat(pid: int) -> tuple[int, int, str] | None:
+    """(parent pid, start time in clock ticks, state) of a process from /proc; None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(b")") + 2:].split()  # after "pid (command) ": state, ppid, ... field 22 starttime
+    return int(fields[1]), int(fields[19]), fields[0].decode()
+
+
+def _running(pid: int, started: int) -> bool:
+    """True while the process `pid` started at `started` runs (not the same pid reused, not a zombie)."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[1] == started and stat[2] != "Z"
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every process below `pid` (children, grandchildren, ...: Voila's kernels and what they started), as
+    {pid: start time}; the start time tells a process from a later one given the same pid. Read from /proc
+    (empty where there is none: then only the process and its group are signalled)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    try:
+        entries = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return {}
+    for child in entries:
+        stat = _proc_stat(child)
+        if stat is not None and stat[2] != "Z":
+            children.setdefault(stat[0], []).append((child, stat[1]))
+    found: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        for child, started in children.get(todo.pop(), ()):
+            if child not in found:
+                found[child] = started
+                todo.append(child)
+    return found
+
+
+def stop_process_tree(process: Any, grace_s: float = STOP_GRACE_S, known: Mapping[int, int] | None = None) -> None:
+    """Stop `process` (a `subprocess.Popen`) and every process below it: SIGTERM to it, to its process group
+    when it leads one of its own (never to ours), and to each descendant — also those in sessions of their own,
+    as Jupyter starts its kernels —, then SIGKILL to what still runs after `grace_s` seconds. `known`: processes
+    seen below it earlier ({pid: start time}), stopped too when still running (kernels left by a Voila that
+    exited). Idempotent; returns once the process is reaped."""
+    import subprocess
+    import time
+
+    tree = {pid: started for pid, started in (known or {}).items() if _running(pid, started)}
+    group = None
+    if process.poll() is None:
+        tree.update(descendants(process.pid))
+        with contextlib.suppress(OSError):
+            pgid = os.getpgid(process.pid)
+            group = pgid if pgid == process.pid and pgid != os.getpgrp() else None
+
+    def send(sig: int, pids: Mapping[int, int], to_process: bool = True) -> None:
+        if to_process and group is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)  # Voila and whatever it started in its group
+        elif to_process:
+            with contextlib.suppress(OSError):
+                process.send_signal(sig)  # a no-op once the process is reaped
+        for pid, started in pids.items():
+            if _running(pid, started):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+
+    send(signal.SIGTERM, tree)
+    deadline = time.monotonic() + grace_s
+    while True:
+        if process.poll() is None:  # a kernel Voila was starting when the signal came
+            new = {pid: started for pid, started in descendants(process.pid).items() if pid not in tree}
+            tree.update(new)
+            send(signal.SIGTERM, new, to_process=False)
+        elif not any(_running(pid, started) for pid, started in tree.items()):
+            break
+        if time.monotonic() >= deadline:
+            send(signal.SIGKILL, tree)
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    deadline = time.monotonic() + 2.0  # after SIGKILL: until the kernels are gone (their memory freed)
+    while any(_running(pid, started) for pid, started in tree.items()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if isinstance(known, dict):
+        known.clear()
+
+
+def _voila_child_setup(parent: int) -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """In Voila's process before it starts: the stop signals unblocked (`run_voila` blocks them around the
+    start) and, on Linux, SIGTERM to Voila when its parent dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_voila(argv: list[str], env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+              grace_s: float = STOP_GRACE_S) -> int:
+    """Run Voila (`voila_command`'s argv) until it exits or this process is asked to stop — what `crmlens
+    dashboard` does. Voila starts in a session of its own (a Ctrl+C reaches this process only). SIGTERM, SIGINT
+    and SIGHUP (`STOP_SIGNALS`; one the process ignores, as under nohup, stays ignored) stop Voila and every
+    process below it, kernels included (`stop_process_tree`), and then return 0; so does leaving this function
+    any other way, and an exit of the interpreter while it runs (atexit). Otherwise: Voila's exit status (128 +
+    the signal number when a signal ended it), once the kernels it left behind are stopped too."""
+    import atexit
+    import functools
+    import subprocess
+    import threading
+    import time
+
+    posix = os.name == "posix"
+    in_main = posix and threading.current_thread() is threading.main_thread()
+    requested: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not requested:  # once: a second Ctrl+C while stopping does not cut the clean-up short
+            requested.append(signum)
+            raise StopRequested(signum)
+
+    if in_main:  # blocked until the handlers are in place: a signal during the start is handled, not lost
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process = subprocess.Popen(argv, env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
+                                   preexec_fn=functools.partial(_voila_child_setup, os.getpid()) if posix else None)
+    except BaseException:
+        if in_main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        raise
+    known: dict[int, int] = {}
+    stop = functools.partial(stop_process_tree, process, grace_s, known)
+    atexit.register(stop)
+    previous: dict[int, Any] = {}
+    code = 0
+    try:
+        if in_main:
+            for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, on_signal)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        refreshed = time.monotonic()
+        while process.poll() is None:
+            time.sleep(POLL_S)  # a stop signal interrupts it (StopRequested)
+            if time.monotonic() - refreshed >= TREE_REFRESH_S:
+                known.update(descendants(process.pid))
+                for pid, started in list(known.items()):
+                    if not _running(pid, started):
+                        del known[pid]
+                refreshed = time.monotonic()
+        code = process.returncode if process.returncode >= 0 else 128 - process.returncode
+    except (StopRequested, KeyboardInterrupt):
+        code = 0
+    finally:
+        requested.append(0)
+        stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        atexit.unregister(stop)
+    return code

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 
 AREAS: tuple[str, ...] = ("funnel", "performance", "regions", "customers", "engagement", "health", "marketing",
-                         "products", "market")
+                         "products", "market", "quality")
 
 for _area in AREAS:
     try:

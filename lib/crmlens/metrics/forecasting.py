@@ -284,6 +284,7 @@ def win_calibration(s: Any) -> pd.DataFrame:
 def previous_snapshot(s: Any, f: pf.Forecast | None) -> dict[str, Any] | None:
     """The latest forecast of the same period and region kept by an earlier run (``forecast.json`` in the runs
     beside this one — or in ``outputs/`` outside a run), made at or before this forecast's time."""
+    import glob
     import json
     import os
     from pathlib import Path
@@ -295,7 +296,7 @@ def previous_snapshot(s: Any, f: pf.Forecast | None) -> dict[str, Any] | None:
     here = os.environ.get(paths.RUN_DIR_ENV)
     root = Path(here).parent if here else paths.OUTPUTS_DIR
     best: tuple[Any, ...] | None = None
-    for path in root.glob(f"*/{s.params.region}/*/forecast.json"):
+    for path in root.glob(f"*/{glob.escape(paths.safe_component(s.params.region))}/*/forecast.json"):
         if here and path.is_relative_to(Path(here)):
             continue
         try:

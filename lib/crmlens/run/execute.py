@@ -43,12 +43,25 @@ class TaskSpec:
     env: dict[str, str] = field(default_factory=dict)  # for the kernel (e.g. the run's slice cache)
 
     @property
+    def folder(self) -> Path:
+        """``<run_dir>/<region>/<period>``, each id made a safe path component (`crmlens.paths.safe_component`:
+        ordinary ids unchanged), checked to lie inside the run folder."""
+        from crmlens.paths import ensure_inside, safe_component
+
+        return ensure_inside(self.run_dir, Path(self.run_dir) / safe_component(self.region)
+                             / safe_component(self.period))
+
+    @property
     def ipynb(self) -> Path:
-        return Path(self.run_dir) / f"{self.id}.ipynb"
+        from crmlens.paths import safe_component
+
+        return self.folder / f"{safe_component(self.notebook)}.ipynb"
 
     @property
     def html_path(self) -> Path:
-        return Path(self.run_dir) / f"{self.id}.html"
+        from crmlens.paths import safe_component
+
+        return self.folder / f"{safe_component(self.notebook)}.html"
 
 
 def _now() -> str:
@@ -111,19 +124,33 @@ def recorded_alerts(nb: Any) -> list[dict[str, Any]]:
             if isinstance((out.get("data") or {}).get(ALERT_MIMETYPE), dict)]
 
 
-def write_forecast(nb: Any, target: Path) -> Path | None:
-    """The forecast snapshot the notebook kept (`crmlens.notebook.record_forecast`), written to `target`
-    (``<region>/<period>/forecast.json``); None when the notebook kept none."""
+def write_record(nb: Any, mimetype: str, target: Path) -> Path | None:
+    """The last JSON record of type `mimetype` the notebook kept, written to `target`; None when it kept none."""
     import json
 
     from crmlens import atomic
-    from crmlens.forecast.snapshots import FORECAST_MIMETYPE
 
-    found = [out["data"][FORECAST_MIMETYPE] for cell in nb.cells for out in cell.get("outputs", [])
-             if isinstance((out.get("data") or {}).get(FORECAST_MIMETYPE), dict)]
+    found = [out["data"][mimetype] for cell in nb.cells for out in cell.get("outputs", [])
+             if isinstance((out.get("data") or {}).get(mimetype), dict)]
     if not found:
         return None
     return atomic.write_text(target, json.dumps(found[-1], ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_forecast(nb: Any, target: Path) -> Path | None:
+    """The forecast snapshot the notebook kept (`crmlens.notebook.record_forecast`), written to `target`
+    (``<region>/<period>/forecast.json``); None when the notebook kept none."""
+    from crmlens.forecast.snapshots import FORECAST_MIMETYPE
+
+    return write_record(nb, FORECAST_MIMETYPE, target)
+
+
+def write_quality(nb: Any, target: Path) -> Path | None:
+    """The data quality record the notebook kept (`crmlens.notebook.keep_quality`), written to `target`
+    (``<region>/<period>/quality.json``, read back by the next runs); None when the notebook kept none."""
+    from crmlens.metrics.quality import QUALITY_MIMETYPE
+
+    return write_record(nb, QUALITY_MIMETYPE, target)
 
 
 def _mark_failure(nb: Any, text: str) -> None:
@@ -254,6 +281,7 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
                            f"{spec.notebook} — {spec.region}, {spec.period}", spec.region)
         html = str(spec.html_path.relative_to(spec.run_dir))
     forecast = write_forecast(nb, target.parent / "forecast.json") if error is None else None
+    quality = write_quality(nb, target.parent / "quality.json") if error is None else None
     duration = time.perf_counter() - t0
     compute = compute_seconds(nb)
     return {
@@ -264,7 +292,8 @@ def run_task(spec: TaskSpec | dict[str, Any], pool: KernelPool | None = None) ->
         "cache_key": spec.cache_key,
         "error": None if error is None else _error_info(error, kind or "error", spec.timeout),
         "outputs": {"ipynb": str(target.relative_to(spec.run_dir)), "html": html,
-                    **({"forecast": str(forecast.relative_to(spec.run_dir))} if forecast else {})},
+                    **({"forecast": str(forecast.relative_to(spec.run_dir))} if forecast else {}),
+                    **({"quality": str(quality.relative_to(spec.run_dir))} if quality else {})},
         "kpis": recorded_kpis(nb) if error is None else [],
         "findings": recorded_findings(nb, spec.notebook) if error is None else [],
         "alerts": recorded_alerts(nb) if error is None else [],

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from crmlens import atomic
+from crmlens.paths import safe_component
 
 #: Export kinds, in the order and with the names the page shows them.
 EXPORT_LABELS = {"html": "Report (HTML)", "pdf": "Report (PDF)", "xlsx": "Excel workbook", "pptx": "Slide deck",
@@ -212,7 +213,7 @@ def _alerts_html(tasks: list[Mapping[str, Any]], region: str, run_dir: Path) -> 
     act = sum(a.get("severity") == "act" for a in alerts)
     items = "".join(f'<li class="alert-{escape(str(a.get("severity")))}">{escape(str(a.get("text") or ""))}</li>'
                     for a in sorted(alerts, key=lambda a: a.get("severity") != "act"))
-    link = _link(run_dir, f"{region}/alerts.json", "alerts.json")
+    link = _link(run_dir, f"{safe_component(region)}/alerts.json", "alerts.json")
     return (f'<div class="alerts" data-alerts="{len(alerts)}" data-act="{act}"><h3>Alerts '
             f'<span class="badge badge-{"failed" if act else "dirty"}">{len(alerts)}</span> {link}</h3>'
             f'<ul>{items}</ul></div>')

@@ -364,10 +364,11 @@ class RegionExports:
         self._started.add(region)
         records = [self._records[t.id] for t in self.plan.tasks if t.region == region and t.id in self._records]
         frame = kpi_frame(records, self.plan, region)
-        write_kpis(frame, self.run_dir / region / "kpis.parquet")
-        write_alerts(records, self.plan, region, self.run_dir / region / "alerts.json")
-        self.out[region] = {"status": "ok", "files": {"kpis": f"{region}/kpis.parquet",
-                                                      "alerts": f"{region}/alerts.json"}, "error": None}
+        folder = paths.ensure_inside(self.run_dir, self.run_dir / paths.safe_component(region))
+        write_kpis(frame, folder / "kpis.parquet")
+        write_alerts(records, self.plan, region, folder / "alerts.json")
+        self.out[region] = {"status": "ok", "files": {"kpis": f"{folder.name}/kpis.parquet",
+                                                      "alerts": f"{folder.name}/alerts.json"}, "error": None}
         self._inputs[region] = (frame, records)
         self._queue.put(region)
 
@@ -413,7 +414,8 @@ class RegionExports:
             if (by_id.get(t.id, {}).get("outputs") or {}).get("ipynb")]
         title = report_title(region, self.plan.periods, self.plan.base.get("language"))
         try:
-            written = exports.export_region(self.run_dir / region, notebooks, frame, title,
+            written = exports.export_region(paths.ensure_inside(self.run_dir, self.run_dir / paths.safe_component(
+                region)), notebooks, frame, title,
                                             formats=self.formats, browser=browser)
             entry["files"].update({k: str(Path(v).relative_to(self.run_dir)) for k, v in written.items()})
         except Exception as err:  # one region's export failing does not stop the others
@@ -487,6 +489,10 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
 
     store = ensure_validated(con)
     log(f"validated store: {paths.display_path(store.folder)} (validated in {store.meta['seconds']:.1f} s)")
+    unusable = [name for name, t in store.meta["tables"].items() if t.get("status") == "unusable"]
+    if unusable:  # the run goes on: notebook 00 says so first, the analyses that need them say what is missing
+        log(f"warning: the source's table{'s' * (len(unusable) > 1)} {', '.join(unusable)} cannot be used (every row "
+            f"rejected); see 00_data_quality or `crmlens validate`")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _previous_records(run_dir) if options.resume else {}

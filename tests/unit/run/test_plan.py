@@ -17,10 +17,11 @@ def test_defaults_are_every_region_plus_all_and_the_latest_complete_quarter(tiny
     p, _ = plan.make_plan(source=tiny)
     assert p.regions == ["all", "APAC", "Central", "East", "North", "South", "West"]
     assert p.periods == ["2026-Q3"]
-    assert [nb.stem for nb in p.notebooks] == ["01_market_competition", "02_sales_funnel", "03_sales_performance",
-                                               "04_customers", "05_marketing", "06_customer_health", "07_products",
-                                               "08_regions_teams", "09_forecast_alerts"]
-    assert len(p.tasks) == 7 * 9
+    assert [nb.stem for nb in p.notebooks] == ["00_data_quality", "01_market_competition", "02_sales_funnel",
+                                               "03_sales_performance", "04_customers", "05_marketing",
+                                               "06_customer_health", "07_products", "08_regions_teams",
+                                               "09_forecast_alerts"]
+    assert len(p.tasks) == 7 * 10
     t = next(t for t in p.tasks if t.region == "East" and t.notebook == "02_sales_funnel")
     assert t.id == "East/2026-Q3/02_sales_funnel" and t.parameters["region"] == "East"
     assert t.parameters["period"] == "2026-Q3" and t.parameters["comparison"] == "previous"
