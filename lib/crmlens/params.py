@@ -43,7 +43,10 @@ from crmlens.periods import (
 #: A per-analysis option value: plain JSON scalars only.
 Scalar = str | int | float | bool | None
 
-_REGION_RE = re.compile(r"[\w][\w .&/-]{0,63}")
+#: A region id as a parameter: what a source may call a region (1–64 characters, no control character). Ids become
+#: folder names only through `crmlens.paths.safe_component`, and SQL only as literals, so "../x" or "EMEA$1" are
+#: ids like any other.
+_REGION_RE = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _CURRENCY_RE = re.compile(r"[A-Za-z]{3}")
 _AREA_RE = re.compile(r"[A-Za-z0-9_]+")
@@ -163,8 +166,8 @@ class Params(BaseModel):
             return "all"
         if not isinstance(text, str) or not _REGION_RE.fullmatch(text):
             raise ParameterError(
-                f"region: {value!r} is not a region; use a region_id of the source (letters, digits, space, "
-                "_ . & / -, at most 64 characters) or all"
+                f"region: {value!r} is not a region; use a region_id of the source (1 to 64 characters, no "
+                "control characters) or all"
             )
         return text
 

@@ -115,6 +115,29 @@ RUN_DIR_ENV = "CRMLENS_RUN_DIR"
 DOCS_DIR: Path = PROJECT_ROOT / "docs"
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
 
+
+def earlier_run_records(pattern: str) -> list[tuple[Path, dict]]:
+    """The JSON records matching `pattern` (a glob under the runs' folder, e.g. ``*/East/*/forecast.json``) that
+    earlier runs kept: in the runs beside this one (`RUN_DIR_ENV`'s folder, this run's own left out), or in
+    `OUTPUTS_DIR` outside a run. (path, record) pairs; files that cannot be read or are not a JSON object are
+    skipped."""
+    import json
+
+    here = os.environ.get(RUN_DIR_ENV)
+    root = Path(here).parent if here else OUTPUTS_DIR
+    found = []
+    for path in root.glob(pattern):
+        if here and path.is_relative_to(Path(here)):
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            found.append((path, record))
+    return found
+
+
 __all__ = [
     "DATA_DIR",
     "DEMO_DIR",

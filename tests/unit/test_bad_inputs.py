@@ -46,8 +46,8 @@ Mappings
 - mapping_missing_column: an unknown source column: the columns available
 - mapping_unknown_key: 'encodng': "unknown key"
 - mapping_unknown_encoding: encoding: ebcdic: the supported ones listed
-- mapping_latin1_declared: encoding: latin-1 reads 'Café'
-- mapping_gb18030_declared: encoding: gb18030 reads '华东'
+- mapping_encoding_declared[latin-1]: encoding: latin-1 reads 'Café'
+- mapping_encoding_declared[GB18030]: encoding: gb18030 reads '华东'
 - mapping_latin1_undeclared: no encoding: the line, the probable encoding and the files entry to add
 - mapping_semicolon_undeclared: a ;-separated file read with ',': the delimiter to add
 - mapping_header_case: a mapping naming 'amount' when the header is 'Amount': the exact header suggested
@@ -66,6 +66,8 @@ Parameters
 Paths
 - safe_component: ordinary ids unchanged; traversal and separators mapped to one safe, distinct component
 - task_paths_stay_inside: a task for region '../escaped' writes inside the run folder; escaping is refused
+- run_with_a_climbing_region_id: the data says region_id "../escaped": the run analyses it in a safe folder and
+  writes nothing outside --outputs
 """
 
 from __future__ import annotations
@@ -498,24 +500,15 @@ def _custom_name_mapping(encoding: str) -> str:
             + "    custom_fields: {who: category}\n")
 
 
-def test_mapping_latin1_declared(tmp_path, capsys):
-    text = "id,amount,who\n1,2,Café\n2,3,Müller\n"
-    code, report, _ = mapped(tmp_path, capsys, _custom_name_mapping("latin-1"), {"deals.csv": text.encode("latin-1")})
+@pytest.mark.parametrize(("encoding", "names"), [("latin-1", ["Café", "Müller"]), ("GB18030", ["华东", "华南"])])
+def test_mapping_encoding_declared(tmp_path, capsys, encoding, names):
+    text = f"id,amount,who\n1,2,{names[0]}\n2,3,{names[1]}\n"
+    code, report, _ = mapped(tmp_path, capsys, _custom_name_mapping(encoding), {"deals.csv": text.encode(encoding)})
     assert code == 0 and counts(report, "payments") == (2, 2, 0, "ok")
     from crmlens import data
 
     con = data.connect(tmp_path / "src", tmp_path / "mapping.yaml")
-    assert data.load_table(con, "payments")["who"].tolist() == ["Café", "Müller"]
-
-
-def test_mapping_gb18030_declared(tmp_path, capsys):
-    text = "id,amount,who\n1,2,华东\n2,3,华南\n"
-    code, report, _ = mapped(tmp_path, capsys, _custom_name_mapping("GB18030"), {"deals.csv": text.encode("gb18030")})
-    assert code == 0 and counts(report, "payments") == (2, 2, 0, "ok")
-    from crmlens import data
-
-    con = data.connect(tmp_path / "src", tmp_path / "mapping.yaml")
-    assert data.load_table(con, "payments")["who"].tolist() == ["华东", "华南"]
+    assert data.load_table(con, "payments")["who"].tolist() == names
 
 
 def test_mapping_latin1_undeclared(tmp_path, capsys):
@@ -653,3 +646,30 @@ def test_task_paths_stay_inside(tmp_path):
     assert plain.ipynb == tmp_path / "run" / "East" / "2026-Q3" / "02_sales_funnel.ipynb"
     with pytest.raises(RunError, match="outside the outputs folder"):
         ensure_inside(tmp_path / "run", tmp_path / "run" / ".." / "escaped")
+
+
+def test_a_run_over_a_region_id_that_climbs_out_writes_only_inside(tiny_demo, tmp_path):
+    """The data's region_id '../escaped' (every table that has one): `crmlens run` over every region analyses it
+    like any region, in a safe folder of the run; nothing is written outside --outputs."""
+    import pandas as pd
+
+    from crmlens.run import runner
+    from crmlens.run.runner import RunOptions
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for f in tiny_demo.glob("*.parquet"):
+        frame = pd.read_parquet(f)
+        if "region_id" in frame.columns:
+            frame["region_id"] = frame["region_id"].replace({"East": "../escaped"})
+        frame.to_parquet(source / f.name, index=False)
+    outputs = tmp_path / "deep" / "outputs"
+    result = runner.run(RunOptions(source=str(source), regions="../escaped", notebooks="00_*",
+                                   outputs_dir=outputs, exports=(), progress=False, workers=1, run_id="t"))
+    assert result.manifest["summary"]["failed"] == 0
+    assert [t["region"] for t in result.manifest["tasks"]] == ["../escaped"]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(source)]
+    assert written and all(p.is_relative_to(outputs) for p in written)
+    assert not (tmp_path / "deep" / "escaped").exists() and not (outputs / "escaped").exists()
+    folder = next(p for p in (outputs / "t").iterdir() if p.name.startswith("escaped-"))
+    assert (folder / "2026-Q3" / "00_data_quality.ipynb").is_file() and (folder / "kpis.parquet").is_file()

@@ -183,7 +183,8 @@ def test_several_errors_are_all_reported() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "allowed"),
     [
-        ("region", "Ea$t", "region_id"),
+        ("region", "Ea\x00t", "region_id"),
+        ("region", "x" * 65, "region_id"),
         ("region", "", "region_id"),
         ("region", 7, "region_id"),
         ("period", "2026-Q5", "quarter must be 1–4"),

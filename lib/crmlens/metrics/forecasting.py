@@ -285,24 +285,14 @@ def previous_snapshot(s: Any, f: pf.Forecast | None) -> dict[str, Any] | None:
     """The latest forecast of the same period and region kept by an earlier run (``forecast.json`` in the runs
     beside this one — or in ``outputs/`` outside a run), made at or before this forecast's time."""
     import glob
-    import json
-    import os
-    from pathlib import Path
 
     from crmlens import paths
 
     if f is None:
         return None
-    here = os.environ.get(paths.RUN_DIR_ENV)
-    root = Path(here).parent if here else paths.OUTPUTS_DIR
     best: tuple[Any, ...] | None = None
-    for path in root.glob(f"*/{glob.escape(paths.safe_component(s.params.region))}/*/forecast.json"):
-        if here and path.is_relative_to(Path(here)):
-            continue
-        try:
-            snap = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    region = glob.escape(paths.safe_component(s.params.region))
+    for path, snap in paths.earlier_run_records(f"*/{region}/*/forecast.json"):
         if snap.get("period") != f.period.label or snap.get("region") != s.params.region:
             continue
         made = pd.Timestamp(snap.get("as_of"))

@@ -26,11 +26,8 @@ columns of `table_overview`.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -798,18 +795,13 @@ def snapshot(s: Any, overview: pd.DataFrame, by_rule: pd.DataFrame) -> dict[str,
 def previous_snapshots(s: Any, limit: int = 12) -> list[dict[str, Any]]:
     """The quality records of earlier runs of the same source and region (``quality.json`` in the runs beside this
     one — or in ``outputs/`` outside a run), oldest first, at most the `limit` latest."""
+    import glob
+
     from crmlens import paths
 
-    here = os.environ.get(paths.RUN_DIR_ENV)
-    root = Path(here).parent if here else paths.OUTPUTS_DIR
     found = []
-    for path in root.glob(f"*/*/*/{FILENAME}"):
-        if here and path.is_relative_to(Path(here)):
-            continue
-        try:
-            snap = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    region = glob.escape(paths.safe_component(s.params.region))
+    for path, snap in paths.earlier_run_records(f"*/{region}/*/{FILENAME}"):
         if snap.get("source") != str(s.info.source) or snap.get("region") != s.params.region:
             continue
         snap["run"] = path.parent.parent.parent.name
