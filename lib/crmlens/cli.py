@@ -247,8 +247,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     if args.print_command:
         print(" ".join(argv))
         return EXIT_OK
-    notebook = None if args.notebook == "all" else args.notebook
-    print(f"Serving the dashboards of {args.source} at {serve.url_for(args.host, args.port, token, notebook)}")
+    # one notebook: Voila serves it at the root (its /voila/render/ pages exist only when serving the folder)
+    where = serve.url_for(args.host, args.port, token)
+    what = "the dashboards" if args.notebook == "all" else f"the {args.notebook} dashboard"
+    print(f"Serving {what} of {args.source} at {where}")
     if not serve.is_loopback(args.host):
         print("Reachable from other machines: share the address with its token; anyone with it can open the "
               "dashboards.")

@@ -309,3 +309,41 @@ def test_language_zh_deep_link_shows_chinese_with_the_english_numbers(page, serv
     body = page.inner_text("body")
     assert "Lead funnel" in body and "线索漏斗" not in body and "region=East" in page.url
     assert "language" not in page.url
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    from tests.unit import process_tree as pt
+
+    yield from pt.spawner(tmp_path)
+
+
+def test_the_address_crmlens_dashboard_prints_for_one_notebook_opens_it(page, spawn, tiny_demo, con):
+    """`crmlens dashboard --notebook overview` serves one notebook at its root: the address it prints opens the
+    dashboard (it printed /voila/render/overview.ipynb, which answers 302 → 403 in that mode)."""
+    import re
+    import sys
+    import time
+
+    from crmlens.dashboard import serve
+
+    port = serve.free_port()
+    cmd = spawn([sys.executable, "-m", "crmlens.cli", "dashboard", "--notebook", "overview", "--source",
+                 str(tiny_demo), "--host", "127.0.0.1", "--port", str(port), "--pool-size", "1"])
+    deadline, url = time.monotonic() + 60, None
+    while url is None and time.monotonic() < deadline and cmd.proc.poll() is None:
+        found = re.search(r"at (http://\S+)", cmd.output())
+        url = found.group(1) if found else time.sleep(0.2)
+    assert url == f"http://127.0.0.1:{port}/", cmd.output()
+    response = None
+    while response is None and time.monotonic() < deadline + 60:
+        try:
+            response = page.goto(url, timeout=RENDER_TIMEOUT_MS)
+        except Exception:  # Voila not listening yet
+            time.sleep(0.5)
+    assert response is not None and response.status == 200, cmd.output()
+    page.wait_for_selector(STATUS, timeout=RENDER_TIMEOUT_MS)
+    assert list(page_tiles(page)) == list(OVERVIEW.tiles)
+    assert_same(page_tiles(page), library_tiles(con, st.FilterState()))
+    text = page.inner_text("body")
+    assert "Traceback" not in text and "403" not in text and page.outside == []

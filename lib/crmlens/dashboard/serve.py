@@ -181,7 +181,8 @@ def source_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str | No
 
 
 def url_for(host: str, port: int, token: str | None = None, notebook: str | None = None) -> str:
-    """The address to open: the dashboards list, or one dashboard (``overview`` → its page)."""
+    """The address to open: the root (the dashboards list when Voila serves the folder, the dashboard itself when
+    it serves one notebook), or, serving the folder, one dashboard (``overview`` → its page)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if ":" in shown:
         shown = f"[{shown}]"
