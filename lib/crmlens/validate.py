@@ -144,6 +144,9 @@ class ValidationReport:
         width = max([len(n) for n in self.tables] + [5])
         lines.append(f"{'table':<{width}}  {'loaded':>9} {'accepted':>9} {'rejected':>9}  status")
         for name, rep in self.tables.items():
+            if rep.status == "absent":  # not in this source: no counts, never zeros
+                lines.append(f"{name:<{width}}  {'–':>9} {'–':>9} {'–':>9}  absent (not in this source)")
+                continue
             lines.append(
                 f"{name:<{width}}  {rep.loaded:>9,} {rep.accepted:>9,} {rep.rejected:>9,}  {rep.status}"
             )
