@@ -145,11 +145,13 @@ class ValidationReport:
         lines.append(f"{'table':<{width}}  {'loaded':>9} {'accepted':>9} {'rejected':>9}  status")
         for name, rep in self.tables.items():
             if rep.status == "absent":  # not in this source: no counts, never zeros
-                lines.append(f"{name:<{width}}  {'–':>9} {'–':>9} {'–':>9}  absent (not in this source)")
+                lines.append(f"{name:<{width}}  {'–':>9} {'–':>9} {'–':>9}  absent")
                 continue
             lines.append(
                 f"{name:<{width}}  {rep.loaded:>9,} {rep.accepted:>9,} {rep.rejected:>9,}  {rep.status}"
             )
+        if any(rep.status == "absent" for rep in self.tables.values()):
+            lines += ["(absent: not in this source — the analyses that need the table say so)"]
         if self.fixes:
             lines += ["", "Fixes applied by the mapping:"]
             for fix in self.fixes:

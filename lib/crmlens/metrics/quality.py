@@ -155,6 +155,7 @@ register_columns({
     "share_now": (N_("Share now"), "share"),
     "run": (N_("Run"), "text"),
     "problem_rows": (N_("Problem rows"), "count"),
+    "rows_before": (N_("Rows in the previous run"), "count"),
 })
 
 
@@ -858,6 +859,59 @@ def describe_drift(frame: pd.DataFrame | None, before: Mapping[str, Any] | None 
              before=_fmt(top["share_before"], "share", 1), now=_fmt(top["share_now"], "share", 1))
     return finding(text, "watch", _("Check whether the CRM's picklists or the export changed: a renamed value splits "
                                     "a segment in every analysis."), weight=0.4)
+
+
+def problem_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> pd.DataFrame | None:
+    """Kinds of problem (table, column, rule) whose share of the table's loaded rows moved since the previous run's
+    record: a new kind, a kind gone, or a share that moved by `DRIFT_MIN_SHARE` or more — e.g. out-of-range
+    amounts that were 1 % of the rows and are now 9 %. None without a previous record."""
+    if not before:
+        return None
+
+    def shares(record: Mapping[str, Any]) -> dict[tuple[str, str, str], tuple[int, float]]:
+        loaded = {t: (v or {}).get("loaded") or 0 for t, v in (record.get("tables") or {}).items()}
+        out = {}
+        for p in record.get("problems") or []:
+            key = (p["table"], p.get("column") or "", p["rule"])
+            n = out.get(key, (0, 0.0))[0] + int(p["rows"])
+            out[key] = (n, n / loaded[p["table"]] if loaded.get(p["table"]) else 0.0)
+        return out
+
+    old, new = shares(before), shares(after)
+    rows = []
+    for key in sorted(set(old) | set(new)):
+        (n0, s0), (n1, s1) = old.get(key, (0, 0.0)), new.get(key, (0, 0.0))
+        if key in old and key in new and abs(s1 - s0) < DRIFT_MIN_SHARE:
+            continue
+        change = _("new problem") if key not in old else (_("problem gone") if key not in new else
+                                                           _("share moved"))
+        rows.append({"table": key[0], "table_label": table_label(key[0]), "column": key[1], "rule": key[2],
+                     "rule_label": rule_label(key[2]), "drift_change": change, "rows_before": n0, "rows": n1,
+                     "share_before": s0, "share_now": s1, "_size": abs(s1 - s0)})
+    out = pd.DataFrame(rows, columns=["table", "table_label", "column", "rule", "rule_label", "drift_change",
+                                      "rows_before", "rows", "share_before", "share_now", "_size"])
+    out = out.sort_values(["_size", "table", "column", "rule"], ascending=[False, True, True, True])
+    return out.drop(columns="_size").reset_index(drop=True).astype(
+        {"table": "string", "table_label": "string", "column": "string", "rule": "string", "rule_label": "string",
+         "drift_change": "string", "rows_before": "Int64", "rows": "Int64", "share_before": "float64",
+         "share_now": "float64"})
+
+
+def describe_problem_changes(frame: pd.DataFrame | None, before: Mapping[str, Any] | None = None
+                             ) -> Finding | None:
+    """A kind of problem that appeared or grew since the previous run (watch), else nothing to say."""
+    if frame is None or frame.empty:
+        return None
+    worse = frame[frame["share_now"] > frame["share_before"]]
+    if worse.empty:
+        return None
+    top = worse.iloc[0]
+    where = f"{top['table_label']}.{top['column']}" if top["column"] else str(top["table_label"])
+    text = _("Since the previous run ({run}), {where} — {rule} went from {before} to {now} of the table's rows.",
+             run=(before or {}).get("run", ""), where=where, rule=top["rule_label"],
+             before=_small_share(float(top["share_before"])), now=_small_share(float(top["share_now"])))
+    return finding(text, "watch", _("Look at the rows of this problem in the examples above: a change in how the "
+                                    "CRM is filled in or exported usually starts such a rise."), weight=0.5)
 
 
 def describe_history(earlier: list[Mapping[str, Any]]) -> Finding | None:

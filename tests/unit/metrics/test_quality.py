@@ -225,3 +225,34 @@ def test_in_the_run_it_comes_first_leads_the_summary_and_the_next_run_compares(d
     texts = " ".join(r["text"] for t in second["tasks"] for r in t["findings"])
     assert "No category appeared" in texts and "(r1)" in texts  # compared with r1's record
     assert "As many problem rows as in the previous run" in texts
+
+
+def test_problem_changes_compare_each_kind_of_problem_as_a_share_of_its_table():
+    def rec(run, problems, loaded=200):
+        return {"run": run, "tables": {"payments": {"status": "ok", "loaded": loaded}},
+                "problems": [{"table": "payments", "column": c, "rule": r, "rows": n} for c, r, n in problems]}
+
+    before = rec("r1", [("amount", "min", 2), ("received_at", "wrong_type", 10)])
+    after = rec("r2", [("amount", "min", 18), ("received_at", "wrong_type", 11), ("payment_id", "duplicate_key", 1)])
+    changed = q.problem_changes(before, after).set_index("rule")
+    # amount < 0: 1 % → 9 % of the rows; the date problem 5 % → 5.5 % (< DRIFT_MIN_SHARE: not listed)
+    assert set(changed.index) == {"min", "duplicate_key"}
+    assert changed.loc["min", "share_before"] == pytest.approx(0.01) and changed.loc["min", "share_now"] == 0.09
+    assert changed.loc["duplicate_key", "drift_change"] == "new problem" and changed.loc["min", "rows_before"] == 2
+    found = q.describe_problem_changes(q.problem_changes(before, after), before)
+    assert found.severity == "watch" and "Payments.amount" in found.text and "1.0% to 9.0%" in found.text
+    assert q.problem_changes(None, after) is None
+    assert q.describe_problem_changes(q.problem_changes(after, before), after) is None  # only better: no finding
+
+
+def test_an_unusable_table_is_said_first_and_leads():
+    from crmlens.findings import leads
+
+    overview = pd.DataFrame({"table": ["payments", "leads", "surveys"], "table_label": ["Payments", "Leads", "Surveys"],
+                             "status": ["unusable", "ok", "absent"], "loaded": [3, 10, None],
+                             "accepted": [0, 10, None], "rejected": [3, 0, None], "warned": [0, 0, None],
+                             "rejected_share": [1.0, 0.0, None]})
+    found = q.describe_overview(overview)
+    assert found.severity == "act" and found.text.startswith("Table Payments cannot be used") and leads(found)
+    assert "Surveys" in found.text  # the table the source does not have is named, not counted as zero
+    assert q.unusable_tables({q.OVERVIEW: overview}, None) == 1.0
