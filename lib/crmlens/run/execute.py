@@ -192,6 +192,18 @@ def _one_attempt(spec: TaskSpec, pool: KernelPool, tmp: Path) -> tuple[Any, Base
         timer.daemon = True
         timer.start()
     nb, error = None, None
+    # nbclient leaves the channels of a client it made for a kernel it does not own running (its heartbeat
+    # thread then reopens sockets forever once the kernel is gone: "Too many open files" in a process that runs
+    # many tasks); the clients made for this task are stopped when it ends
+    clients: list[Any] = []
+    make_client = km.client
+
+    def client(**kwargs: Any) -> Any:
+        kc = make_client(**kwargs)
+        clients.append(kc)
+        return kc
+
+    km.client = client
     try:
         # no papermill `cwd`: it would chdir the whole (multi-threaded) process; the pool starts its kernels
         # in the notebooks' folder instead
@@ -201,6 +213,10 @@ def _one_attempt(spec: TaskSpec, pool: KernelPool, tmp: Path) -> tuple[Any, Base
     except BaseException as err:  # classified by the caller; KeyboardInterrupt is re-raised there
         error = err
     finally:
+        del km.client  # the manager's own method again
+        for kc in clients:
+            with contextlib.suppress(Exception):
+                kc.stop_channels()
         if timer:
             timer.cancel()
         if error is None and not timed_out.is_set():

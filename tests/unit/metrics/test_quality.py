@@ -225,6 +225,13 @@ def test_in_the_run_it_comes_first_leads_the_summary_and_the_next_run_compares(d
     texts = " ".join(r["text"] for t in second["tasks"] for r in t["findings"])
     assert "No category appeared" in texts and "(r1)" in texts  # compared with r1's record
     assert "As many problem rows as in the previous run" in texts
+    # the kernel clients papermill made for the pool's kernels were stopped: no heartbeat thread outlives a task
+    # (it reopened sockets forever once its kernel was gone: "Too many open files" after many runs)
+    import threading
+
+    from jupyter_client.channels import HBChannel
+
+    assert not [t for t in threading.enumerate() if isinstance(t, HBChannel)]
 
 
 def test_problem_changes_compare_each_kind_of_problem_as_a_share_of_its_table():
