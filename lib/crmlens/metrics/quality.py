@@ -164,10 +164,6 @@ def table_label(name: str) -> str:
     return _(TABLE_LABELS[name]).removeprefix("table:") if name in TABLE_LABELS else name
 
 
-def _store(s: Any) -> Any:
-    return s.store
-
-
 def _as_of(s: Any) -> pd.Timestamp | None:
     return getattr(s, "_check_as_of", None)
 
@@ -177,7 +173,7 @@ def source_report(s: Any) -> Any:
     slice."""
     key = ("quality", "report")
     if key not in s.derived:
-        s.derived[key] = _store(s).report(as_of=_as_of(s), source=s.info.source)
+        s.derived[key] = s.store.report(as_of=_as_of(s), source=s.info.source)
     return s.derived[key]
 
 
@@ -342,7 +338,7 @@ def describe_problems(by_rule: pd.DataFrame | None) -> Finding | None:
 def mapping_fixes(s: Any) -> pd.DataFrame | None:
     """The fixes the mapping applied on the way in (file, column, from, to, reason, rows changed); None without a
     mapping that fixes anything."""
-    fixes = list(_store(s).meta.get("fixes") or [])
+    fixes = list(s.store.meta.get("fixes") or [])
     if not fixes:
         return None
     out = pd.DataFrame({"table": [str(f.get("file", "")) for f in fixes],
@@ -366,9 +362,9 @@ def describe_fixes(fixes: pd.DataFrame | None) -> Finding | None:
 # -------------------------------------------------------------------------------------------- completeness
 
 def _present_columns(s: Any, name: str) -> list[str]:
-    meta = _store(s).meta["tables"].get(name) or {}
+    meta = s.store.meta["tables"].get(name) or {}
     have = set(meta.get("columns") or ())
-    table = _store(s).table(name)
+    table = s.store.table(name)
     return [c.name for c in table.columns if c.name in have or c.custom_type is not None]
 
 
@@ -379,7 +375,7 @@ def _ident(name: str) -> str:
 def completeness(s: Any) -> pd.DataFrame:
     """Per table the source has and per column it gives: n_rows (accepted), n_empty, empty_share; columns of the
     data model the source does not give are left out (not in this source, not empty). Emptiest first."""
-    store = _store(s)
+    store = s.store
     rows = []
     for name in store.tables:
         cols = _present_columns(s, name)
@@ -430,7 +426,7 @@ def describe_completeness(frame: pd.DataFrame | None) -> Finding | None:
 def completeness_trend(s: Any, months: int = TREND_MONTHS) -> pd.DataFrame:
     """Per fact table and month (of its time column) of the last `months` months up to the as-of, per column with
     empty values: empty_share. Long format: table, table_label, column, month, n_rows, empty_share."""
-    store = _store(s)
+    store = s.store
     as_of = pd.Timestamp(s.as_of)
     start = (as_of.to_period("M") - (months - 1)).to_timestamp()
     frames = []
@@ -471,7 +467,7 @@ def freshness(s: Any, *, stale_gaps: int = STALE_GAPS, stale_min_days: int = STA
     days_since_latest, usual_gap_days (the median gap between consecutive days with a record, over the year
     before its latest record) and stale ("yes" when the latest record is older than `stale_gaps` usual gaps and
     `stale_min_days` days). Dimension tables have no time and are left out."""
-    store = _store(s)
+    store = s.store
     as_of = pd.Timestamp(s.as_of)
     rows = []
     for name in store.tables:
@@ -566,7 +562,7 @@ _CONTACT_FIELDS = {"email": ("email", "e_mail", "mail"), "phone": ("phone", "mob
 def _contact_fields(s: Any, name: str) -> dict[str, str]:
     """The custom fields of table `name` that hold an e-mail or a phone: kind → field name."""
     found: dict[str, str] = {}
-    for field in _store(s).custom_fields(name):
+    for field in s.store.custom_fields(name):
         low = field.casefold()
         for kind, words in _CONTACT_FIELDS.items():
             if kind not in found and any(low == w or low.endswith("_" + w) or low.startswith(w + "_") for w in words):
@@ -580,7 +576,7 @@ def near_duplicates(s: Any, limit: int = 200) -> pd.DataFrame:
     contacts sharing an e-mail or phone (custom fields named e-mail / phone, when the mapping keeps them).
     Columns: table, table_label, kind (name, email, phone), matched_on, shared_value, n_ids, ids (the first
     ten); the largest groups first, at most `limit` (``attrs``: n_groups and n_records of all of them)."""
-    store = _store(s)
+    store = s.store
     groups = []
     labels = {"name": _("name"), "email": _("e-mail"), "phone": _("phone")}
     if "accounts" in store.tables and "name" in _present_columns(s, "accounts"):
@@ -625,7 +621,7 @@ def near_duplicates(s: Any, limit: int = 200) -> pd.DataFrame:
 
 def duplicate_checks(s: Any) -> list[str]:
     """What `near_duplicates` could compare in this source (for the reader): "accounts: name", ..."""
-    store = _store(s)
+    store = s.store
     done = []
     if "accounts" in store.tables and "name" in _present_columns(s, "accounts"):
         done.append(f"{table_label('accounts')}: {_('name')}")
@@ -667,7 +663,7 @@ def orphans(s: Any) -> pd.DataFrame:
     ``orphans``, rows whose value points to no parent row at all, and ``parent_rejected``, rows whose parent exists
     but was rejected (fixing the parent brings them back). From the validation's foreign-key problems; such rows
     are rejected."""
-    store = _store(s)
+    store = s.store
     problems = _problems(s)
     fk = problems[problems["rule"] == "foreign_key"] if len(problems) else problems
     rows = []
@@ -755,7 +751,7 @@ def problem_rows(frames: Mapping[str, pd.DataFrame], ctx: Any) -> float | None:
 # ------------------------------------------------------------------------------------------- across runs
 
 def _categorical_columns(s: Any, name: str) -> list[str]:
-    table = _store(s).table(name)
+    table = s.store.table(name)
     present = set(_present_columns(s, name))
     return [c.name for c in table.columns if c.name in present and (
         c.allowed is not None or c.custom_type == "category" or c.name in ("industry", "size_band", "country",
@@ -766,15 +762,16 @@ def _categorical_columns(s: Any, name: str) -> list[str]:
 def categories(s: Any) -> dict[str, dict[str, dict[str, float]]]:
     """Per table and categorical column (allowed values, custom categories, segments): each value's share of the
     accepted rows (the `MAX_CATEGORIES` most common; None is "(empty)")."""
-    store = _store(s)
+    store = s.store
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in store.tables:
-        for col in _categorical_columns(s, name):
+        columns = _categorical_columns(s, name)
+        total = int(store.meta["tables"][name]["accepted"]) if columns else 0  # the store's count of acc_<name>
+        if not total:
+            continue
+        for col in columns:
             got = store.con_df(f"SELECT CAST({_ident(col)} AS VARCHAR) AS v, count(*) AS n FROM acc_{name} "
                                f"GROUP BY 1 ORDER BY n DESC, v LIMIT {MAX_CATEGORIES}")
-            total = int(store.con_df(f"SELECT count(*) AS n FROM acc_{name}")["n"].iloc[0])
-            if not total:
-                continue
             out.setdefault(name, {})[col] = {("(empty)" if pd.isna(v) else str(v)): round(int(n) / total, 6)
                                              for v, n in zip(got["v"], got["n"], strict=True)}
     return out
@@ -789,7 +786,7 @@ def snapshot(s: Any, overview: pd.DataFrame, by_rule: pd.DataFrame) -> dict[str,
     problems = [{"table": r.table, "column": r.column, "rule": r.rule, "severity": r.severity, "rows": int(r.rows)}
                 for r in by_rule.itertuples()]
     return {"version": VERSION, "source": str(s.info.source), "region": s.params.region, "period": s.period.label,
-            "as_of": pd.Timestamp(s.as_of).isoformat(), "store_version": getattr(_store(s), "version", None),
+            "as_of": pd.Timestamp(s.as_of).isoformat(), "store_version": getattr(s.store, "version", None),
             "tables": tables, "problems": problems, "categories": categories(s)}
 
 
