@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -173,6 +174,66 @@ def _call_frame_level(module: str, name: str, kwargs: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name).frame_level(**kwargs)
 
 
+#: The second process of this kernel: one worker shared by every job started while another is pending, so its
+#: imports (e.g. pymc's ~4 s) are paid once and the jobs run one after the other, in the order started.
+_SECOND: dict[str, Any] = {"pool": None, "open": 0}
+_SECOND_LOCK = threading.Lock()
+
+
+def _second_process() -> Any:
+    """The shared one-worker pool, started when none is open."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _SECOND["pool"] is None:
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "__spec__"):  # a kernel started by `crmlens run`'s pool
+            main.__spec__ = None  # what multiprocessing expects of an interactive __main__
+        # forkserver: the kernel's threads (DuckDB, ZeroMQ) are never forked
+        _SECOND["pool"] = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+        _SECOND["open"] = 0
+    return _SECOND["pool"]
+
+
+def _release(pool: Any, broken: bool = False) -> None:
+    """One job of `pool` is done: the pool stops with its last pending job (or at once when it broke)."""
+    with _SECOND_LOCK:
+        if _SECOND["pool"] is not pool:
+            return
+        _SECOND["open"] = max(0, _SECOND["open"] - 1)
+        if not broken and _SECOND["open"] > 0:
+            return
+        _SECOND["pool"] = None
+    pool.shutdown(wait=False)
+
+
+def _call_by_name(module: str, name: str) -> None:
+    """In the second process: ``module.name()``."""
+    import importlib
+
+    getattr(importlib.import_module(module), name)()
+
+
+def warm_up(fn: Callable[[], Any]) -> bool:
+    """Start this kernel's second process now, when a core is free (`spare_cores`), and run `fn` there — a
+    module-level function without arguments that imports and compiles what the jobs `in_background` will send
+    (e.g. `crmlens.metrics.clv.prepare`) — so those jobs, sent while it runs, find the process ready. True when
+    started; False (nothing done) without a spare core. The process stops after its last job; a warm-up no job
+    followed stops it when done. Changes no result."""
+    if _SECOND["pool"] is not None or spare_cores() < 1:
+        return False
+    try:
+        with _SECOND_LOCK:
+            pool = _second_process()
+            future = pool.submit(_call_by_name, fn.__module__, fn.__name__)
+            _SECOND["open"] += 1
+    except (OSError, RuntimeError, AttributeError, ValueError):
+        return False
+    future.add_done_callback(lambda _f: _release(pool))
+    return True
+
+
 class Pending:
     """A slice analysis started by `in_background`: `result()` returns what the call would have returned in
     place (the same value, note or exception), waiting for the second process if it runs there."""
@@ -184,22 +245,18 @@ class Pending:
         self.in_second_process = False
 
     def _start(self, bound: dict[str, Any]) -> None:
-        import multiprocessing
-        import sys
-        from concurrent.futures import ProcessPoolExecutor
-
         fn = self._call[0]
-        main = sys.modules.get("__main__")
-        if main is not None and not hasattr(main, "__spec__"):  # a kernel started by `crmlens run`'s pool
-            main.__spec__ = None  # what multiprocessing expects of an interactive __main__
         try:
-            # forkserver: the kernel's threads (DuckDB, ZeroMQ) are never forked
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
-            self._future = self._pool.submit(_call_frame_level, fn.__module__, fn.__name__, bound)
+            with _SECOND_LOCK:
+                self._pool = _second_process()
+                self._future = self._pool.submit(_call_frame_level, fn.__module__, fn.__name__, bound)
+                _SECOND["open"] += 1
         except (OSError, RuntimeError, AttributeError, ValueError):  # no second process here: in place
             self._future = None
             if self._pool is not None:
-                self._pool.shutdown(wait=False)
+                with _SECOND_LOCK:
+                    _SECOND["open"] += 1
+                _release(self._pool, broken=True)
             return
         self.in_second_process = True
 
@@ -209,12 +266,14 @@ class Pending:
             return fn(s, *args, **kwargs)
         from concurrent.futures.process import BrokenProcessPool
 
+        broken = False
         try:
             return self._future.result()
         except BrokenProcessPool:  # the second process died (killed, out of memory): the call, here
+            broken = True
             return fn(s, *args, **kwargs)
         finally:
-            self._pool.shutdown(wait=False)
+            _release(self._pool, broken)
             self._future = None
 
 
@@ -223,10 +282,11 @@ def in_background(fn: Callable[..., Any], s: Any, *args: Any, **kwargs: Any) -> 
     free (`spare_cores`), so a notebook's next sections run meanwhile; ``.result()`` later gives what the call
     gives. In place instead (at ``.result()``, where its notes then appear) when no core is free, when the
     source lacks a table or column it needs, or when it takes the slice itself. Same arguments, same code, same
-    seed: the same result either way."""
+    seed: the same result either way. Jobs started while another is pending share its second process and run
+    there one after the other (no further core is asked for)."""
     pending = Pending(fn, s, args, kwargs)
     needs, columns = getattr(fn, "needs", None), getattr(fn, "columns", {})
-    if needs is None or not is_slice(s) or s.missing(*needs) or spare_cores() < 1:
+    if needs is None or not is_slice(s) or s.missing(*needs) or (_SECOND["pool"] is None and spare_cores() < 1):
         return pending
     for name, table in columns.items():
         column = kwargs.get(name, inspect.signature(fn).parameters[name].default)

@@ -278,6 +278,14 @@ def in_background(fn: Any, s: data.Slice, *args: Any, **kwargs: Any) -> Any:
     return start(fn, s, *args, **kwargs)
 
 
+def warm_up(fn: Any) -> bool:
+    """Start the kernel's second process now and run `fn` (imports, a first compile) there, so the jobs
+    `in_background` sends later find it ready (`crmlens.analysis.warm_up`): ``nb.warm_up(clv.prepare)``."""
+    from crmlens.analysis import warm_up as start
+
+    return start(fn)
+
+
 def plot(builder: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
     """``builder(result, ...)`` — a figure — unless `result` is None (a skipped section) or empty."""
     if result is None or (isinstance(result, pd.DataFrame) and result.empty):

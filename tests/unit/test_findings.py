@@ -113,6 +113,56 @@ def test_in_background_stays_in_place_without_a_core_or_a_table(monkeypatch):
     assert job.result() is None and "needs table `leads`" in shown[0]
 
 
+_WARMED: list[str] = []
+
+
+def _warm() -> None:
+    _WARMED.append("warm")
+
+
+@on_slice("leads")
+def _where(leads):
+    import os
+
+    return os.getpid(), list(_WARMED), leads
+
+
+def test_jobs_started_while_one_is_pending_share_its_second_process_after_its_warm_up(monkeypatch):
+    import os
+
+    from crmlens import analysis
+
+    monkeypatch.setattr(analysis, "spare_cores", lambda: 1)
+    assert analysis.warm_up(_warm)  # imports and first compiles, started before the data is open
+    monkeypatch.setattr(analysis, "spare_cores", lambda: 0)  # the second process now takes the free core
+    s = FakeSlice({"leads": "L"})
+    first, second = analysis.in_background(_where, s), analysis.in_background(_where, s)
+    assert first.in_second_process and second.in_second_process  # no further core asked for
+    (pid1, warmed1, leads), (pid2, warmed2, _) = first.result(), second.result()
+    assert pid1 == pid2 != os.getpid() and leads == "L"
+    assert warmed1 == warmed2 == ["warm"] and _WARMED == []  # the warm-up ran there, before the jobs
+    assert analysis._SECOND["pool"] is None  # stopped with its last job
+    job = analysis.in_background(_where, s)  # no core and no process open: in place
+    assert not job.in_second_process and job.result()[0] == os.getpid()
+
+
+def test_a_warm_up_no_job_follows_stops_its_process_and_none_starts_without_a_core(monkeypatch):
+    import time
+
+    from crmlens import analysis
+
+    monkeypatch.setattr(analysis, "spare_cores", lambda: 0)
+    assert not analysis.warm_up(_warm) and analysis._SECOND["pool"] is None
+    monkeypatch.setattr(analysis, "spare_cores", lambda: 1)
+    assert analysis.warm_up(_warm)
+    pool = analysis._SECOND["pool"]
+    for _ in range(200):
+        if analysis._SECOND["pool"] is None:
+            break
+        time.sleep(0.05)
+    assert analysis._SECOND["pool"] is None and pool._shutdown_thread
+
+
 def test_a_data_problem_leads_the_summary_but_good_data_news_does_not():
     items = [finding("act big", "act", weight=1.0), finding("rows rejected", "watch", weight=0.1, lead=True),
              finding("all accepted", "good", weight=1.0, lead=True), finding("watch", "watch", weight=0.5)]

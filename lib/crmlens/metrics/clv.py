@@ -32,8 +32,9 @@ where `find_MAP` compiles five (a start-value check, the density, the gradient, 
 pytensor's graph rewriting is most of a fit's time (`_map_point`; tested equal to `find_MAP`; measured: about
 0.7 s less a fit). pymc-marketing (and pytensor, which compiles the models once per machine into its cache, see
 `PYTENSOR_CACHE`) is imported only when a model is fitted: ``import crmlens.metrics.clv`` costs nothing.
-Notebook 04 starts the holdout check in a second process (`crmlens.analysis.in_background`) when a core is free,
-so its fit runs while the sections before it do.
+Notebook 04 fits both (the values and the holdout check) in a second process when a core is free
+(`crmlens.analysis.in_background`), started with the kernel and warmed while the slice opens (`prepare`), so the
+fits run while the other sections do.
 
 **Holdout check** (`holdout_check`): fit on the purchases before a cut-off, predict each customer's purchases
 (purchase days) in the `holdout_days` after it, compare with what it did; the **naive baseline** repeats each
@@ -342,6 +343,20 @@ def fit_models(summary: pd.DataFrame, *, seed: int = SEED, spend: bool = True) -
     return out
 
 
+def prepare() -> None:
+    """Import pymc-marketing, read pytensor's compile cache and let xarray look for its optional array
+    libraries (~5–6 s together): what a process's first fit pays before it compiles. Notebook 04 runs it in its
+    second process while the kernel opens the slice (``nb.warm_up(clv.prepare)``), so the fits sent there next
+    start at once. Changes no result."""
+    _clv_module()
+    import arviz
+    from pytensor.link.c.basic import get_module_cache
+
+    with _quiet():
+        get_module_cache()
+        arviz.from_dict(posterior={"x": np.zeros((1, 2))})  # a fit's results become such an InferenceData
+
+
 def _expected_purchases(fit: dict[str, Any], summary: pd.DataFrame, days: float) -> np.ndarray:
     data = pd.DataFrame({"customer_id": np.arange(len(summary)), "frequency": summary["frequency"].to_numpy("float64"),
                          "recency": summary["first_to_last_days"].to_numpy("float64"),
@@ -422,13 +437,18 @@ def simulate_purchases(fit: dict[str, Any], summary: pd.DataFrame, days: float, 
         active = rng.random(shape) < alive_p[sl]
         rate = rng.gamma(r + x[sl], 1.0 / (alpha + age[sl]), shape)
         drop = rng.beta(a, b + x[sl], shape)
-        clock, count = np.zeros(shape), np.zeros(shape)
-        while active.any():
-            clock += rng.exponential(1.0, shape) / rate
-            bought = active & (clock < days)
-            count += bought
-            active = bought & (rng.random(shape) >= drop)
-        out[:, sl] = count
+        # only the draws still buying are carried from one purchase to the next (most stop after a few)
+        idx = np.flatnonzero(active)
+        rate, drop, clock = rate.ravel()[idx], drop.ravel()[idx], np.zeros(idx.size)
+        count = np.zeros(shape[0] * shape[1])
+        while idx.size:
+            clock += rng.exponential(1.0, idx.size) / rate
+            bought = clock < days
+            idx, rate, drop, clock = idx[bought], rate[bought], drop[bought], clock[bought]
+            count[idx] += 1
+            stay = rng.random(idx.size) >= drop
+            idx, rate, drop, clock = idx[stay], rate[stay], drop[stay], clock[stay]
+        out[:, sl] = count.reshape(shape)
     return out
 
 

@@ -187,6 +187,7 @@ def fitted() -> pd.DataFrame:
 
 def test_a_small_fit_is_deterministic_and_consistent(fitted) -> None:
     assert fitted.attrs["status"] == "ok" and fitted.attrs["n_customers"] == len(fitted) >= 55
+    clv.prepare()  # notebook 04's warm-up of its second process changes no result
     again = clv.predict_value(_history(), T("2026-01-01"), seed=7)
     pd.testing.assert_frame_equal(fitted, again)  # same data, same seed: same numbers
     product = fitted["expected_purchases"] * fitted["expected_spend_amount"] * fitted["net_share"]
@@ -214,6 +215,18 @@ def test_holdout_check_compares_model_and_baseline_on_the_same_customers() -> No
     assert check.loc[0, "actual_total"] == per["actual"].sum() == check.loc[1, "actual_total"]
     assert check.loc[1, "mae"] == pytest.approx(np.mean(np.abs(per["baseline"] - per["actual"])))
     assert check.loc[0, "mae"] == pytest.approx(np.mean(np.abs(per["model_median"] - per["actual"])))
+
+
+def test_simulated_purchases_average_to_the_models_expected_purchases() -> None:
+    summary = clv.rfm_t_summary(_history(), T("2025-10-01"))
+    fit = clv.fit_models(summary, seed=7, spend=False)
+    draws = clv.simulate_purchases(fit, summary, 91, n_draws=2000, seed=7)
+    assert draws.shape == (2000, len(summary)) and (draws >= 0).all() and (draws == draws.round()).all()
+    expected = clv._expected_purchases(fit, summary, 91)
+    assert draws.mean(axis=0).sum() == pytest.approx(expected.sum(), rel=0.03)
+    assert draws.mean(axis=0) == pytest.approx(expected, abs=0.15)
+    again = clv.simulate_purchases(fit, summary, 91, n_draws=2000, seed=7)
+    assert (draws == again).all()  # the seed fixes the draws
 
 
 def test_the_one_compile_map_is_pymcs_find_map() -> None:
