@@ -12,7 +12,8 @@
 * `crmlens.dashboard.panels` — chart panels (funnel, bookings trend, pipeline, leaderboard, regions,
   attainment, follow-ups) and drill-down tables as data.
 * `crmlens.dashboard.widgets` — the widget toolkit: filter bar, tiles, chart panels, drill-down, funnel
-  records, export buttons, deep-link sync; `ViewSpec` and the `OVERVIEW` / `SALES_MANAGER` views.
+  records, export buttons, deep-link sync.
+* `crmlens.dashboard.views` — the views (`ViewSpec`: tiles, panels, thresholds, drill-down) by name.
 * `crmlens.dashboard.exports` — the current view to Excel and PDF.
 * `crmlens.dashboard.serve` / `crmlens.dashboard.app` — serving with Voila (`crmlens dashboard`) and what
   the dashboard notebooks call.

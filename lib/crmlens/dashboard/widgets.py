@@ -33,7 +33,6 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import anywidget
@@ -51,6 +50,7 @@ from crmlens.dashboard.model import DashboardData, View
 from crmlens.dashboard.panels import DRILL_LEVELS, PANELS, DrillTable, Panel, drill_table, funnel_records
 from crmlens.dashboard.serve import PAGE_PLOTLY_ENV
 from crmlens.dashboard.tiles import Tile, missing_tables_text, tiles_for, tiles_html
+from crmlens.dashboard.views import OVERVIEW, SALES_MANAGER, VIEWS, ViewSpec  # noqa: F401 - re-exported
 from crmlens.errors import CrmLensError
 from crmlens.i18n import N_, _, n_
 from crmlens.metrics.funnel import STEP_LABELS, STEPS
@@ -60,45 +60,6 @@ CUSTOM = "custom"
 LANGUAGE_CHOICES: tuple[tuple[str, str], ...] = (("English", "en"), ("中文", "zh"))
 
 
-@dataclass(frozen=True)
-class ViewSpec:
-    """What a dashboard view shows: its `title` (a msgid, shown with `_`), `tiles` (KPI names), `panels` (keys of
-    `crmlens.dashboard.panels.PANELS`), `thresholds` for the tiles' alert badges
-    (`crmlens.dashboard.tiles.check_thresholds`), and whether it has the drill-down and the funnel's record
-    list."""
-
-    name: str
-    title: str
-    tiles: tuple[str, ...]
-    panels: tuple[str, ...]
-    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    drill: bool = True
-
-    @property
-    def digest(self) -> str:
-        """A short hash of the whole spec: results cached for one spec are never served for another."""
-        import hashlib
-
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
-
-
-OVERVIEW = ViewSpec(
-    "overview", N_("CRM Lens — executive overview"),
-    tiles=("bookings_amount", "target_attainment", "win_rate", "pipeline_amount", "new_opportunities",
-           "avg_deal_size", "sales_cycle_days"),
-    panels=("funnel", "bookings_trend", "pipeline", "leaderboard", "regions"),
-    thresholds={"target_attainment": {"min": 0.9}, "win_rate": {"drop_pct": 0.1},
-                "pipeline_amount": {"drop_pct": 0.2}, "sales_cycle_days": {"max": 120}},
-)
-SALES_MANAGER = ViewSpec(
-    "sales_manager", N_("CRM Lens — sales manager"),
-    tiles=("pipeline_amount", "target_attainment", "bookings_amount", "won_deals", "win_rate",
-           "activity_completion_rate", "forgotten_accounts"),
-    panels=("pipeline", "attainment", "leaderboard", "follow_ups", "bookings_trend"),
-    thresholds={"target_attainment": {"min": 0.9}, "activity_completion_rate": {"min": 0.8},
-                "win_rate": {"drop_pct": 0.1}},
-)
-VIEWS: dict[str, ViewSpec] = {v.name: v for v in (OVERVIEW, SALES_MANAGER)}
 #: The export sheet of each drill-down level (msgids).
 DRILL_SHEETS: dict[str, str] = {"region": N_("Drill-down regions"), "team": N_("Drill-down teams"),
                                 "rep": N_("Drill-down reps"), "opportunity": N_("Drill-down opportunities")}

@@ -191,6 +191,15 @@ def _record_path(run_dir: Path, task: Task) -> Path:
     return run_dir / TASKS_DIR / f"{task.slug}.json"
 
 
+def second_processes(n_tasks: int, workers: int, cores: int | None = None) -> bool:
+    """Whether a run's kernels may start a second process for an analysis (`crmlens.analysis.in_background`):
+    not when the run's own workers fill the `cores`, nor when its kernels are reused for several tasks — a warm
+    kernel keeps what its first task imported (pymc's 4–5 s for notebook 04), a second process would import it
+    again for every task."""
+    cores = usable_cores() if cores is None else cores
+    return workers < cores and n_tasks <= max(1, workers)
+
+
 def execution_order(plan: Plan, workers: int = 2) -> list[Task]:
     """Tasks in the order they start: the regions in groups of `workers`, and in a group each notebook across
     its regions × periods first. Tasks running at the same time open different slices (later notebooks find
@@ -508,7 +517,7 @@ def run(options: RunOptions, stream: TextIO | None = None) -> RunResult:
 
     # the catalogue checks travel with the run (a warm kernel pool of another setting is not reused)
     env.update({k: os.environ[k] for k in (i18n.STRICT_ENV, i18n.MISSING_ENV) if os.environ.get(k)})
-    if options.workers >= usable_cores():  # the run's own workers fill the cores: no second process per kernel
+    if not second_processes(len(plan.tasks), options.workers):
         env[BACKGROUND_ENV] = "0"
     for task in execution_order(plan, options.workers):
         key = stable_hash({"notebook": code["notebooks"][task.notebook], "parameters": task.parameters,

@@ -67,3 +67,12 @@ def test_run_ids_and_override_files(tmp_path):
         plan.parse_overrides_file(f)
     with pytest.raises(ParameterError, match="does not exist"):
         plan.parse_overrides_file(tmp_path / "missing.yaml")
+
+
+def test_second_processes_only_for_a_run_with_a_free_core_and_a_task_per_worker():
+    from crmlens.run.runner import second_processes
+
+    assert second_processes(1, 1, cores=2)  # one notebook alone: its kernel may use the free core
+    assert not second_processes(8, 1, cores=2)  # a reused kernel keeps its imports: no second process per task
+    assert not second_processes(2, 2, cores=2)  # the run's own workers fill the cores
+    assert second_processes(3, 3, cores=8) and not second_processes(9, 3, cores=8)
