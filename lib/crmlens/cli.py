@@ -243,19 +243,26 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         token = serve.new_token()
     argv = serve.voila_command(target, host=args.host, port=args.port, token=token, pool_size=args.pool_size,
                                cull_idle_timeout=args.cull_idle_timeout)
-    env = serve.voila_env(args.source, args.mapping)
+    refresh = serve.check_refresh(args.refresh, "--refresh") if args.refresh is not None else None
+    if refresh is None:
+        serve.refresh_interval()  # a bad inherited $CRMLENS_DASHBOARD_REFRESH_S: said now, not on every page
+    env = serve.voila_env(args.source, args.mapping, refresh_s=refresh)
     if args.print_command:
         print(" ".join(argv))
         return EXIT_OK
     # one notebook: Voila serves it at the root (its /voila/render/ pages exist only when serving the folder)
-    where = serve.url_for(args.host, args.port, token)
+    # serving the folder: the landing page (every view, with a thumbnail and a line each)
+    where = serve.url_for(args.host, args.port, token, serve.LANDING if args.notebook == "all" else None)
     what = "the dashboards" if args.notebook == "all" else f"the {args.notebook} dashboard"
     print(f"Serving {what} of {args.source} at {where}")
     if not serve.is_loopback(args.host):
         print("Reachable from other machines: share the address with its token; anyone with it can open the "
               "dashboards.")
+    every = serve.refresh_interval(env)
     print(f"Kernels: {args.pool_size} preheated per dashboard; idle kernels stop after {args.cull_idle_timeout} s. "
-          "Stop with Ctrl+C.", flush=True)
+          + (f"Open pages check for new data every {every:g} s. " if every else
+             "Open pages check for new data on request only (Refresh data). ")
+          + "Stop with Ctrl+C.", flush=True)
     # Ctrl+C, SIGTERM or SIGHUP stop Voila and its kernels with this process (exit status 0)
     return serve.run_voila(argv, env=env, cwd=os.getcwd())
 
@@ -414,8 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  crmlens dashboard --source data/maven --mapping params/sources/maven_crm.yaml\n"
                "Guide: docs/dashboards.md")
     _add_source_args(p)
-    p.add_argument("--notebook", default="all", choices=["all", "overview", "sales_manager"],
-                   help="serve one dashboard, or all of them (default: all, with a list page)")
+    p.add_argument("--notebook", default="all",
+                   choices=["all", "overview", "sales_manager", "marketing", "customer_service", "sales_rep"],
+                   help="serve one dashboard, or all of them (default: all, with a landing page listing the views)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only). Any other address needs a "
                         "token (made for you when not given)")
@@ -428,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "start (default 2; ~0.4-0.9 GB each on the default demo; 0 = none)")
     p.add_argument("--cull-idle-timeout", type=int, default=900,
                    help="seconds after which an idle viewer's kernel is stopped (default 900)")
+    p.add_argument("--refresh", default=None, metavar="SECONDS",
+                   help="seconds between an open dashboard's checks for new data: when the source changed (files' "
+                        "size or time, a database's tables) the page reloads it and re-renders its view (default "
+                        "300, or $CRMLENS_DASHBOARD_REFRESH_S; 0 = only when a viewer clicks Refresh data)")
     p.add_argument("--print-command", action="store_true", help="print the Voila command line and exit")
     p.set_defaults(func=_cmd_dashboard)
     return parser

@@ -187,13 +187,30 @@ def test_customer_notebooks_run_on_the_real_customer_datasets(path, name, tmp_pa
         assert "United Kingdom" in text and "Seasonal naive" in text and "daily sales history" in text
 
 
-DASHBOARDS = sorted((paths.NOTEBOOKS_DIR / "dashboards").glob("*.ipynb"))
+LANDING = paths.NOTEBOOKS_DIR / "dashboards" / "index.ipynb"
+DASHBOARDS = sorted(p for p in (paths.NOTEBOOKS_DIR / "dashboards").glob("*.ipynb") if p != LANDING)
 
 
 def test_every_dashboard_view_has_a_notebook_and_back():
     from crmlens.dashboard.widgets import VIEWS
 
     assert sorted(p.stem for p in DASHBOARDS) == sorted(VIEWS)
+
+
+def test_the_landing_page_lists_every_view_with_a_thumbnail_and_a_line():
+    from crmlens.dashboard import landing
+    from crmlens.dashboard.views import VIEWS
+
+    nb = load(LANDING)
+    assert [line for c in nb.cells if c.cell_type == "code" for line in code_lines(c)] == [
+        "from crmlens.dashboard import landing", "landing.show()  # every view: a thumbnail, who it is for, what "
+        "it shows, a link"]
+    page = landing.landing_html("en")
+    for name, spec in VIEWS.items():
+        assert f"data-view='{name}' href='{name}.ipynb'" in page and spec.summary and spec.audience
+    assert page.count("<svg") == len(VIEWS)
+    zh = landing.landing_html("zh")
+    assert "仪表盘" in zh and "href='marketing.ipynb?language=zh'" in zh
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[p.stem for p in DASHBOARDS])

@@ -46,6 +46,7 @@ from crmlens import kpis  # noqa: E402
 from crmlens.dashboard import serve  # noqa: E402
 from crmlens.dashboard import state as st  # noqa: E402
 from crmlens.dashboard.model import DEFAULT_FACT_TABLES, DashboardData  # noqa: E402
+from crmlens.dashboard.views import ViewSpec  # noqa: E402
 from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard, warm  # noqa: E402
 from crmlens.errors import ParameterError  # noqa: E402
 
@@ -75,13 +76,23 @@ def warm_states(regions: list[str], choice: str = "default", seed: int | None = 
     return [states[0], *rest]
 
 
+def view_tables(spec: ViewSpec) -> set[str]:
+    """The tables view `spec` reads: its tiles' KPIs' and its panels' (`crmlens.dashboard.panels.PANEL_TABLES`)."""
+    from crmlens.dashboard.panels import PANEL_TABLES
+
+    tables = {t for name in spec.tiles for t in kpis.get_kpi(name).tables}
+    for key in spec.panels:
+        tables.update(PANEL_TABLES[key])
+    return tables
+
+
 def load(view: str = "overview", source: str | None = None, mapping: str | None = None) -> DashboardData:
     """The dashboard data of the served source (or `source` / `mapping`): the tables view `view` needs (its
     tiles' KPIs' tables and `DEFAULT_FACT_TABLES`); a preheating kernel also computes the `warm_states` (the
     choice is checked in every kernel)."""
     env_source, env_mapping = serve.source_from_env()
     spec = VIEWS[view]
-    tables = {*DEFAULT_FACT_TABLES, *(t for name in spec.tiles for t in kpis.get_kpi(name).tables)}
+    tables = {*DEFAULT_FACT_TABLES, *view_tables(spec)}
     board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping),
                                     tables=sorted(tables))
     choice = os.environ.get(WARM_ENV, "default").strip().lower()

@@ -12,14 +12,20 @@ equal `open_slice`'s for the same parameters.
 Rows come from the validated store exactly as `open_slice` reads them (`crmlens.store`: the source is validated
 once per version, in the engine, by whoever asks first), with the data's as-of date as "now"; rejected rows are
 counted per table in `DashboardData.rejected`.
+
+Live refresh: `DashboardData.source_version` is a cheap key of the source's current content (file stats; a
+database's counters), `version` the one the data was loaded from; `reload` builds a new DashboardData for the
+current version (`crmlens.dashboard.widgets.Dashboard.refresh` swaps it in; docs/dashboards.md, Live refresh).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import pickle
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,28 +65,97 @@ def default_cache_dir() -> Path | None:
     return Path(value) if value else paths.OUTPUTS_DIR / ".cache" / "dashboard"
 
 
+def _hash_source_files(h: Any, info: data.SourceInfo) -> bool:
+    """Feed `h` the files of a folder source (relative name, size, modification time) and the mapping file's
+    content; False (nothing fed) when the source is not a folder source or its folder is gone."""
+    if info.kind not in ("demo", "folder", "mapped"):
+        return False
+    folder = data._resolve(Path(info.source))  # as `crmlens.data.connect` found it (relative: cwd, else the project)
+    if not folder.is_dir():
+        return False
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            stat = f.stat()
+        except FileNotFoundError:  # removed since listed (a file being replaced): the next look sees the result
+            h.update(f"{f.relative_to(folder)}\0-\n".encode())
+            continue
+        h.update(f"{f.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    if info.mapping:
+        h.update(data._resolve(Path(info.mapping)).read_bytes())
+    return True
+
+
 def source_identity(info: data.SourceInfo, base: Params) -> str | None:
     """A key that changes whenever the data, the mapping, the library code or the parameters change: the
     files of a folder source (name, size, modification time), the mapping file's content, the library's
     hash and the base parameters. None for database sources (their content is not seen from here): their
     results are not shared on disk."""
-    import hashlib
-
-    if info.kind not in ("demo", "folder", "mapped"):
-        return None
-    folder = Path(info.source)
-    if not folder.is_dir():
+    h = hashlib.sha256()
+    if not _hash_source_files(h, info):
         return None
     from crmlens.run.provenance import library_hash
 
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = f.stat()
-        h.update(f"{f.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    if info.mapping:
-        h.update(Path(info.mapping).read_bytes())
     h.update(library_hash().encode())
     h.update(base.model_dump_json().encode())
+    return h.hexdigest()[:24]
+
+
+#: The database tables' counters PostgreSQL keeps (inserted, updated, deleted rows; the table's oid changes
+#: when it is dropped and made again): read from its statistics view, no table is scanned.
+_PG_VERSION_SQL = ("SELECT c.relname, c.oid::bigint, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup, "
+                   "c.relfilenode::bigint FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                   "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname = ANY(%s) "
+                   "AND pg_table_is_visible(c.oid) ORDER BY c.relname")
+
+
+def _duckdb_file(url: str) -> Path | None:
+    """The database file of a ``duckdb:///path`` URL (None for an in-memory database or another URL)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme != "duckdb":
+        return None
+    path = unquote(parsed.netloc + parsed.path)
+    if not path or path == ":memory:" or path.startswith("/:memory:"):
+        return None
+    return Path(path)
+
+
+def database_version(info: data.SourceInfo, con: Any) -> str | None:
+    """A cheap key of a database source's content (`DashboardData.source_version`; see docs/dashboards.md,
+    Live refresh): a ``duckdb:///file`` database — the file's and its write-ahead log's size and modification
+    time (no query); PostgreSQL — per table its statistics counters (rows inserted, updated, deleted; its oid
+    and file node, which change on DROP/CREATE and TRUNCATE), one catalogue query; any other database — per
+    table its row count and the latest value of its time columns (one aggregate query per table: a scan
+    unless the database keeps those). `con` is an Ibis connection to ask (not needed for a DuckDB file)."""
+    h = hashlib.sha256()
+    db_file = _duckdb_file(info.source)
+    if db_file is not None:
+        for f in (db_file, db_file.with_name(db_file.name + ".wal")):
+            try:
+                stat = f.stat()
+                h.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            except FileNotFoundError:
+                h.update(f"{f.name}\0-\n".encode())
+        return h.hexdigest()[:24]
+    if con is None:
+        return None
+    name = getattr(con, "name", "")
+    if name == "postgres":
+        raw = con.con  # a psycopg connection
+        with raw.cursor() as cur:
+            cur.execute(_PG_VERSION_SQL, (list(info.tables),))
+            rows = cur.fetchall()
+        if not getattr(raw, "autocommit", True):
+            raw.rollback()  # statistics are read as of the transaction: the next check needs a new one
+        h.update(repr(rows).encode())
+        return h.hexdigest()[:24]
+    for table_name in info.tables:
+        t = con.table(table_name)
+        times = [c.name for c in SCHEMA[table_name].columns if c.dtype in ("timestamp", "date") and c.name in t.columns]
+        aggs = {"n": t.count(), **{f"max_{c}": t[c].max().cast("string") for c in times}}
+        row = t.aggregate(**aggs).to_pandas().iloc[0].to_dict()
+        h.update(f"{table_name}\0{sorted(row.items())!r}\n".encode())
     return h.hexdigest()[:24]
 
 
@@ -179,6 +254,15 @@ class DashboardData:
                  cache_dir: str | Path | bool | None = True) -> None:
         self.con = con
         self.info = data.source_info(con)
+        self._tables_asked = tuple(tables)
+        self._cache_asked = cache_dir
+        self._check_con: Any = None
+        self._check_lock = threading.Lock()
+        #: The source's version this data was loaded from (`source_version`, taken before loading: a change
+        #: made while loading shows as a new version at the next check). None when it cannot be told.
+        self.version: str | None = self._initial_version()
+        #: When the data was loaded (UTC).
+        self.loaded_at = pd.Timestamp.now(tz="UTC")
         self.as_of: pd.Timestamp = data.data_as_of(con)
         self.options: dict[str, list[str]] = st.options_for(con)
         self.base = base if base is not None else Params()
@@ -227,6 +311,66 @@ class DashboardData:
     def load(cls, source: str = "demo", mapping: str | None = None, **kwargs: Any) -> DashboardData:
         """Connect to `source` (see `crmlens.data.connect`) and load it."""
         return cls(data.connect(source, mapping), **kwargs)
+
+    # -- live refresh ----------------------------------------------------------------------------------
+
+    def _initial_version(self) -> str | None:
+        try:
+            return self.source_version(self.con)
+        except Exception:  # a source whose version cannot be read loads all the same (never refreshed by itself)
+            return None
+
+    def source_version(self, con: Any = None) -> str | None:
+        """A cheap key of the source's current content, which changes when the source changes: for a folder,
+        demo or mapped source its files' names, sizes and modification times and the mapping file's content
+        (what `source_identity` hashes, without the library hash and parameters — a stat per file, no read);
+        for a database, `database_version` (a DuckDB file's size and time; PostgreSQL's table statistics; other
+        databases a count per table). None when it cannot be told (then the data is only reloaded on request).
+        Database checks use a connection of their own (`con` to use another), safe to call from a thread."""
+        h = hashlib.sha256()
+        if _hash_source_files(h, self.info):
+            return h.hexdigest()[:24]
+        if self.info.kind != "url":
+            return None
+        if con is None and _duckdb_file(self.info.source) is None:
+            with self._check_lock:
+                if self._check_con is None:
+                    import ibis
+
+                    self._check_con = ibis.connect(self.info.source)
+                try:
+                    return database_version(self.info, self._check_con)
+                except Exception:
+                    self._check_con = None  # a broken connection: a new one at the next check
+                    raise
+        return database_version(self.info, con)
+
+    def changed(self) -> bool:
+        """True when the source's version differs from the one this data was loaded from (`source_version`;
+        False when it cannot be told). Raises what reading the version raises (a database that went away)."""
+        now = self.source_version()
+        return now is not None and now != self.version
+
+    def reload(self) -> DashboardData:
+        """A NEW DashboardData for the source's current version: the source opened again (a new connection:
+        its validated store, as-of date, filter choices and caches are those of the new version), the same
+        tables, parameters and cache setting. Nothing of this object is shared with it: its views, results
+        and disk cache folder (keyed by `source_identity`, which changes with the files) are its own."""
+        con = data.connect(self.info.source, self.info.mapping)
+        return type(self)(con, tables=self._tables_asked, base=self.base, cache_dir=self._cache_asked)
+
+    def close(self) -> None:
+        """Let go of what can be made again, once a `reload` replaced this data: the connection
+        `source_version` opened for a database (if any), the cut views and the remembered results (in memory;
+        the disk cache stays). The validated tables stay: the object still answers, computing afresh."""
+        with self._check_lock:
+            check, self._check_con = self._check_con, None
+        if check is not None:
+            with contextlib.suppress(Exception):
+                check.disconnect()
+        self._views.clear()
+        self._results.clear()
+        self._regions.clear()
 
     # -- cutting ---------------------------------------------------------------------------------------
 

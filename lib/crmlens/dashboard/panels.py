@@ -11,6 +11,17 @@ period last year per month), `pipeline` (opportunities by stage), `leaderboard` 
 team's reps (bookings, won deals, win rate, attainment) or a rep's opportunities; `funnel_records` the leads
 behind a funnel step.
 
+Marketing view (`crmlens.metrics.marketing`, as notebook 05 calls it): `campaign_roi` (ROI and cost per won
+customer by channel, mature campaigns), `channel_efficiency` (lead quality by source channel), `lead_sources`
+(share of the leads by channel and quarter), `campaign_funnel` (exposure → won per campaign) and `attribution`
+(share of the credit by channel under each model; `attribution_panel(v, model)` emphasises one of
+`ATTRIBUTION_MODELS`), `engagement_trend` (campaign events per month). Customer-service view
+(`crmlens.metrics.health` and `products`, as notebooks 06 and 07 call them): `satisfaction_trend`,
+`satisfaction_drivers`, `service_levels` (by ticket category, against the targets), `complaint_hotspots`
+(complaints by product) and `at_risk_customers` (the churn model's call list). Their drill-down tables:
+`campaign_leads`, `product_tickets` and `customer_history`. `PANEL_TABLES` names the fact tables every panel
+reads, for `DashboardData(tables=...)`.
+
 Titles, column headings, findings and "no data" reasons are in the language in use when a panel is made
 (`crmlens.i18n.language`); the chart builders translate their own texts (`crmlens.charts.tr`).
 """
@@ -24,14 +35,19 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from crmlens.charts import funnel as funnel_charts
+from crmlens.charts import health as health_charts
+from crmlens.charts import marketing as marketing_charts
 from crmlens.charts import performance as performance_charts
+from crmlens.charts import plot_grouped_bars
+from crmlens.charts import products as product_charts
 from crmlens.charts import regions as region_charts
 from crmlens.dashboard.model import View
 from crmlens.dashboard.tiles import missing_tables_text
 from crmlens.errors import ParameterError
 from crmlens.findings import Finding, as_finding
 from crmlens.i18n import N_, _
-from crmlens.metrics import funnel, performance, regions
+from crmlens.metrics import customers, funnel, health, marketing, performance, products, regions
+from crmlens.metrics.common import lookup
 
 
 @dataclass
@@ -185,6 +201,209 @@ def follow_ups_panel(v: View, top: int = 12) -> Panel:
                    "n_forgotten_accounts": N_("Forgotten"), "forgotten_rate": N_("Share forgotten")})
 
 
+# -- marketing panels ---------------------------------------------------------------------------------------
+
+def campaign_roi_panel(v: View) -> Panel:
+    """ROI, cost per lead and per won customer (CPA) by channel of the mature campaigns (`marketing.channel_roi`:
+    those that ended in the year up to `marketing.MATURITY_DAYS` before the as-of, their leads followed to it)."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = marketing.channel_roi(v)
+        return marketing_charts.plot_roi(table), table, marketing.describe_campaign_roi(table)
+    return _panel("campaign_roi", _("ROI and cost per acquisition by channel (mature campaigns)"), v,
+                  ("campaigns", "leads"), build,
+                  {"channel": N_("Channel"), "cost_amount": N_("Cost"), "n_leads": N_("Leads"), "n_mqls": N_("MQLs"),
+                   "n_sqls": N_("SQLs"), "n_opportunities": N_("Opportunities"), "n_won": N_("Won deals"),
+                   "won_amount": N_("Won amount"), "roi": N_("ROI"), "cost_per_lead": N_("Cost per lead"),
+                   "cost_per_mql": N_("Cost per MQL"), "cpa": N_("Cost per won customer (CPA)"),
+                   "payback_days": N_("Payback (days)")})
+
+
+#: The lead-quality rates the channel-efficiency panel draws per channel (column → legend msgid).
+_QUALITY_RATES: dict[str, str] = {"mql_rate": N_("Lead→MQL rate"), "sql_rate": N_("Lead→SQL rate"),
+                                  "lead_to_won_rate": N_("Lead→won rate")}
+
+
+def channel_efficiency_panel(v: View) -> Panel:
+    """Lead quality by source channel (`marketing.channel_efficiency_of`: the mature lead cohort): leads, the share
+    that reached MQL, SQL and a won deal, the median days to a win, won amount, and the cost and ROI of the
+    channel's campaigns."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = marketing.channel_efficiency_of(v)
+        figure = plot_grouped_bars(table, x="channel", columns=_QUALITY_RATES, title="",
+                                   y_title=N_("Share of the channel's leads"), percent=True)
+        return figure, table, marketing.describe_channel_efficiency(table)
+    return _panel("channel_efficiency", _("Lead quality by source channel (mature leads)"), v, ("leads",), build,
+                  {"channel": N_("Channel"), "n_leads": N_("Leads"), **_QUALITY_RATES,
+                   "median_days_to_won": N_("Median days lead→won"), "won_amount": N_("Won amount"),
+                   "cost_amount": N_("Cost"), "roi": N_("ROI"), "cost_per_lead": N_("Cost per lead")})
+
+
+def lead_sources_panel(v: View) -> Panel:
+    """Lead volume by source channel and quarter over three years (`marketing.channel_mix_of`): leads, their
+    share of the quarter's leads, and the cost of the campaigns started in it."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = marketing.channel_mix_of(v)
+        return marketing_charts.plot_channel_mix(table), table, marketing.describe_channel_mix(table)
+    return _panel("lead_sources", _("Leads by source channel"), v, ("leads",), build,
+                  {"period": N_("Quarter"), "channel": N_("Channel"), "n_leads": N_("Leads"),
+                   "lead_share": N_("Share of leads"), "cost_amount": N_("Cost"), "cost_share": N_("Share of cost")})
+
+
+def campaign_funnel_panel(v: View) -> Panel:
+    """Per mature campaign (`marketing.campaign_funnel_of`): exposure → engagement → lead → opportunity → won and
+    the rate of each step; the chart shows the campaigns worth a look (`marketing.funnel_highlights`)."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = marketing.campaign_funnel_of(v)
+        steps = marketing.funnel_highlights(table)
+        figure = marketing_charts.plot_campaign_funnel(steps) if steps is not None else go.Figure()
+        return figure, table, marketing.describe_campaign_funnel(table)
+    return _panel("campaign_funnel", _("Campaign funnels (mature campaigns)"), v, ("campaigns", "leads"), build,
+                  {"campaign_id": N_("Campaign"), "name": N_("Name"), "channel": N_("Channel"),
+                   "n_exposed": N_("Exposed (impressions)"), "n_engagements": N_("Engagements"),
+                   "n_leads": N_("Leads"), "n_opportunities": N_("Opportunities"), "n_won": N_("Won deals"),
+                   "engagement_rate": N_("Engagements per impression"), "lead_rate": N_("Leads per engagement"),
+                   "opportunity_rate": N_("Lead→opportunity rate"), "won_rate": N_("Opportunity→won rate")})
+
+
+#: The attribution models of the model switcher, in order (`crmlens.metrics.marketing.ALL_MODELS`).
+ATTRIBUTION_MODELS: tuple[str, ...] = marketing.ALL_MODELS
+
+
+def attribution_panel(v: View, model: str | None = None) -> Panel:
+    """Each channel's share of the credit for the won deals under every attribution model
+    (`marketing.attribution_of`). With `model` (one of `ATTRIBUTION_MODELS`), the chart shows that model alone and
+    the table is ordered by its share, its column first; the finding compares the models either way."""
+    if model is not None and model not in ATTRIBUTION_MODELS:
+        raise ParameterError(f"model: {model!r} is not an attribution model; use one of "
+                             f"{', '.join(ATTRIBUTION_MODELS)}")
+
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = marketing.attribution_of(v)
+        finding = marketing.describe_models(table)
+        if model is None:
+            return marketing_charts.plot_attribution(table), table, finding
+        if model not in table.columns:  # Shapley is left out beyond `datadriven.MAX_SHAPLEY_CHANNELS` channels
+            return go.Figure(), pd.DataFrame(), None
+        key = table.columns[0]
+        table = table.sort_values([model, key], ascending=[False, True], kind="stable").reset_index(drop=True)
+        table = table[[key, model, *(c for c in table.columns if c not in (key, model))]]
+        return marketing_charts.plot_attribution(table[[key, model]]), table, finding
+    models = [m for m in ATTRIBUTION_MODELS if m != model]
+    columns = {"channel": N_("Channel"),
+               **{m: marketing_charts.MODEL_LABELS[m] for m in ([model] if model else []) + models},
+               "vs_last_touch": N_("Largest gap to last touch")}
+    title = _("Attribution: share of the credit by channel") if model is None else \
+        _("Attribution: share of the credit by channel, {model}", model=_(marketing_charts.MODEL_LABELS[model]))
+    panel = _panel("attribution", title, v, ("campaigns", "campaign_events", "leads", "opportunities"), build,
+                   columns)
+    if panel.table is not None:  # a model the data leaves out has no column
+        panel.columns = {c: h for c, h in panel.columns.items() if c in panel.table.columns}
+    return panel
+
+
+def engagement_trend_panel(v: View) -> Panel:
+    """Campaign events per month and event type over three years (`marketing.engagement_trend_of`), with the
+    period's click and attendance rates by channel as the finding."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = marketing.engagement_trend_of(v)
+        finding = marketing.describe_engagement(marketing.engagement_of(v))
+        return marketing_charts.plot_engagement_trend(table), table, finding
+    return _panel("engagement_trend", _("Engagement with campaigns by month"), v, ("campaigns", "campaign_events"),
+                  build, {"period": N_("Month"), "event_type": N_("Event type"), "n_events": N_("Events")})
+
+
+# -- customer-service panels ---------------------------------------------------------------------------------
+
+def satisfaction_trend_panel(v: View) -> Panel:
+    """CSAT and NPS per quarter over the last eight (`health.satisfaction_trend`), the period's in the finding."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = health.satisfaction_trend(v)
+        finding = health.describe_satisfaction(health.satisfaction(v))
+        return health_charts.plot_satisfaction_trend(table), table, finding
+    return _panel("satisfaction_trend", _("Customer satisfaction (CSAT) and NPS by quarter"), v, ("surveys",), build,
+                  {"period": N_("Quarter"), "n_responses": N_("Responses"), "csat_mean": N_("CSAT (1–5)"),
+                   "satisfied_share": N_("Satisfied (CSAT 4–5)"), "promoters_share": N_("Promoters"),
+                   "passives_share": N_("Passives"), "detractors_share": N_("Detractors"), "nps": N_("NPS")})
+
+
+def satisfaction_drivers_panel(v: View) -> Panel:
+    """What moves CSAT and NPS over two years of responses (`health.csat_drivers`): each service factor's and
+    named driver's effect in points with its 95% confidence interval."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        drivers = health.csat_drivers(v)
+        if drivers is None or drivers.empty:
+            return go.Figure(), pd.DataFrame(), None
+        return (health_charts.plot_drivers(drivers), health.drivers_for_readers(drivers),
+                health.describe_csat_drivers(drivers))
+    return _panel("satisfaction_drivers", _("What drives customer satisfaction"), v, ("surveys",), build,
+                  {"factor": N_("Factor"), "n_with": N_("Responses with it"), "csat_with": N_("CSAT with it"),
+                   "csat_without": N_("CSAT without it"), "csat_effect": N_("Effect on CSAT (points)"),
+                   "csat_effect_low": N_("95% CI, low"), "csat_effect_high": N_("95% CI, high"),
+                   "p_value": N_("p-value"), "nps_effect": N_("Effect on NPS (points)")})
+
+
+def service_levels_panel(v: View) -> Panel:
+    """Tickets by category (`health.service_levels`): opened, resolved, the backlog, median first-response hours
+    and resolution days, and the shares on target; the chart is the monthly ticket trend (`health.ticket_trend`)."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        table = health.service_levels(v, "category")
+        figure = health_charts.plot_ticket_trend(health.ticket_trend(v, freq="month"))
+        return figure, table, health.describe_service(health.service_levels(v))
+    return _panel("service_levels", _("Ticket backlog and service levels against targets"), v, ("tickets",), build,
+                  {"segment": N_("Ticket category"), "n_opened": N_("Tickets opened"),
+                   "n_resolved": N_("Tickets resolved"),
+                   "n_backlog": N_("Open tickets (backlog)"),
+                   "first_response_hours": N_("Median first response (hours)"),
+                   "resolution_days": N_("Median resolution (days)"),
+                   "first_response_met": N_("First response on target"), "resolution_met": N_("Resolved on target")})
+
+
+def complaint_hotspots_panel(v: View) -> Panel:
+    """Complaint tickets by product (`products.complaint_hotspots` of `products.complaint_trend_of` and
+    `products.feedback_of`, as notebook 07 reads them, by product): complaints over the last eight quarters, their
+    growth a quarter and its test, tickets per customer against the other products; hotspots first."""
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        trend = products.complaint_trend_of(v, "product_id")
+        table = products.complaint_hotspots(trend, products.feedback_of(v, "product_id"))
+        if table is None:
+            return go.Figure(), pd.DataFrame(), None
+        if "products" in v.tables and "name" in v.tables["products"]:
+            dim = v.tables["products"].drop_duplicates("product_id")
+            names = dim.set_index(dim["product_id"].astype("string"))["name"].astype("string")
+            table.insert(1, "name", lookup(table["product_id"].astype("string"), names).to_numpy())
+        return product_charts.plot_complaint_trend(trend), table, products.describe_hotspots(table)
+    return _panel("complaint_hotspots", _("Complaint hotspots by product"), v, ("tickets",), build,
+                  {"product_id": N_("Product"), "name": N_("Name"), "n_complaints": N_("Complaints"),
+                   "first_quarter_complaints": N_("Complaints, first quarter"),
+                   "last_quarter_complaints": N_("Complaints, last quarter"),
+                   "complaint_growth": N_("Complaint growth a quarter"), "trend_p_value": N_("Trend p-value"),
+                   "tickets_per_customer": N_("Tickets per customer"),
+                   "rate_ratio": N_("Tickets per customer vs others"), "is_hotspot": N_("Hotspot")})
+
+
+def at_risk_customers_panel(v: View) -> Panel:
+    """The customers to call first (`health.call_list` of `health.churn_model`, fitted on the view's customers and
+    their purchases, `customers.purchase_history`): per rep, by yearly revenue at risk, with the reasons; the chart
+    is the signals the model relies on. Fitting the model takes seconds on a large source."""
+    fitted: dict[str, health.ChurnModel] = {}
+
+    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
+        model = health.churn_model(v, customers.purchase_history(v))
+        fitted["model"] = model
+        table = health.call_list(v, model)
+        signals = health.importance_for_readers(model)
+        if table is None or signals is None:
+            return go.Figure(), pd.DataFrame(), None
+        return health_charts.plot_churn_signals(signals), table, health.describe_churn_risk(model)
+    panel = _panel("at_risk_customers", _("Customers at risk of churning"), v, ("accounts",), build,
+                   {"rep": N_("Rep"), "account": N_("Customer"), "risk": N_("Churn risk"),
+                    "revenue_at_risk": N_("Yearly revenue at risk"), "reasons": N_("Reasons")})
+    model = fitted.get("model")
+    if panel.table is None and model is not None and not model.ok:  # why there is no model, in plain words
+        panel.no_data = model.message
+    return panel
+
+
 #: Panel builders by key, for the views' panel lists.
 PANELS: dict[str, Callable[[View], Panel]] = {
     "funnel": funnel_panel,
@@ -194,6 +413,41 @@ PANELS: dict[str, Callable[[View], Panel]] = {
     "regions": regions_panel,
     "attainment": attainment_panel,
     "follow_ups": follow_ups_panel,
+    "campaign_roi": campaign_roi_panel,
+    "channel_efficiency": channel_efficiency_panel,
+    "lead_sources": lead_sources_panel,
+    "campaign_funnel": campaign_funnel_panel,
+    "attribution": attribution_panel,
+    "engagement_trend": engagement_trend_panel,
+    "satisfaction_trend": satisfaction_trend_panel,
+    "satisfaction_drivers": satisfaction_drivers_panel,
+    "service_levels": service_levels_panel,
+    "complaint_hotspots": complaint_hotspots_panel,
+    "at_risk_customers": at_risk_customers_panel,
+}
+
+#: The fact tables each panel reads (dimension tables — accounts, campaigns, products, targets... — are always
+#: loaded), for a dashboard kernel's ``DashboardData(tables=...)``. Optional ones count: without them a panel
+#: still draws, with less (e.g. ROI without opportunities has no won deals).
+PANEL_TABLES: dict[str, tuple[str, ...]] = {
+    "funnel": ("leads", "opportunities"),
+    "bookings_trend": ("opportunities",),
+    "pipeline": ("opportunities",),
+    "leaderboard": regions.leaderboard_tables("bookings_amount"),
+    "regions": ("opportunities", "contracts"),
+    "attainment": ("opportunities",),
+    "follow_ups": ("activities",),
+    "campaign_roi": ("leads", "opportunities"),
+    "channel_efficiency": ("leads", "opportunities"),
+    "lead_sources": ("leads",),
+    "campaign_funnel": ("leads", "opportunities", "campaign_events", "campaign_metrics"),
+    "attribution": ("campaign_events", "leads", "opportunities"),
+    "engagement_trend": ("campaign_events",),
+    "satisfaction_trend": ("surveys",),
+    "satisfaction_drivers": ("surveys", "tickets"),
+    "service_levels": ("tickets",),
+    "complaint_hotspots": ("tickets", "contracts", "surveys"),
+    "at_risk_customers": ("contracts", "activities", "tickets", "surveys"),
 }
 
 
@@ -275,3 +529,148 @@ def funnel_records(v: View, step: str) -> pd.DataFrame:
     keep = [c for c in ("lead_id", "created_at", "source_channel", "region_id", "owner_rep_id", "campaign_id",
                         "opportunity_amount") if c in progress.columns]
     return progress.loc[reached.to_numpy(), keep].reset_index(drop=True)
+
+
+# -- drill-down of the marketing and customer-service views ---------------------------------------------------
+
+#: Columns of a campaign's leads (column → heading msgid).
+CAMPAIGN_LEAD_COLUMNS: dict[str, str] = {"lead_id": N_("Lead"), "created_at": N_("Created"),
+                                         "source_channel": N_("Source channel"), "stage": N_("Stage reached"),
+                                         "disqualified_at": N_("Disqualified"), "owner_rep_id": N_("Owner rep"),
+                                         "account_id": N_("Account")}
+#: Columns of a product's tickets (column → heading msgid).
+PRODUCT_TICKET_COLUMNS: dict[str, str] = {"ticket_id": N_("Ticket"), "opened_at": N_("Opened"),
+                                          "account_id": N_("Account"), "category": N_("Ticket category"),
+                                          "priority": N_("Priority"), "status": N_("Status"),
+                                          "first_response_at": N_("First response at"),
+                                          "resolved_at": N_("Resolved at")}
+#: Columns of a customer's history (column → heading msgid).
+CUSTOMER_HISTORY_COLUMNS: dict[str, str] = {"at": N_("When"), "kind": N_("What"), "record_id": N_("Record"),
+                                            "subject": N_("Subject"), "amount": N_("Amount"), "csat": N_("CSAT"),
+                                            "nps": N_("NPS"), "rep_id": N_("Rep")}
+#: What each table of a customer's history contributes: kind (msgid), id, time(s) (the first present one),
+#: subject, amount, CSAT, NPS and rep columns (None: the table has none).
+_HISTORY_SOURCES: dict[str, tuple[str, str, tuple[str, ...], str, str | None, str | None, str | None, str | None]] = {
+    "activities": (N_("Activity"), "activity_id", ("occurred_at", "due_at"), "activity_type", None, None, None,
+                   "rep_id"),
+    "opportunities": (N_("Opportunity"), "opportunity_id", ("closed_at", "created_at"), "stage", "amount", None, None,
+                      "owner_rep_id"),
+    "tickets": (N_("Ticket"), "ticket_id", ("opened_at",), "category", None, None, None, None),
+    "surveys": (N_("Survey response"), "survey_id", ("responded_at",), "driver", None, "csat", "nps", "rep_id"),
+}
+
+
+def _known(v: View, table: str, column: str, value: str) -> bool | None:
+    """Whether `value` is a `column` of dimension `table` (None when the view has no such table)."""
+    if table not in v.tables or column not in v.tables[table]:
+        return None
+    return bool(v.tables[table][column].astype("string").eq(value).fillna(False).any())
+
+
+def campaign_leads(v: View, campaign_id: str) -> DrillTable:
+    """The leads of campaign `campaign_id` created in the view's period, newest first: created, source channel, the
+    furthest funnel step reached (`funnel.lead_progress`), when disqualified, owner rep, and the account of the
+    opportunity the lead became."""
+    columns = _headings(CAMPAIGN_LEAD_COLUMNS)
+    reason = _missing(v, "campaigns", "leads")
+    if reason:
+        return DrillTable("lead", "lead_id", pd.DataFrame(columns=list(columns)), columns, reason)
+    if not _known(v, "campaigns", "campaign_id", campaign_id):
+        return DrillTable("lead", "lead_id", pd.DataFrame(columns=list(columns)), columns,
+                          _("No campaign {id} in this source", id=campaign_id))
+    leads = v.tables["leads"]
+    leads = leads[leads["campaign_id"].astype("string").eq(campaign_id).fillna(False).to_numpy(dtype=bool)]
+    opps = v.tables.get("opportunities")
+    from crmlens import notebook
+
+    progress = funnel.lead_progress(leads, opps, notebook.context(v))  # a View's or a notebook slice's
+    rows = leads.set_index("lead_id").loc[progress["lead_id"]].reset_index()
+    first, *later = funnel.STEPS
+    stage = pd.Series(_(funnel.STEP_LABELS[first]), index=progress.index, dtype="string")
+    for step in later:
+        reached = progress[f"reached_{step}"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        stage = stage.where(~reached, _(funnel.STEP_LABELS[step]))
+    out = progress[[c for c in ("lead_id", "created_at", "source_channel") if c in progress]].copy()
+    out["stage"] = stage
+    for c in ("disqualified_at", "owner_rep_id"):
+        if c in rows:
+            out[c] = rows[c].to_numpy()
+    if opps is not None and "account_id" in opps and "opportunity_id" in rows:
+        dim = opps.drop_duplicates("opportunity_id")
+        out["account_id"] = lookup(rows["opportunity_id"].astype("string"),
+                                   dim.set_index(dim["opportunity_id"].astype("string"))["account_id"].astype("string")
+                                   ).to_numpy()
+    out = out.sort_values(["created_at", "lead_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    columns = {c: h for c, h in columns.items() if c in out.columns}
+    return DrillTable("lead", "lead_id", out[list(columns)], columns,
+                      None if len(out) else _("No lead of this campaign in the period"))
+
+
+def product_tickets(v: View, product_id: str) -> DrillTable:
+    """The tickets of product `product_id` the view holds (opened in the period, or still open in it), newest
+    first: opened, account, category, priority, status (resolved or open as of the data), first response and
+    resolution times."""
+    columns = _headings(PRODUCT_TICKET_COLUMNS)
+    reason = _missing(v, "tickets")
+    if reason:
+        return DrillTable("ticket", "ticket_id", pd.DataFrame(columns=list(columns)), columns, reason)
+    tickets = v.tables["tickets"]
+    known = _known(v, "products", "product_id", product_id)
+    rows = tickets[tickets["product_id"].astype("string").eq(product_id).fillna(False).to_numpy(dtype=bool)]
+    if known is False or (known is None and rows.empty):
+        return DrillTable("ticket", "ticket_id", pd.DataFrame(columns=list(columns)), columns,
+                          _("No product {id} in this source", id=product_id))
+    out = rows[[c for c in PRODUCT_TICKET_COLUMNS if c in rows and c != "status"]].copy()
+    if "resolved_at" in rows:  # the view's data is as of its as-of date: a later resolution is not in it
+        out["status"] = [_("Resolved") if pd.notna(t) else _("Open") for t in rows["resolved_at"]]
+    out = out.sort_values(["opened_at", "ticket_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    columns = {c: h for c, h in columns.items() if c in out.columns}
+    return DrillTable("ticket", "ticket_id", out[list(columns)], columns,
+                      None if len(out) else _("No ticket of this product in the period"))
+
+
+def customer_history(v: View, account_id: str) -> DrillTable:
+    """One customer's records in the view's period, newest first, in one table: its activities, opportunities (at
+    their close, or creation while open), tickets and survey responses — when, what kind, the activity type /
+    stage / ticket category / named driver, the amount or scores, and the rep."""
+    columns = _headings(CUSTOMER_HISTORY_COLUMNS)
+    empty = pd.DataFrame(columns=list(columns))
+    held = [t for t in _HISTORY_SOURCES if t in v.tables]
+    if not held:
+        return DrillTable("record", "record_id", empty, columns, _missing(v, *_HISTORY_SOURCES))
+    if _known(v, "accounts", "account_id", account_id) is False:
+        return DrillTable("record", "record_id", empty, columns,
+                          _("No customer {id} in this source", id=account_id))
+    parts = []
+    for table in held:
+        kind, key, times, subject, amount, csat, nps, rep = _HISTORY_SOURCES[table]
+        frame = v.tables[table]
+        if "account_id" not in frame:
+            continue
+        rows = frame[frame["account_id"].astype("string").eq(account_id).fillna(False).to_numpy(dtype=bool)]
+        if rows.empty:
+            continue
+        at = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[us]")
+        for t in reversed(times):  # the first time column present and set wins
+            if t in rows:
+                at = rows[t].astype("datetime64[us]").where(rows[t].notna(), at)
+        part = pd.DataFrame({"at": at, "kind": _(kind), "record_id": rows[key].astype("string"),
+                             "subject": rows[subject].astype("string") if subject in rows else pd.NA}, index=rows.index)
+        for column, source in (("amount", amount), ("csat", csat), ("nps", nps)):
+            part[column] = pd.to_numeric(rows[source], errors="coerce").astype("float64") \
+                if source and source in rows else float("nan")
+        part["rep_id"] = rows[rep].astype("string") if rep and rep in rows else pd.NA
+        parts.append(part.astype({"subject": "string", "rep_id": "string"}))
+    if not parts:
+        return DrillTable("record", "record_id", empty, columns, _("No record of this customer in the period"))
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["at", "record_id"], ascending=[False, True], na_position="last", kind="stable")
+    return DrillTable("record", "record_id", out[list(columns)].reset_index(drop=True), columns)
+
+
+# -- the sales rep view's and the executive view's panels (their own module), in the same registry ----------
+
+from crmlens.dashboard.panels_roles import ROLE_PANEL_TABLES, ROLE_PANELS  # noqa: E402 - needs Panel, _panel above
+
+PANELS.update(ROLE_PANELS)
+PANEL_TABLES.update(ROLE_PANEL_TABLES)

@@ -15,6 +15,8 @@ benchmark start Voila through the same two functions, so what is tested is what 
   its memory (~0.4–0.9 GB per viewer on the default demo). Checked every ``cull_interval`` seconds.
 * The data: the kernels read the source named by ``CRMLENS_DASHBOARD_SOURCE`` / ``CRMLENS_DASHBOARD_MAPPING``
   (set from ``--source`` / ``--mapping``; default the demo).
+* Live refresh: an open dashboard checks its source for a new version every ``CRMLENS_DASHBOARD_REFRESH_S``
+  seconds (``--refresh``; default 300, 0 = only the page's "Refresh data" button) and re-renders on new data.
 * Stopping: `run_voila` (what `crmlens dashboard` runs) starts Voila in a session of its own and, on SIGTERM,
   SIGINT or SIGHUP or any other exit of its process, stops Voila and every process below it — the kernels,
   which Jupyter starts in sessions of their own — (`stop_process_tree`: SIGTERM, SIGKILL after
@@ -42,6 +44,9 @@ from crmlens.errors import ParameterError
 
 #: Where the dashboard notebooks live.
 DASHBOARDS_DIR: Path = paths.NOTEBOOKS_DIR / "dashboards"
+#: The landing page's notebook (in `DASHBOARDS_DIR`): every view with a thumbnail and a line
+#: (`crmlens.dashboard.landing`); `crmlens dashboard` prints its address.
+LANDING = "index"
 #: The Jupyter data folder holding the `crmlens` Voila template, as committed (`prepare_template` copies it
 #: with plotly.js into a runtime folder that is put on JUPYTER_PATH for Voila).
 JUPYTER_DATA_DIR: Path = Path(__file__).parent / "jupyter"
@@ -59,6 +64,34 @@ UNUSED_EXTENSIONS: tuple[str, ...] = ("jupyterlab-plotly", "jupyterlab_pygments"
 IOPUB_TIMEOUT_S = 60
 #: Environment variables the dashboard notebooks read to find their data.
 SOURCE_ENV, MAPPING_ENV = "CRMLENS_DASHBOARD_SOURCE", "CRMLENS_DASHBOARD_MAPPING"
+#: Seconds between two checks of an open dashboard for new data (docs/dashboards.md, Live refresh): read by the
+#: kernels (`refresh_interval`), set by ``crmlens dashboard --refresh``; 0 turns the automatic check off.
+REFRESH_ENV = "CRMLENS_DASHBOARD_REFRESH_S"
+DEFAULT_REFRESH_S = 300.0
+
+
+def check_refresh(value: Any, name: str = REFRESH_ENV) -> float:
+    """`value` as a live-refresh interval in seconds (a number ≥ 0; 0 = no automatic check), else a
+    `ParameterError` naming `name` and what is accepted."""
+    import math
+
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise ParameterError(f"{name}: {value!r} is not a number of seconds; use a number ≥ 0 such as 300 "
+                             f"(0 turns the automatic check for new data off; default {DEFAULT_REFRESH_S:g})")
+    return seconds
+
+
+def refresh_interval(env: Mapping[str, str] | None = None) -> float:
+    """Seconds between a dashboard's automatic checks for new data: ``$CRMLENS_DASHBOARD_REFRESH_S`` (unset or
+    empty: `DEFAULT_REFRESH_S`; 0: off). A bad value raises `ParameterError` naming the variable."""
+    raw = (os.environ if env is None else env).get(REFRESH_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_REFRESH_S
+    return check_refresh(raw)
 
 
 def is_loopback(host: str) -> bool:
@@ -122,7 +155,9 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
             # a busy machine (several kernels preheating at once) must not lose a page's output
             f"--NotebookClient.iopub_timeout={IOPUB_TIMEOUT_S}"]
     if pool_size:
-        argv += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
+        # the landing page reads no data: no kernel is kept waiting for it
+        argv += ["--preheat_kernel=True", f"--pool_size={pool_size}",
+                 f"--VoilaKernelManager.preheat_denylist=['{LANDING}.ipynb']"]
     return argv
 
 
@@ -157,10 +192,13 @@ def prepare_template(root: str | Path | None = None) -> Path:
 
 
 def voila_env(source: str = "demo", mapping: str | Path | None = None,
-              base: Mapping[str, str] | None = None) -> dict[str, str]:
+              base: Mapping[str, str] | None = None, refresh_s: float | None = None) -> dict[str, str]:
     """The environment Voila (and its kernels) run with: `base` (default os.environ) plus the dashboard
-    source, the template folder (`prepare_template`) on JUPYTER_PATH and the project root (CRMLENS_HOME)."""
+    source, the template folder (`prepare_template`) on JUPYTER_PATH and the project root (CRMLENS_HOME);
+    `refresh_s` sets the dashboards' live-refresh interval (`REFRESH_ENV`; None keeps the inherited one)."""
     env = dict(os.environ if base is None else base)
+    if refresh_s is not None:
+        env[REFRESH_ENV] = f"{check_refresh(refresh_s, 'refresh'):g}"
     env[SOURCE_ENV] = str(source)
     if mapping:
         env[MAPPING_ENV] = str(mapping)

@@ -84,11 +84,12 @@ PRESETS: dict[str, str] = {
 DEFAULT_PERIOD = "this_quarter"
 #: The filters applied to frames (not analysis parameters), with how headers name them (msgids).
 SLICE_FILTERS: dict[str, str] = {"product_line": N_("product line"), "team": N_("team"),
-                                 "segment": N_("customer segment")}
+                                 "segment": N_("customer segment"), "rep": N_("sales rep")}
 #: How the comparisons are named in headers (msgids).
 COMPARISONS: dict[str, str] = {"previous": N_("previous period"), "last_year": N_("same period last year")}
 #: URL parameters, in the order deep links write them.
-QUERY_KEYS: tuple[str, ...] = ("region", "period", "comparison", "product_line", "team", "segment", "language")
+QUERY_KEYS: tuple[str, ...] = ("region", "period", "comparison", "product_line", "team", "segment", "rep",
+                                "language")
 #: Query keys the server itself reads (Jupyter's token; voila-template, voila-theme...), ignored by `from_query`.
 SERVER_QUERY_KEYS: tuple[str, ...] = ("token",)
 SERVER_QUERY_PREFIX = "voila"
@@ -101,6 +102,7 @@ OPTION_COLUMNS: dict[str, tuple[str, str]] = {
     "product_lines": ("products", "product_line"),
     "teams": ("teams", "team_id"),
     "segments": ("accounts", "size_band"),
+    "reps": ("reps", "rep_id"),
 }
 
 #: How each slice filter reaches a table's rows: (column of the table, lookup table, its key, its value column).
@@ -120,9 +122,13 @@ FILTER_ROUTES: dict[str, tuple[tuple[str, str | None, str, str], ...]] = {
         ("size_band", None, "", ""),
         ("account_id", "accounts", "account_id", "size_band"),
     ),
+    "rep": (
+        ("owner_rep_id", None, "", ""),
+        ("rep_id", None, "", ""),
+    ),
 }
 
-_FILE_PREFIX = {"product_line": "line", "team": "team", "segment": "segment"}
+_FILE_PREFIX = {"product_line": "line", "team": "team", "segment": "segment", "rep": "rep"}
 _PRESET_LIST = ", ".join(PRESETS)
 
 
@@ -135,9 +141,10 @@ class FilterState:
 
     `period` is a preset (`PRESETS`, any case, ``-`` or space for ``_``) or a period text (stored normalised,
     e.g. ``2026-q3`` → ``2026-Q3``); `comparison` accepts the aliases of `crmlens.periods.normalise_comparison`;
-    `region` is a region_id or ``all``; `product_line`, `team` (a team_id) and `segment` (an accounts.size_band)
-    are a value or None — an empty text or ``all`` (any case) means None. `language` is a code of
-    `crmlens.i18n.LANGUAGES` (aliases such as ``zh-CN`` or ``中文`` accepted, `crmlens.i18n.check_language`).
+    `region` is a region_id or ``all``; `product_line`, `team` (a team_id), `segment` (an accounts.size_band)
+    and `rep` (a rep_id: the sales rep view's "my" rep) are a value or None — an empty text or ``all`` (any
+    case) means None. `language` is a code of `crmlens.i18n.LANGUAGES` (aliases such as ``zh-CN`` or ``中文``
+    accepted, `crmlens.i18n.check_language`).
     Values are not checked against a source here: `from_query` does that, and `options_for` lists the allowed
     ones.
     """
@@ -148,6 +155,7 @@ class FilterState:
     product_line: str | None = None
     team: str | None = None
     segment: str | None = None
+    rep: str | None = None
     language: str = i18n.DEFAULT_LANGUAGE
 
     def __post_init__(self) -> None:
@@ -165,7 +173,7 @@ class FilterState:
 
     @property
     def slice_filters(self) -> dict[str, str]:
-        """The slice filters that are set (product_line, team, segment → value), for `apply_filters`."""
+        """The slice filters that are set (product_line, team, segment, rep → value), for `apply_filters`."""
         return {name: value for name in SLICE_FILTERS if (value := getattr(self, name)) is not None}
 
 
@@ -288,6 +296,7 @@ def from_query(
     known_product_lines: Iterable[str] | None = None,
     known_teams: Iterable[str] | None = None,
     known_segments: Iterable[str] | None = None,
+    known_reps: Iterable[str] | None = None,
     defaults: FilterState | None = None,
 ) -> FilterState:
     """The filter state of a deep link's query string (``os.environ["QUERY_STRING"]`` in a Voila kernel; a
@@ -326,6 +335,7 @@ def from_query(
         "product_line": (None if known_product_lines is None else list(known_product_lines), "product line"),
         "team": (None if known_teams is None else list(known_teams), "team"),
         "segment": (list(SIZE_BANDS if known_segments is None else known_segments), "customer segment"),
+        "rep": (None if known_reps is None else list(known_reps), "sales rep"),
     }
     values: dict[str, Any] = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(FilterState)}
     for key, value in given.items():
@@ -457,7 +467,8 @@ def apply_filters(
 
     A row matches a product line through ``product_id`` → products.product_line, a team through
     ``owner_rep_id`` (else ``rep_id``) → reps.team_id, a segment through ``account_id`` → accounts.size_band
-    (or directly through a product_line / team_id / size_band column). Rows whose key is empty or unknown do
+    (or directly through a product_line / team_id / size_band column), a rep through its ``owner_rep_id``
+    (else ``rep_id``). Rows whose key is empty or unknown do
     not match a set filter. `products`, `accounts` and `reps` default to the frames of those names.
 
     The filtered tables are `tables` (default: every frame but the canonical dimension tables, which are
@@ -565,7 +576,7 @@ def _sort_choices(key: str, values: Iterable[str]) -> list[str]:
 
 def options_for(con: BaseBackend) -> dict[str, list[str]]:
     """The choices the filter bar offers for a source: ``regions`` (region_id), ``product_lines``, ``teams``
-    (team_id) and ``segments`` (accounts.size_band), as the source spells them.
+    (team_id), ``segments`` (accounts.size_band) and ``reps`` (rep_id), as the source spells them.
 
     Distinct non-empty values are read in the engine (`crmlens.data.table_expr`); lists are sorted ignoring
     case, segments by size (small, mid, large, enterprise). A list is empty when the source lacks the table

@@ -13,6 +13,10 @@ views in ``notebooks/dashboards/``. A view is a `ViewSpec` (which tiles, which p
   (`Downloader`), the filter state in the file name and header.
 * `UrlSync` — keeps the page's address equal to the filter state (``?region=East&period=2026-Q3``), so the
   address bar is a deep link; `Dashboard.from_query` restores such a link.
+* Live refresh — a "Refresh data" button, and (`Dashboard.start_auto_refresh`, started by `open_dashboard`)
+  a daemon thread that checks the source's version every ``$CRMLENS_DASHBOARD_REFRESH_S`` seconds
+  (`crmlens.dashboard.serve.refresh_interval`); on new data the dashboard reloads it
+  (`DashboardData.reload`) and re-renders the current filter state (`Dashboard.refresh`).
 
 Nothing here computes a number: values come from `crmlens.dashboard.model` views, the KPI registry and
 `crmlens.metrics`. Every text is shown in the state's language (`FilterState.language`): a dashboard renders
@@ -21,17 +25,22 @@ changes every label, tile, chart, table, export and message — and no number.
 
 Test hooks: every part carries a ``crmlens-*`` CSS class, tiles carry ``data-kpi`` / ``data-value``, and the
 status line carries ``data-render`` (a counter bumped after all panels are updated), ``data-state`` (the
-deep-link query) and ``data-language``.
+deep-link query) and ``data-language``; the refresh line (``crmlens-refresh-status``) carries
+``data-refreshes`` (data reloads so far) and ``data-kind`` (refreshed | current | error).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import functools
 import html
 import os
+import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -43,12 +52,23 @@ import traitlets
 
 from crmlens import i18n
 from crmlens.charts import COLORS
+from crmlens.charts.marketing import MODEL_LABELS
 from crmlens.dashboard import exports
 from crmlens.dashboard import state as st
 from crmlens.dashboard.exports import table_html
 from crmlens.dashboard.model import DashboardData, View
-from crmlens.dashboard.panels import DRILL_LEVELS, PANELS, DrillTable, Panel, drill_table, funnel_records
-from crmlens.dashboard.serve import PAGE_PLOTLY_ENV
+from crmlens.dashboard.panels import (
+    ATTRIBUTION_MODELS,
+    DRILL_LEVELS,
+    PANELS,
+    DrillTable,
+    Panel,
+    attribution_panel,
+    drill_table,
+    funnel_records,
+)
+from crmlens.dashboard.records import RecordsDrill
+from crmlens.dashboard.serve import PAGE_PLOTLY_ENV, refresh_interval
 from crmlens.dashboard.tiles import Tile, missing_tables_text, tiles_for, tiles_html
 from crmlens.dashboard.views import OVERVIEW, SALES_MANAGER, VIEWS, ViewSpec  # noqa: F401 - re-exported
 from crmlens.errors import CrmLensError
@@ -230,8 +250,11 @@ class FilterBar:
     (and relabels them when the state's language is not the one they show)."""
 
     def __init__(self, options: Mapping[str, list[str]], state: st.FilterState, as_of: pd.Timestamp,
-                 fiscal_year_start: int = 1) -> None:
+                 fiscal_year_start: int = 1, *, with_rep: bool = False,
+                 rep_names: Mapping[str, str] | None = None) -> None:
         self._callbacks: list[Callable[[st.FilterState], None]] = []
+        self.with_rep = with_rep
+        self.rep_names = dict(rep_names or {})
         self._quiet = False
         self.as_of = as_of
         self.options = options
@@ -246,18 +269,23 @@ class FilterBar:
         self.product_line = w.Dropdown(layout=layout, style=style, disabled=not options.get("product_lines"))
         self.team = w.Dropdown(layout=layout, style=style, disabled=not options.get("teams"))
         self.segment = w.Dropdown(layout=layout, style=style, disabled=not options.get("segments"))
+        # the sales rep view's "my" rep (other views keep a rep of their deep link, not shown)
+        self.rep = w.Dropdown(layout=w.Layout(width="240px", display=None if with_rep else "none"), style=style,
+                              disabled=not options.get("reps"))
         self.language = w.ToggleButtons(options=list(LANGUAGE_CHOICES), value=state.language,
                                         style={"button_width": "64px"}, layout=w.Layout(width="auto"))
         self.reset = w.Button(layout=w.Layout(width="80px"))
         self.reset.add_class("crmlens-reset")
         controls = (self.period, self.start, self.end, self.comparison, self.region, self.product_line, self.team,
-                    self.segment, self.language)
+                    self.segment, self.rep, self.language)
         for name, c in zip(("period", "start", "end", "comparison", "region", "product_line", "team", "segment",
-                            "language"), controls, strict=True):
+                            "rep", "language"), controls, strict=True):
             c.add_class(f"crmlens-filter-{name}")
             c.observe(self._changed, names="value")
         # Reset: the default filters, in the language the reader chose
-        self.reset.on_click(lambda _b: self._emit(st.FilterState(language=self.state.language)))
+        # (the rep view keeps its rep: its reader is that rep)
+        self.reset.on_click(lambda _b: self._emit(st.FilterState(language=self.state.language,
+                                                                 rep=self.state.rep if with_rep else None)))
         for c in (*controls, self.reset):
             c.layout.margin = "2px 12px 2px 0"
         self.box = w.HBox([*controls, self.reset], layout=w.Layout(flex_flow="row wrap"))
@@ -288,6 +316,11 @@ class FilterBar:
                     extra = [(v, v) for _t, v in control.options[1:] if v not in self.options.get(key, [])]
                     self._options(control, [(_("All"), "all"), *((v, v) for v in self.options.get(key, [])), *extra])
                     control.description = label
+                reps = [(f"{self.rep_names[r]} ({r})" if self.rep_names.get(r) else r, r)
+                        for r in self.options.get("reps", [])]
+                extra = [(v, v) for _t, v in self.rep.options[1:] if v not in self.options.get("reps", [])]
+                self._options(self.rep, [(_("Choose a rep"), "all"), *reps, *extra])
+                self.rep.description = _("Rep")
                 self.language.tooltips = [_("Show the dashboard in English"), _("Show the dashboard in Chinese")]
                 self.reset.description = _("Reset")
                 self.reset.tooltip = _("Back to the default filters")
@@ -346,7 +379,7 @@ class FilterBar:
             period = f"{self.start.value:%Y-%m-%d}..{self.end.value:%Y-%m-%d}"
         return st.FilterState(period=period, comparison=self.comparison.value, region=self.region.value,
                               product_line=self.product_line.value, team=self.team.value, segment=self.segment.value,
-                              language=self.language.value)
+                              rep=self.rep.value, language=self.language.value)
 
     def _changed(self, change: Any) -> None:
         if self._quiet:
@@ -601,6 +634,56 @@ class ExportBar:
 
 # -- the dashboard ---------------------------------------------------------------------------------------------
 
+def rep_names(data_: DashboardData) -> dict[str, str]:
+    """rep_id → name of the source's reps (empty without a reps table or names)."""
+    reps = data_.frames.get("reps")
+    if reps is None or "name" not in reps.columns:
+        return {}
+    first = reps.drop_duplicates("rep_id")
+    return {str(k): str(v) for k, v in zip(first["rep_id"], first["name"], strict=True) if isinstance(v, str)}
+
+
+class AttributionSwitch:
+    """The marketing view's attribution model switcher: a dropdown above the attribution panel; choosing a
+    model redraws the panel for that model alone (`crmlens.dashboard.panels.attribution_panel`), "all models"
+    compares them. Its choice is kept across filter changes."""
+
+    def __init__(self, data_: DashboardData, on_state: Callable[[], st.FilterState], box: PanelBox) -> None:
+        self.data, self.state_of, self.panel_box = data_, on_state, box
+        self.choice = w.Dropdown(options=[("", "")], value="", layout=w.Layout(width="320px"))
+        self.choice.add_class("crmlens-attribution-model")
+        self._quiet = False
+        self.choice.observe(lambda _c: None if self._quiet else self.render(), names="value")
+        box.box.children = (box.box.children[0], self.choice, *box.box.children[1:])
+        self.panel: Panel | None = None
+
+    def reset(self) -> None:
+        """Follow a new filter state: the options in its language; a chosen model is redrawn for it."""
+        state = self.state_of()
+        with i18n.language(state.language):
+            options = [(_("All models"), ""), *((_(MODEL_LABELS.get(m, m)), m) for m in ATTRIBUTION_MODELS)]
+            self._quiet = True
+            try:
+                value = self.choice.value
+                self.choice.options = options
+                self.choice.value = value if value in {v for _l, v in options} else ""
+                self.choice.description = _("Model")
+            finally:
+                self._quiet = False
+        if self.choice.value:
+            self.render()
+
+    def render(self) -> None:
+        state, model = self.state_of(), self.choice.value or None
+
+        def compute() -> Panel:
+            with i18n.language(state.language):
+                return attribution_panel(self.data.view(state), model)
+        self.panel = self.data.memo((*self.data.result_key(state), "attribution", model), compute)
+        with i18n.language(state.language):
+            self.panel_box.show(self.panel)
+
+
 class Dashboard:
     """A view (`ViewSpec`) of a `DashboardData` on screen: `app` is the widget to display. `set_state(state)`
     re-renders every part for a filter state; the filter bar, drill-down and export buttons call it."""
@@ -618,7 +701,8 @@ class Dashboard:
         self.header.add_class("crmlens-header")
         self.status = w.HTML()
         self.status.add_class("crmlens-status")
-        self.filters = FilterBar(data_.options, self.state, data_.as_of, data_.base.fiscal_year_start)
+        self.filters = FilterBar(data_.options, self.state, data_.as_of, data_.base.fiscal_year_start,
+                                 with_rep=spec.needs == "rep", rep_names=rep_names(data_))
         self.filters.on_change(self.set_state)
         self.tile_row = w.HTML()
         self.tile_row.add_class("crmlens-tile-row")
@@ -629,12 +713,30 @@ class Dashboard:
         self.drill = DrillDown(data_, lambda: self.state) if spec.drill else None
         if self.drill is not None and "regions" in self.panels:
             self.panels["regions"].figure.on_click(self.drill_to_place)
+        self.record_drills = [RecordsDrill(data_, key, lambda: self.state) for key in spec.records]
+        self.attribution = AttributionSwitch(data_, lambda: self.state, self.panels["attribution"]) \
+            if "attribution" in self.panels else None
         self.export = ExportBar(self.excel_file, self.pdf_file)
+        # live refresh (see `refresh`): renders take `_render_lock`, data reloads `_refresh_lock`
+        self._render_lock = threading.RLock()
+        self._refresh_lock = threading.Lock()
+        self._watch_stop: threading.Event | None = None
+        self._failed_version: str | None = None
+        self.refreshes = 0
+        self._refresh_text: tuple[str, dict[str, Any], str] | None = None
+        self.refresh_button = w.Button(layout=w.Layout(width="auto"))
+        self.refresh_button.add_class("crmlens-refresh")
+        self.refresh_button.on_click(lambda _b: self.refresh(manual=True))
+        self.refresh_note = w.HTML()
+        self.refresh_note.add_class("crmlens-refresh-status")
+        self.refresh_box = w.HBox([self.refresh_button, self.refresh_note], layout=w.Layout(align_items="center"))
+        self.refresh_button.layout.margin = "0 8px 0 0"
         self.url = UrlSync()
-        parts: list[w.Widget] = [self.title, self.header, self.filters.box, self.export.box, self.status,
-                                 self.tile_row, *(p.box for p in self.panels.values())]
+        parts: list[w.Widget] = [self.title, self.header, self.filters.box, self.export.box, self.refresh_box,
+                                 self.status, self.tile_row, *(p.box for p in self.panels.values())]
         if self.drill is not None:
             parts.append(self.drill.box)
+        parts += [d.box for d in self.record_drills]
         parts.append(self.url)
         if os.environ.get(PAGE_PLOTLY_ENV) != "1":  # not under `crmlens dashboard`: bring plotly.js along
             parts.append(plotly_loader())
@@ -682,7 +784,12 @@ class Dashboard:
 
     def set_state(self, state: st.FilterState) -> None:
         """Re-render every part for `state`, in its language (which becomes the kernel's: `crmlens.i18n.use`);
-        on a bad state keep the previous one and say why."""
+        on a bad state keep the previous one and say why. One render at a time (a live refresh renders from
+        its thread)."""
+        with self._render_lock:
+            self._set_state(state)
+
+    def _set_state(self, state: st.FilterState) -> None:
         start = time.perf_counter()
         try:
             tiles, panels = self.compute(state)
@@ -712,6 +819,10 @@ class Dashboard:
             self.records.reset(lambda: self.data.view(state), state.language)
         if self.drill is not None:
             self.drill.reset()
+        for drill in self.record_drills:
+            drill.reset()
+        if self.attribution is not None:
+            self.attribution.reset()
         query = st.to_query(state)
         self.url.query = query
         self.renders += 1
@@ -727,11 +838,161 @@ class Dashboard:
         and records follow their state."""
         with i18n.language(language):
             self.title.value = f"<h2 style='margin:0'>{html.escape(_(self.spec.title))}</h2>"
+            self.refresh_button.description = _("Refresh data")
+            self.refresh_button.tooltip = _("Check the source for new data now and show it")
         self.export.relabel(language)
+        self._show_refresh_text(language)
         if self.shown_language:
             self.app.remove_class(f"crmlens-lang-{self.shown_language}")
         self.app.add_class(f"crmlens-lang-{language}")
         self.shown_language = language
+
+    # -- live refresh --------------------------------------------------------------------------------
+
+    def _say(self, msgid: str, kind: str = "current", **values: Any) -> None:
+        """Show `msgid` (filled with `values`) on the refresh line, in the dashboard's language (kept, so a
+        language switch re-says it). `kind`: refreshed | current | error."""
+        with self._render_lock:  # the language in use is the kernel's: one thread at a time switches it
+            self._refresh_text = (msgid, values, kind)
+            self._show_refresh_text(self.state.language)
+
+    def _show_refresh_text(self, language: str) -> None:
+        if self._refresh_text is None:
+            self.refresh_note.value = ""
+            return
+        msgid, values, kind = self._refresh_text
+        with i18n.language(language):
+            text = _(msgid, **{k: v() if callable(v) else v for k, v in values.items()})
+        colour = COLORS["bad"] if kind == "error" else "#888"
+        self.refresh_note.value = (f"<span class='crmlens-refresh-line' data-kind='{kind}' "
+                                   f"data-refreshes='{self.refreshes}' style='color:{colour};font-size:12px'>"
+                                   f"{html.escape(text)}</span>")
+
+    def _as_of_text(self, data_: DashboardData) -> Callable[[], str]:
+        return lambda: i18n.format_date(data_.as_of.normalize())
+
+    def check_for_update(self) -> bool:
+        """The automatic check (`start_auto_refresh`'s thread): reload and re-render when the source has a new
+        version; True when new data is shown. Says nothing when nothing changed (no message reaches the page,
+        so an idle kernel is still culled); never raises — a failed check or reload keeps the data shown and
+        says why."""
+        return self.refresh(manual=False)
+
+    def refresh(self, manual: bool = True, force: bool = False) -> bool:
+        """Show the source's current data: when its version (`DashboardData.source_version`) differs from the
+        one shown — or `force`, or a click (`manual`) on a database source, whose counters can lag — load it
+        (`DashboardData.reload`, a new DashboardData: nothing computed for the old version is served again),
+        compute the current filter state on it, then swap it in and re-render (`set_state(self.state)`): the
+        header's "data as of" and every tile follow. On failure the data shown stays, with a message. True when
+        new data is shown. One refresh at a time (a second one asked meanwhile returns False)."""
+        if not self._refresh_lock.acquire(blocking=False):
+            return False
+        try:
+            return self._refresh(manual, force)
+        except Exception as exc:  # never into the page or the thread: the kernel log has the traceback
+            traceback.print_exc()
+            with contextlib.suppress(Exception):
+                self._say(N_("Could not refresh the data: {error}. Still showing the data as of {date}."), "error",
+                          error=f"{type(exc).__name__}: {exc}", date=self._as_of_text(self.data))
+            return False
+        finally:
+            self._refresh_lock.release()
+
+    def _refresh(self, manual: bool, force: bool) -> bool:
+        old = self.data
+        now = time.strftime("%H:%M:%S")
+        try:
+            current = old.source_version()
+        except Exception as exc:
+            traceback.print_exc()
+            self._say(N_("Could not check for new data: {error}"), "error", error=f"{type(exc).__name__}: {exc}")
+            return False
+        changed = current is not None and current != old.version
+        if not (changed or force or (manual and old.info.kind == "url")):
+            # a click says so; the automatic check only clears an earlier error (else nothing reaches the page)
+            if manual or (self._refresh_text is not None and self._refresh_text[2] == "error"):
+                self._say(N_("The data is up to date (checked at {time})."), "current", time=now)
+            return False
+        if not manual and not force and current == self._failed_version:
+            return False  # that version could not be loaded: wait for the next change (or a click)
+        try:
+            new = old.reload()  # the slow part (a new version is validated), off the page and unlocked
+        except Exception as exc:
+            return self._refresh_failed(exc, old, current)
+        with self._render_lock:  # computing uses the kernel's language: not while the page renders
+            state = self._keep_state(st.FilterState(language=self.state.language), new)
+            probe = Dashboard.__new__(Dashboard)  # the view computed on the new data before anything is swapped
+            probe.data, probe.spec = new, self.spec
+            try:
+                probe.compute(state)
+            except Exception as exc:
+                return self._refresh_failed(exc, old, current)
+            self._adopt(new)
+            self._set_state(state)
+            self.refreshes += 1  # after the render: whoever sees the count sees the new view
+            self._failed_version = None
+            self._say(N_("Data refreshed at {time}: data as of {date}."), "refreshed", time=now,
+                      date=self._as_of_text(new))
+        old.close()  # its views and results are never shown again
+        return True
+
+    def _refresh_failed(self, exc: Exception, old: DashboardData, version: str | None) -> bool:
+        traceback.print_exc()
+        self._failed_version = version
+        self._say(N_("Could not refresh the data: {error}. Still showing the data as of {date}."), "error",
+                  error=f"{type(exc).__name__}: {exc}", date=self._as_of_text(old))
+        return False
+
+    def _keep_state(self, fallback: st.FilterState, new: DashboardData) -> st.FilterState:
+        """The filter state to show on the newly loaded data `new`: the current one when `new` still has it
+        (e.g. its region), else `fallback`."""
+        try:
+            new.params_for(self.state)
+            return self.state
+        except CrmLensError:
+            return fallback
+
+    def _adopt(self, new: DashboardData) -> None:
+        """Make `new` the data every part reads (filter choices and recent quarters, drill-down)."""
+        self.data = new
+        bar = self.filters
+        bar.options, bar.as_of = new.options, new.as_of
+        bar.recent = recent_periods(new.as_of, new.base.fiscal_year_start)
+        for name, key in (("region", "regions"), ("product_line", "product_lines"), ("team", "teams"),
+                          ("segment", "segments")):
+            getattr(bar, name).disabled = not new.options.get(key)
+        bar.relabel(bar.shown_language or self.state.language)
+        if self.drill is not None:
+            self.drill.data = new
+
+    def start_auto_refresh(self, seconds: float | None = None) -> threading.Thread | None:
+        """Check the source for new data every `seconds` (default `refresh_interval()`: the
+        ``$CRMLENS_DASHBOARD_REFRESH_S`` of the kernel; 0: no automatic check) in a daemon thread — the page is
+        never blocked, the thread ends with the kernel (or `stop_auto_refresh`, or when the dashboard is
+        collected) and never raises (`check_for_update`). A bad interval turns the check off, with a message.
+        Returns the thread (None when off)."""
+        self.stop_auto_refresh()
+        if seconds is None:
+            try:
+                seconds = refresh_interval()
+            except CrmLensError as exc:
+                self._say(N_("Automatic refresh is off: {error}"), "error", error=str(exc))
+                return None
+        if not seconds or seconds <= 0:
+            return None
+        stop = threading.Event()
+        thread = threading.Thread(target=_watch, args=(weakref.ref(self), stop, float(seconds)), daemon=True,
+                                  name="crmlens-dashboard-refresh")
+        self._watch_stop = stop
+        weakref.finalize(self, stop.set)
+        thread.start()
+        return thread
+
+    def stop_auto_refresh(self) -> None:
+        """Stop the automatic check (if running)."""
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
 
     def describe(self) -> str:
         """The filter state as a header line, in the language in use."""
@@ -764,6 +1025,9 @@ class Dashboard:
         if self.records is not None and self.records.frame is not None:
             title = _("Funnel {step} leads", step=_(STEP_LABELS[self.records.buttons.value]))
             tables[title] = exports.labelled(self.records.frame, {c: _(h) for c, h in FunnelRecords.COLUMNS.items()})
+        for drill in self.record_drills:
+            if drill.current is not None and not drill.current.no_data and len(drill.current.table):
+                tables[_(drill.spec.title)] = exports.labelled(drill.current.table, drill.current.columns)
         return tables
 
     def header_lines(self) -> list[str]:
@@ -788,7 +1052,29 @@ def open_dashboard(spec: ViewSpec | str, data_: DashboardData, query: str | None
         if spec not in VIEWS:
             raise CrmLensError(f"view: {spec!r} is not a dashboard view; use one of {', '.join(VIEWS)}")
         spec = VIEWS[spec]
-    return Dashboard.from_query(data_, spec, query)
+    board = Dashboard.from_query(data_, spec, query)
+    board.start_auto_refresh()
+    return board
+
+
+#: Set when the interpreter exits: every automatic check stops at once.
+_EXITING = threading.Event()
+atexit.register(_EXITING.set)
+
+
+def _watch(board_ref: Callable[[], Dashboard | None], stop: threading.Event, seconds: float) -> None:
+    """The automatic check's loop (`Dashboard.start_auto_refresh`): every `seconds`, `check_for_update` on the
+    dashboard while it exists; nothing escapes."""
+    while not stop.wait(seconds) and not _EXITING.is_set():
+        board = board_ref()
+        if board is None:
+            return
+        try:
+            board.check_for_update()
+        except Exception:  # a thread must not die: the next check runs all the same
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        del board
 
 
 def warm(data_: DashboardData, spec: ViewSpec, states: Sequence[st.FilterState]) -> float:

@@ -18,6 +18,9 @@ from crmlens.dashboard.panels import PANELS, Panel
 from crmlens.dashboard.tiles import DEFAULT_OVERVIEW, tiles_for
 from crmlens.run.exports import network_references
 
+#: The sales panels (the overview's and the sales manager's): every one has a table on the demo.
+SALES = ["funnel", "bookings_trend", "pipeline", "leaderboard", "regions", "attainment", "follow_ups"]
+
 TITLE = "CRM Lens — executive overview"
 HEADER = ["All regions · 2026-Q3 (this quarter) vs 2026-Q2", "Data as of 2026-10-01 · source demo · exported now"]
 
@@ -42,7 +45,7 @@ def tiles(view):
 
 @pytest.fixture(scope="module")
 def panels(view) -> list[Panel]:
-    return [build(view) for build in PANELS.values()]
+    return [PANELS[key](view) for key in SALES]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ def test_tile_rows_are_the_tiles_numbers(tiles):
 
 def test_one_sheet_per_table(book, tables):
     assert len(book.sheetnames) == 1 + len(tables)
-    assert len(tables) == len(PANELS)  # the demo: every panel has a table
+    assert len(tables) == len(SALES)  # the demo: every panel has a table
     for name, (key, frame) in zip(book.sheetnames[1:], tables.items(), strict=True):
         ws = book[name]
         assert len(name) <= 31 and ws["A1"].value == key

@@ -448,10 +448,15 @@ def test_options_for_the_tiny_demo(tiny_demo: Path):
         "teams": ["APAC-1", "APAC-2", "Central-1", "Central-2", "East-1", "East-2", "North-1", "North-2",
                   "South-1", "South-2", "West-1", "West-2"],
         "segments": ["small", "mid", "large", "enterprise"],
+        "reps": options["reps"],
     }
-    state = from_query("region=east&team=apac-2&segment=MID",
+    reps = pd.read_parquet(tiny_demo / "reps.parquet")["rep_id"]
+    assert options["reps"] == sorted(reps.astype(str).unique()) and len(options["reps"]) > 10
+    state = from_query("region=east&team=apac-2&segment=MID&rep=" + options["reps"][3].lower(),
                        **{f"known_{key}": values for key, values in options.items()})
-    assert (state.region, state.team, state.segment) == ("East", "APAC-2", "mid")
+    assert (state.region, state.team, state.segment, state.rep) == ("East", "APAC-2", "mid", options["reps"][3])
+    with pytest.raises(ParameterError, match="rep: 'R9999' is not a sales rep of this source"):
+        from_query("rep=R9999", **{f"known_{key}": values for key, values in options.items()})
 
 
 def test_options_for_maven(maven_con):
@@ -462,14 +467,17 @@ def test_options_for_maven(maven_con):
         "teams": ["Cara Losch", "Celia Rouche", "Dustin Brinkmann", "Melvin Marxen", "Rocco Neubert",
                   "Summer Sewald"],
         "segments": ["small", "mid", "large", "enterprise"],
+        "reps": options["reps"],
     }
+    assert len(options["reps"]) == 35  # Maven's sales agents
 
 
 def test_options_for_a_source_lacking_tables(tmp_path: Path):
     (tmp_path / "regions.csv").write_text("region_id,name,country\nNorth,North,X\nEast,East,X\nNorth,N2,X\n",
                                           encoding="utf-8")
     options = options_for(data.connect(str(tmp_path)))
-    assert options == {"regions": ["East", "North"], "product_lines": [], "teams": [], "segments": []}
+    assert options == {"regions": ["East", "North"], "product_lines": [], "teams": [], "segments": [],
+                       "reps": []}
 
 
 # -- language ----------------------------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""Every dashboard view on the tiny demo, as a `Dashboard` (no browser): it opens without an error line with
+its tiles in order and the library's values; the sales rep view is chosen by its rep (filter bar, deep link,
+reset keeps it); record drill-downs open records and go into the Excel export; the attribution switcher
+redraws the panel for one model; the views' tables are what `app.load` loads."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import openpyxl
+import pytest
+
+from crmlens.dashboard import app
+from crmlens.dashboard import state as st
+from crmlens.dashboard.model import DashboardData
+from crmlens.dashboard.panels import PANEL_TABLES, attribution_panel
+from crmlens.dashboard.tiles import tiles_for
+from crmlens.dashboard.views import VIEWS
+from crmlens.dashboard.widgets import Dashboard, open_dashboard
+
+STATE = st.FilterState(period="2026-Q3")
+
+
+@pytest.fixture(scope="module")
+def board_data(tiny_demo) -> DashboardData:
+    tables = set().union(*(app.view_tables(spec) for spec in VIEWS.values()))
+    return DashboardData.load(str(tiny_demo), tables=sorted(tables))
+
+
+@pytest.fixture(scope="module")
+def rep(board_data) -> str:
+    return board_data.options["reps"][2]
+
+
+def status_ok(board: Dashboard) -> bool:
+    return "crmlens-status-line" in board.status.value
+
+
+@pytest.mark.parametrize("name", ["marketing", "customer_service", "sales_rep", "overview"])
+def test_every_view_opens_with_the_librarys_tiles(board_data, rep, name):
+    spec = VIEWS[name]
+    state = dataclasses.replace(STATE, rep=rep if spec.needs == "rep" else None)
+    board = Dashboard(board_data, spec, state)
+    assert status_ok(board), board.status.value
+    assert [t.kpi for t in board.tiles] == list(spec.tiles)
+    expected = {t.kpi: t.value for t in tiles_for(board_data.view(state), list(spec.tiles))}
+    assert {t.kpi: t.value for t in board.tiles} == expected
+    assert [p.key for p in board.panel_data] == list(spec.panels)
+    assert len(board.record_drills) == len(spec.records)
+    assert (board.attribution is not None) == ("attribution" in spec.panels)
+    assert app.view_tables(spec) >= {t for key in spec.panels for t in PANEL_TABLES[key]}
+
+
+def test_the_rep_view_is_chosen_by_its_rep_and_keeps_it_on_reset(board_data, rep):
+    board = open_dashboard("sales_rep", board_data, f"period=2026-Q3&rep={rep.lower()}")
+    assert board.state.rep == rep and board.filters.rep.value == rep
+    assert board.filters.rep.layout.display is None  # shown in this view
+    assert f"rep={rep}" in board.url.query
+    assert all(p.no_data is None or "No data" in p.no_data for p in board.panel_data)
+    other = board_data.options["reps"][5]
+    board.filters.rep.value = other  # the reader picks another rep
+    assert board.state.rep == other and board.panel_data[0].table["key"].astype(str).tolist() == [other]
+    board.filters.reset.click()
+    assert board.state.rep == other and board.state.period == st.DEFAULT_PERIOD
+    overview = Dashboard(board_data, VIEWS["overview"], STATE)
+    assert overview.filters.rep.layout.display == "none"
+
+
+def test_record_drills_open_records_and_go_into_the_export(board_data):
+    board = Dashboard(board_data, VIEWS["marketing"], STATE)
+    drill = board.record_drills[0]
+    assert drill.spec.key == "campaign_leads" and len(drill.choice.options) > 2
+    chosen = drill.choice.options[1][1]
+    drill.open(chosen)  # the campaign with most leads in the period
+    assert drill.current is not None and len(drill.current.table) > 0
+    assert "crmlens-records-count" in drill.table.value
+    _name, content = board.excel_file()
+    book = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    assert "A campaign's leads" in book.sheetnames
+    board.set_state(dataclasses.replace(STATE, region="East"))  # the choice is kept while offered
+    offered = {v for _label, v in drill.choice.options}
+    assert drill.choice.value == (chosen if chosen in offered else "")
+    assert (drill.current is not None) == (chosen in offered)
+
+
+def test_the_attribution_switcher_redraws_the_panel_for_one_model(board_data):
+    board = Dashboard(board_data, VIEWS["marketing"], STATE)
+    switch = board.attribution
+    assert switch.choice.options[0][1] == "" and len(switch.choice.options) > 3
+    switch.choice.value = "last_touch"
+    expected = attribution_panel(board_data.view(STATE), "last_touch")
+    assert switch.panel.table.equals(expected.table) and switch.panel.title == expected.title
+    board.set_state(dataclasses.replace(STATE, language="zh"))
+    assert switch.choice.value == "last_touch" and switch.choice.description == "模型"
+
+
+def test_the_command_offers_every_view_and_prints_the_landing_page():
+    from crmlens import cli
+    from crmlens.dashboard import serve
+
+    action = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["dashboard"]._actions
+                  if a.dest == "notebook")
+    assert set(action.choices) == {"all", *VIEWS}
+    assert serve.url_for("127.0.0.1", 8866, None, serve.LANDING) == "http://127.0.0.1:8866/voila/render/index.ipynb"
+    argv = serve.voila_command(pool_size=1)
+    assert "--VoilaKernelManager.preheat_denylist=['index.ipynb']" in argv
