@@ -49,6 +49,8 @@ READY_TIMEOUT_S = 300.0
 #: After data-render grew, how long to wait for charts that have not redrawn yet before counting them as
 #: "not redrawn" (the kernel sends nothing for a chart whose figure did not change).
 SETTLE_S = 3.0
+#: Deep-link parameters of every page (``--query``), e.g. the sales rep view's rep.
+QUERY: dict[str, str] = {}
 PERIOD_CYCLE = ("this_year", "last_quarter", "this_quarter", "last_12_months", "QUARTER", "this_month")
 
 
@@ -339,7 +341,7 @@ async def phase_cold(pw: Any, notebook: str, log_dir: Path) -> dict[str, Any]:
         browser = await launch(pw)
         try:
             page = await (await browser.new_context(viewport=VIEWPORT)).new_page()
-            result = await open_and_render(page, server.url(), spec)
+            result = await open_and_render(page, server.url(**QUERY), spec)
             result["kernel_rss_mb"] = [rss_mb(p) for p in kernel_pids(server)]
             result["voila_rss_mb"] = rss_mb(server.process.pid)
         finally:
@@ -363,7 +365,7 @@ async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path) -
         browser = await launch(pw)
         try:
             timed = await (await browser.new_context(viewport=VIEWPORT)).new_page()
-            result = await open_and_render(timed, server.url(), spec)  # timed: nothing else attached
+            result = await open_and_render(timed, server.url(**QUERY), spec)  # timed: nothing else attached
             result["pool_ready_s"] = ready_s
             await timed.close()
             # a second viewer (new browser context, nothing cached) for the transfer size and the changes
@@ -371,7 +373,7 @@ async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path) -
             await wait_kernels_ready(server, 1)
             page = await (await browser.new_context(viewport=VIEWPORT)).new_page()
             traffic = Traffic(page)
-            result["second_viewer"] = await open_and_render(page, server.url(), spec)
+            result["second_viewer"] = await open_and_render(page, server.url(**QUERY), spec)
             await asyncio.sleep(1.0)  # late frames / responses of the first render
             await traffic.settle()
             result["transfer"] = traffic.snapshot()
@@ -445,14 +447,14 @@ async def _session(browser: Any, url: str, notebook: str, index: int, start_gate
     return row
 
 
-async def phase_sessions(pw: Any, notebook: str, sessions: int, log_dir: Path) -> dict[str, Any]:
-    with server_for(notebook, 2, log_dir, "sessions") as server:
-        say("  waiting for the 2 pool kernels to finish preheating…")
-        ready_s = await wait_kernels_ready(server, 2)
+async def phase_sessions(pw: Any, notebook: str, sessions: int, log_dir: Path, pool: int = 2) -> dict[str, Any]:
+    with server_for(notebook, pool, log_dir, "sessions") as server:
+        say(f"  waiting for the {pool} pool kernels to finish preheating…")
+        ready_s = await wait_kernels_ready(server, pool)
         browser = await launch(pw)
         try:
             gate = asyncio.Event()
-            tasks = [asyncio.ensure_future(_session(browser, server.url(), notebook, i, gate))
+            tasks = [asyncio.ensure_future(_session(browser, server.url(**QUERY), notebook, i, gate))
                      for i in range(sessions)]
             await asyncio.sleep(1.0)  # the contexts are made before the clock starts
             gate.set()
@@ -463,7 +465,7 @@ async def phase_sessions(pw: Any, notebook: str, sessions: int, log_dir: Path) -
             memory, rows = _memory(server, rows)
         finally:
             await browser.close()
-    return {"pool_ready_s": ready_s, "sessions": rows, "memory": memory}
+    return {"pool_ready_s": ready_s, "sessions": rows, "memory": memory, "pool": pool}
 
 
 def _memory(server: VoilaServer, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -567,7 +569,11 @@ def summarize(results: dict[str, Any]) -> list[str]:
     ses = results.get("sessions")
     if isinstance(ses, dict) and "sessions" in ses:
         rows = ses["sessions"]
-        lines.append(f"4. {len(rows)} sessions at once (pool 2):")
+        rendered = [r["render_s"] for r in rows if r.get("render_s") is not None and "error" not in r]
+        lines.append(f"4. {len(rows)} sessions at once (pool {ses.get('pool', 2)}): {len(rendered)} of {len(rows)} "
+                     "rendered and answered a region change; the last one rendered at "
+                     f"{fmt(max(rendered, default=None))} "
+                     f"(median {fmt(statistics.median(rendered) if rendered else None)})")
         lines.append(f"   {'session':>7} {'render':>8} {'response':>9} {'kernel RSS':>11}  note")
         for r in rows:
             lines.append(f"   {r['session']:>7} {fmt(r.get('render_s')):>8} {fmt(r.get('response_s')):>9} "
@@ -594,12 +600,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"notebook": args.notebook, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
                                "cpus": os.cpu_count(), "logs": str(log_dir)}
-    phases = [("cold", "1/4 cold first render (pool_size=0)", lambda pw: phase_cold(pw, args.notebook, log_dir)),
-              ("preheated", f"2-3/4 preheated render + {args.changes} filter changes (pool_size=1)",
+    phases = [] if args.skip_cold else [
+        ("cold", "1/4 cold first render (pool_size=0)", lambda pw: phase_cold(pw, args.notebook, log_dir))]
+    phases += [("preheated", f"2-3/4 preheated render + {args.changes} filter changes (pool_size=1)",
                lambda pw: phase_preheated(pw, args.notebook, args.changes, log_dir))]
     if not args.skip_sessions:
-        phases.append(("sessions", f"4/4 {args.sessions} sessions at once (pool_size=2)",
-                       lambda pw: phase_sessions(pw, args.notebook, args.sessions, log_dir)))
+        phases.append(("sessions", f"4/4 {args.sessions} sessions at once (pool_size={args.pool_size})",
+                       lambda pw: phase_sessions(pw, args.notebook, args.sessions, log_dir, args.pool_size)))
     async with async_playwright() as pw:
         for key, title, phase in phases:
             say(f"-- {title}")
@@ -621,10 +628,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=24, help="filter changes to time (default: %(default)s)")
     parser.add_argument("--sessions", type=int, default=5, help="viewers at once in phase 4 (default: %(default)s)")
     parser.add_argument("--skip-sessions", action="store_true", help="skip phase 4")
+    parser.add_argument("--skip-cold", action="store_true", help="skip phase 1")
+    parser.add_argument("--pool-size", type=int, default=2, help="preheated kernels in phase 4 (default: %(default)s)")
+    parser.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
+                        help="a deep-link parameter of every page, e.g. rep=R0006 (the sales rep view gets the first "
+                             "rep of the demo when none is given)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
-    if args.changes < 1 or args.sessions < 1:
-        parser.error("--changes and --sessions must be at least 1")
+    if args.changes < 1 or args.sessions < 1 or args.pool_size < 1:
+        parser.error("--changes, --sessions and --pool-size must be at least 1")
+    for item in args.query:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--query: {item!r} is not KEY=VALUE")
+        QUERY[key] = value
     demo = paths.PROJECT_ROOT / "data" / "demo"
     if not (demo / "opportunities.parquet").exists():
         print(f"No demo data in {demo}: make it first with `make demo`.", file=sys.stderr)
@@ -632,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: install the Debian package `chromium` (make system-deps).", file=sys.stderr)
         return 2
+    if VIEWS[args.notebook].needs == "rep" and "rep" not in QUERY:
+        import pandas as pd
+
+        QUERY["rep"] = str(sorted(pd.read_parquet(demo / "reps.parquet")["rep_id"].astype(str))[0])
     results = asyncio.run(run(args))
     print("\n".join(summarize(results)))
     print(f"load average after: {results['loadavg_after']} ({results['cpus']} CPUs); Voila logs: {results['logs']}")

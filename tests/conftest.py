@@ -139,3 +139,14 @@ def dashboard_cache(tmp_path_factory):
     from crmlens.dashboard.model import CACHE_ENV
 
     yield from _env_folder(tmp_path_factory, "dashboard_cache", CACHE_ENV)
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_language():
+    """A dashboard makes its language the process's (as in a kernel: `crmlens.i18n.use`): every test gets the
+    previous one back, so a test that showed a Chinese view never leaves the next test of its worker in 中文."""
+    from crmlens import i18n
+
+    before = i18n.current()
+    yield
+    i18n.use(before)

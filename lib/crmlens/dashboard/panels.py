@@ -65,6 +65,7 @@ class Panel:
     note: str | None = None
     columns: dict[str, str] = field(default_factory=dict)  # table column → heading, in order (export, display)
     recommendation: str = ""
+    found: Finding | None = None  # the finding itself (severity, weight): the key findings panel ranks them
 
 
 def _missing(v: View, *tables: str) -> str | None:
@@ -89,7 +90,7 @@ def _panel(key: str, title: str, v: View, tables: tuple[str, ...],
     found = as_finding(said)
     return Panel(key, title, figure=figure, table=table, finding=found.text if found else "",
                  recommendation=found.recommendation if found else "", note=v.note(tables),
-                 columns={c: _(h) for c, h in columns.items()})
+                 columns={c: _(h) for c, h in columns.items()}, found=found)
 
 
 # -- panels ------------------------------------------------------------------------------------------------

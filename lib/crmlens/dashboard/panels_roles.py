@@ -206,6 +206,37 @@ def exceptions_panel(v: View) -> Panel:
                    "likely_driver": N_("Likely driver")})
 
 
+#: The key findings panel's key (made from a view's other panels: `key_findings`).
+KEY_FINDINGS = "key_findings"
+
+
+def key_findings(made: list[Panel], limit: int = 6) -> Panel:
+    """The view's executive summary: the findings of its other panels ranked as the run's executive summary
+    ranks a region's (`crmlens.findings.summary`: act, watch, good news, context; then weight), each with its
+    recommendation and the panel it comes from. No findings: a plain line."""
+    from crmlens.findings import SEVERITY_LABELS, summary
+
+    title = _("Key findings")
+    source = {id(p.found): p.title for p in made if p.found is not None}
+    top = summary([p.found for p in made if p.found is not None], limit)
+    if not top:
+        return _plain(KEY_FINDINGS, title, _("No finding for this view: its numbers support none."))
+    table = pd.DataFrame({"severity": [_(SEVERITY_LABELS[f.severity]) for f in top],
+                          "finding": [f.text for f in top], "recommendation": [f.recommendation for f in top],
+                          "panel": [source.get(id(f), "") for f in top]})
+    figure = go.Figure(go.Table(
+        columnwidth=[12, 60, 40, 20],
+        header={"values": [_("Severity"), _("Finding"), _("Recommendation"), _("Panel")], "align": "left",
+                "fill_color": "#1f4e79", "font": {"color": "white"}},
+        cells={"values": [table[c] for c in table.columns], "align": "left", "height": 28}))
+    figure.update_layout(height=90 + 56 * len(table), margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    from crmlens.dashboard.panels import Panel
+
+    return Panel(KEY_FINDINGS, title, figure=figure, table=table,
+                 columns={"severity": _("Severity"), "finding": _("Finding"),
+                          "recommendation": _("Recommendation"), "panel": _("Panel")})
+
+
 ROLE_PANELS: dict[str, Callable[[View], Panel]] = {
     "my_attainment": my_attainment_panel,
     "my_pipeline": my_pipeline_panel,

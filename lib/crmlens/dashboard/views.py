@@ -17,7 +17,8 @@ class ViewSpec:
     tiles' alert badges (`crmlens.dashboard.tiles.check_thresholds`), whether it has the regions → teams → reps
     → opportunities drill-down (`drill`), its `audience` and `summary` (msgids: the landing page's line), and the
     filter it is chosen by (`needs`, e.g. "rep" for the sales rep view: its deep link names the rep) and its
-    record drill-downs (`records`: keys of `crmlens.dashboard.records.RECORDS`)."""
+    record drill-downs (`records`: keys of `crmlens.dashboard.records.RECORDS`); `key_findings` puts the view's
+    executive summary first (its panels' findings ranked: `crmlens.dashboard.panels_roles.key_findings`)."""
 
     name: str
     title: str
@@ -29,6 +30,7 @@ class ViewSpec:
     summary: str = ""
     needs: str | None = None
     records: tuple[str, ...] = ()
+    key_findings: bool = False
 
     @property
     def digest(self) -> str:
@@ -47,6 +49,7 @@ OVERVIEW = ViewSpec(
     thresholds={"target_attainment": {"min": 0.9}, "win_rate": {"drop_pct": 0.1},
                 "pipeline_amount": {"drop_pct": 0.2}, "sales_cycle_days": {"max": 120}},
     audience=N_("Executives"),
+    key_findings=True,
     summary=N_("Bookings, target and forecast, pipeline, market share, customer base and the regions whose "
                "numbers stand out."),
 )

@@ -67,6 +67,7 @@ from crmlens.dashboard.panels import (
     drill_table,
     funnel_records,
 )
+from crmlens.dashboard.panels_roles import KEY_FINDINGS, key_findings
 from crmlens.dashboard.records import RecordsDrill
 from crmlens.dashboard.serve import PAGE_PLOTLY_ENV, refresh_interval
 from crmlens.dashboard.tiles import Tile, missing_tables_text, tiles_for, tiles_html
@@ -706,7 +707,8 @@ class Dashboard:
         self.filters.on_change(self.set_state)
         self.tile_row = w.HTML()
         self.tile_row.add_class("crmlens-tile-row")
-        self.panels = {key: PanelBox(key, "") for key in spec.panels}
+        self.panels = {key: PanelBox(key, "") for key in
+                       ((KEY_FINDINGS,) if spec.key_findings else ()) + tuple(spec.panels)}
         self.records = FunnelRecords() if "funnel" in spec.panels else None
         if self.records is not None:
             self.panels["funnel"].box.children = (*self.panels["funnel"].box.children, self.records.box)
@@ -773,7 +775,8 @@ class Dashboard:
             with i18n.language(state.language):
                 v = self.data.view(state)
                 tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=rules))
-                return tiles, [PANELS[key](v) for key in self.spec.panels]
+                made = [PANELS[key](v) for key in self.spec.panels]
+                return tiles, ([key_findings(made)] if self.spec.key_findings else []) + made
         return self.data.memo((*self.data.result_key(state), "view", self.spec.name, self.spec.digest,
                                repr(sorted(rules.items()))), run)
 

@@ -437,18 +437,13 @@ def simulate_purchases(fit: dict[str, Any], summary: pd.DataFrame, days: float, 
         active = rng.random(shape) < alive_p[sl]
         rate = rng.gamma(r + x[sl], 1.0 / (alpha + age[sl]), shape)
         drop = rng.beta(a, b + x[sl], shape)
-        # only the draws still buying are carried from one purchase to the next (most stop after a few)
-        idx = np.flatnonzero(active)
-        rate, drop, clock = rate.ravel()[idx], drop.ravel()[idx], np.zeros(idx.size)
-        count = np.zeros(shape[0] * shape[1])
-        while idx.size:
-            clock += rng.exponential(1.0, idx.size) / rate
-            bought = clock < days
-            idx, rate, drop, clock = idx[bought], rate[bought], drop[bought], clock[bought]
-            count[idx] += 1
-            stay = rng.random(idx.size) >= drop
-            idx, rate, drop, clock = idx[stay], rate[stay], drop[stay], clock[stay]
-        out[:, sl] = count.reshape(shape)
+        clock, count = np.zeros(shape), np.zeros(shape)
+        while active.any():
+            clock += rng.exponential(1.0, shape) / rate
+            bought = active & (clock < days)
+            count += bought
+            active = bought & (rng.random(shape) >= drop)
+        out[:, sl] = count
     return out
 
 

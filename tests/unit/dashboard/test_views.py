@@ -46,7 +46,7 @@ def test_every_view_opens_with_the_librarys_tiles(board_data, rep, name):
     assert [t.kpi for t in board.tiles] == list(spec.tiles)
     expected = {t.kpi: t.value for t in tiles_for(board_data.view(state), list(spec.tiles))}
     assert {t.kpi: t.value for t in board.tiles} == expected
-    assert [p.key for p in board.panel_data] == list(spec.panels)
+    assert [p.key for p in board.panel_data] == (["key_findings"] if spec.key_findings else []) + list(spec.panels)
     assert len(board.record_drills) == len(spec.records)
     assert (board.attribution is not None) == ("attribution" in spec.panels)
     assert app.view_tables(spec) >= {t for key in spec.panels for t in PANEL_TABLES[key]}
@@ -105,3 +105,14 @@ def test_the_command_offers_every_view_and_prints_the_landing_page():
     assert serve.url_for("127.0.0.1", 8866, None, serve.LANDING) == "http://127.0.0.1:8866/voila/render/index.ipynb"
     argv = serve.voila_command(pool_size=1)
     assert "--VoilaKernelManager.preheat_denylist=['index.ipynb']" in argv
+
+
+def test_the_overview_opens_with_its_key_findings_ranked_from_its_panels(board_data):
+    from crmlens.findings import summary
+
+    board = Dashboard(board_data, VIEWS["overview"], STATE)
+    first, rest = board.panel_data[0], board.panel_data[1:]
+    expected = summary([p.found for p in rest if p.found is not None])
+    assert first.key == "key_findings" and list(first.table["finding"]) == [f.text for f in expected]
+    assert 0 < len(first.table) <= 6 and set(first.table["panel"]) <= {p.title for p in rest}
+    assert first.table["severity"].iloc[0] in ("Act", "Watch", "Good news", "Context")

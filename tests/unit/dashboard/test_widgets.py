@@ -288,14 +288,6 @@ def test_a_click_on_the_regions_treemap_opens_the_region_in_the_drill_down(board
 
 # ------------------------------------------------------------------------------------------- 中文 / English
 
-@pytest.fixture(autouse=True)
-def _keep_the_language():
-    """A dashboard makes its language the process's (as in a kernel): every test gets the previous one back."""
-    before = i18n.current()
-    yield
-    i18n.use(before)
-
-
 def visible_text(board: Dashboard) -> str:
     """What a reader of the board sees: HTML values without tags, SVG titles and styles, and every label,
     option text and button caption (not the controls' values)."""
