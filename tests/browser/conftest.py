@@ -37,7 +37,8 @@ def browser():
         b.close()
 
 
-def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1):
+def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1,
+                 preheat: tuple[str, ...] = ("overview",)):
     from crmlens.dashboard.serve import VoilaServer
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,10 @@ def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1
     # no pause before a refilling kernel's imports and no preheated views: tests open one page at a time and
     # check what it shows (which views a kernel preheats is unit-tested); each refill is then seconds, not ~20 s
     quick = {"CRMLENS_DASHBOARD_PREHEAT_DELAY": "0", "CRMLENS_DASHBOARD_WARM": "0"}
-    return VoilaServer(pool_size=pool_size, source=source, mapping=mapping, log_path=log, extra_env=quick).start()
+    # only the dashboards a module opens most are preheated: each preheated kernel loads the data (a few seconds
+    # of CPU), and five views × a pool would compete with the rest of the suite
+    return VoilaServer(pool_size=pool_size, source=source, mapping=mapping, log_path=log, extra_env=quick,
+                       preheat=preheat).start()
 
 
 @pytest.fixture

@@ -279,7 +279,12 @@ def attribution_panel(v: View, model: str | None = None) -> Panel:
                              f"{', '.join(ATTRIBUTION_MODELS)}")
 
     def build() -> tuple[go.Figure, pd.DataFrame, Said]:
-        table = marketing.attribution_of(v)
+        # every model's shares at once (Markov and Shapley included): computed once per view, whichever
+        # model the switcher shows
+        memo = v.__dict__.setdefault("_attribution", {})
+        if "all" not in memo:
+            memo["all"] = marketing.attribution_of(v)
+        table = memo["all"]
         finding = marketing.describe_models(table)
         if model is None:
             return marketing_charts.plot_attribution(table), table, finding

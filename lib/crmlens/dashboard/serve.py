@@ -35,7 +35,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +125,12 @@ def _positive(name: str, value: int) -> int:
 def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                   token: str | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                   cull_idle_timeout: int = DEFAULT_CULL_IDLE_S, cull_interval: int = DEFAULT_CULL_INTERVAL_S,
-                  python: str | None = None) -> list[str]:
+                  python: str | None = None, preheat: Sequence[str] | None = None) -> list[str]:
     """The argv that serves `target` (the dashboards folder, or one notebook) with Voila.
 
     `token`: None or "" serve without a token, allowed on a loopback `host` only; off loopback a token is
-    required (ParameterError otherwise). `pool_size` 0 turns preheating off (every page starts a kernel).
+    required (ParameterError otherwise). `pool_size` 0 turns preheating off (every page starts a kernel);
+    `preheat` names the dashboards whose kernels are preheated (default: every one but the landing page).
     """
     target = Path(target)
     if not target.exists():
@@ -156,8 +157,11 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
             f"--NotebookClient.iopub_timeout={IOPUB_TIMEOUT_S}"]
     if pool_size:
         # the landing page reads no data: no kernel is kept waiting for it
+        others = [] if preheat is None else sorted(p.stem for p in DASHBOARDS_DIR.glob("*.ipynb")
+                                                   if p.stem not in preheat and p.stem != LANDING)
+        denied = ", ".join(f"'{name}.ipynb'" for name in [LANDING, *others])
         argv += ["--preheat_kernel=True", f"--pool_size={pool_size}",
-                 f"--VoilaKernelManager.preheat_denylist=['{LANDING}.ipynb']"]
+                 f"--VoilaKernelManager.preheat_denylist=[{denied}]"]
     return argv
 
 
@@ -242,12 +246,13 @@ class VoilaServer:
     def __init__(self, target: str | Path = DASHBOARDS_DIR, *, port: int | None = None, pool_size: int = 1,
                  source: str = "demo", mapping: str | Path | None = None, token: str | None = None,
                  extra_env: Mapping[str, str] | None = None, log_path: str | Path | None = None,
-                 timeout_s: float = 120.0, cull_idle_timeout: int = DEFAULT_CULL_IDLE_S) -> None:
+                 timeout_s: float = 120.0, cull_idle_timeout: int = DEFAULT_CULL_IDLE_S,
+                 preheat: Sequence[str] | None = None) -> None:
         self.host = DEFAULT_HOST
         self.port = port or free_port(self.host)
         self.token = token
         self.argv = voila_command(target, host=self.host, port=self.port, token=token, pool_size=pool_size,
-                                  cull_idle_timeout=cull_idle_timeout)
+                                  cull_idle_timeout=cull_idle_timeout, preheat=preheat)
         self.env = voila_env(source, mapping)
         self.env.update(extra_env or {})
         self.timeout_s = timeout_s

@@ -6,6 +6,7 @@ and `crmlens.dashboard.tiles.tiles_for`), and against the numbers shown before t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import shutil
@@ -26,6 +27,9 @@ from crmlens.dashboard.widgets import OVERVIEW, Dashboard
 from crmlens.errors import ParameterError
 
 KPI = "bookings_amount"
+#: The overview's tiles and drill-down with one chart: what a refresh re-renders, without the forecast's
+#: simulations and the other charts on every render (the full view is the browser test's)
+LIGHT = dataclasses.replace(OVERVIEW, panels=("pipeline",), key_findings=False)
 
 
 @pytest.fixture
@@ -102,7 +106,7 @@ def test_unchanged_source_keeps_its_version_and_is_not_reloaded(unchanged_data):
     assert board_data.version is not None
     assert board_data.source_version() == board_data.version
     assert not board_data.changed()
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
     before = (board.tile_row.value, render_count(board))
     assert board.refresh_note.value == ""
     assert board.check_for_update() is False  # the automatic check: nothing changed, nothing said
@@ -134,7 +138,7 @@ def test_a_rewritten_file_is_a_new_version_and_reload_gives_the_new_numbers(fold
 
 
 def test_refresh_rerenders_the_view_with_the_new_tiles_and_as_of_date(folder, board_data):
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
     state = board.state
     before_tiles, before_header, renders = tile_values(board.tile_row.value), board.header.value, render_count(board)
     closed = add_later_won_deal(folder, board_data)
@@ -158,7 +162,7 @@ def test_refresh_rerenders_the_view_with_the_new_tiles_and_as_of_date(folder, bo
 
 
 def test_the_refresh_button_reloads_and_keeps_the_filters(folder, board_data):
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
     chinese = st.FilterState(period="2026-Q3", language="zh")
     board.set_state(chinese)
     assert board.refresh_button.description == "刷新数据"
@@ -174,7 +178,7 @@ def test_the_refresh_button_reloads_and_keeps_the_filters(folder, board_data):
 
 
 def test_a_failed_reload_keeps_the_data_shown_and_says_why(folder, board_data):
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
     before = (board.tile_row.value, board.header.value, render_count(board))
     good = (folder / "opportunities.parquet").read_bytes()
     (folder / "opportunities.parquet").write_bytes(good[: len(good) // 2])  # a half-written file
@@ -198,7 +202,7 @@ def test_a_failed_reload_keeps_the_data_shown_and_says_why(folder, board_data):
 
 def test_a_failing_version_check_is_reported_not_raised(unchanged_data, monkeypatch):
     board_data = unchanged_data
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
 
     def broken(*_a, **_k):
         raise OSError("the share went away")
@@ -211,7 +215,7 @@ def test_a_failing_version_check_is_reported_not_raised(unchanged_data, monkeypa
 # ------------------------------------------------------------------------------------------ the automatic check
 
 def test_the_automatic_check_runs_in_a_daemon_thread_and_applies_new_data(folder, board_data):
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
     thread = board.start_auto_refresh(0.2)
     try:
         assert thread is not None and thread.daemon and thread.is_alive()
@@ -231,7 +235,7 @@ def test_the_automatic_check_runs_in_a_daemon_thread_and_applies_new_data(folder
 
 
 def test_concurrent_refreshes_do_not_overlap(folder, board_data, monkeypatch):
-    board = Dashboard(board_data, OVERVIEW)
+    board = Dashboard(board_data, LIGHT)
     bump_won_amount(folder, board_data)
     gate, slow_reload = threading.Event(), board_data.reload
 
@@ -269,7 +273,7 @@ def test_refresh_interval_from_the_environment():
 
 def test_a_bad_interval_in_the_kernel_turns_the_check_off_with_a_message(unchanged_data, monkeypatch):
     monkeypatch.setenv(serve.REFRESH_ENV, "soon")
-    board = Dashboard(unchanged_data, OVERVIEW)
+    board = Dashboard(unchanged_data, LIGHT)
     assert board.start_auto_refresh() is None
     kind, _n, text = refresh_line(board)
     assert kind == "error" and text.startswith(f"Automatic refresh is off: {serve.REFRESH_ENV}: 'soon'")

@@ -105,6 +105,9 @@ def test_the_command_offers_every_view_and_prints_the_landing_page():
     assert serve.url_for("127.0.0.1", 8866, None, serve.LANDING) == "http://127.0.0.1:8866/voila/render/index.ipynb"
     argv = serve.voila_command(pool_size=1)
     assert "--VoilaKernelManager.preheat_denylist=['index.ipynb']" in argv
+    argv = serve.voila_command(pool_size=1, preheat=("overview", "marketing"))
+    assert ("--VoilaKernelManager.preheat_denylist=['index.ipynb', 'customer_service.ipynb', "
+            "'sales_manager.ipynb', 'sales_rep.ipynb']") in argv
 
 
 def test_the_overview_opens_with_its_key_findings_ranked_from_its_panels(board_data):
