@@ -62,80 +62,84 @@ def _no_rep(key: str, title: str) -> Panel:
     return _plain(key, title, _(CHOOSE_REP))
 
 
-def my_attainment_panel(v: View) -> Panel:
-    """The rep's bookings against their target and the share of the period elapsed (on track or not)."""
-    title = _("My target attainment")
+def _rep_panel(v: View, key: str, title: str, tables: tuple[str, ...],
+               make: Callable[[View, str], tuple[go.Figure, pd.DataFrame, Said]], columns: dict[str, str]) -> Panel:
+    """A panel of the view's rep: `make(base, rep)` on the view without its rep filter; without a rep, the
+    plain "choose a rep" line."""
     rep, base = _rep_view(v)
     if rep is None:
-        return _no_rep("my_attainment", title)
+        return _no_rep(key, title)
+    return _panel(key, title, v, tables, lambda: make(base, rep), columns)
 
-    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
-        table = performance.target_attainment(base.tables["opportunities"], base.tables, base.ctx(), level="rep")
-        table = table[table["key"].astype(str) == rep].reset_index(drop=True)
-        return performance_charts.plot_attainment(table), table, performance.describe_attainment(table)
-    return _panel("my_attainment", title, v, ("opportunities", "targets"), build,
-                  {"name": N_("Rep"), "bookings_amount": N_("Bookings"), "target_amount": N_("Target"),
-                   "attainment_rate": N_("Attainment"), "elapsed_rate": N_("Period elapsed"),
-                   "gap_amount": N_("Gap to target"), "is_on_track": N_("On track")})
+
+def _empty() -> tuple[go.Figure, pd.DataFrame, Said]:
+    return go.Figure(), pd.DataFrame(), ""
+
+
+def _my_attainment(base: View, rep: str) -> tuple[go.Figure, pd.DataFrame, Said]:
+    table = performance.target_attainment(base.tables["opportunities"], base.tables, base.ctx(), level="rep")
+    table = table[table["key"].astype(str) == rep].reset_index(drop=True)
+    return performance_charts.plot_attainment(table), table, performance.describe_attainment(table)
+
+
+def _my_pipeline(base: View, rep: str) -> tuple[go.Figure, pd.DataFrame, Said]:
+    table = myday.pipeline_of(base, rep)
+    if table is None or table.empty:
+        return _empty()
+    return myday_charts.plot_my_pipeline(table), table, myday.describe_pipeline(table)
+
+
+def _my_agenda(base: View, rep: str) -> tuple[go.Figure, pd.DataFrame, Said]:
+    table = myday.agenda_of(base, rep)
+    if table is None or table.empty:
+        return _empty()
+    shown = table.assign(status=table["status"].map(lambda s: _(myday.STATUS_LABELS[s])).astype("string"))
+    return myday_charts.plot_agenda(table), shown, myday.describe_agenda(table)
+
+
+def _my_customers(base: View, rep: str, top: int = 10) -> tuple[go.Figure, pd.DataFrame, Said]:
+    frames = {**base.tables, "activities": regions.last_activities(base)}
+    table = regions.call_next(frames, base.ctx(), top_n=top)
+    table = table[table["owner_rep_id"].astype(str) == rep].reset_index(drop=True)
+    if table.empty:
+        return go.Figure(), table, ""
+    return myday_charts.plot_call_list(table), table, regions.describe_call_next(table)
+
+
+def my_attainment_panel(v: View) -> Panel:
+    """The rep's bookings against their target and the share of the period elapsed (on track or not)."""
+    return _rep_panel(v, "my_attainment", _("My target attainment"), ("opportunities", "targets"), _my_attainment,
+                      {"name": N_("Rep"), "bookings_amount": N_("Bookings"), "target_amount": N_("Target"),
+                       "attainment_rate": N_("Attainment"), "elapsed_rate": N_("Period elapsed"),
+                       "gap_amount": N_("Gap to target"), "is_on_track": N_("On track")})
 
 
 def my_pipeline_panel(v: View) -> Panel:
     """The rep's open deals by stage, stale ones apart, with each deal's last activity and next step."""
-    title = _("My open deals: next steps and stale deals")
-    rep, base = _rep_view(v)
-    if rep is None:
-        return _no_rep("my_pipeline", title)
-
-    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
-        table = myday.pipeline_of(base, rep)
-        if table is None or table.empty:
-            return go.Figure(), pd.DataFrame(), ""
-        return myday_charts.plot_my_pipeline(table), table, myday.describe_pipeline(table)
-    return _panel("my_pipeline", title, v, ("opportunities",), build,
-                  {"opportunity_id": N_("Opportunity"), "account_name": N_("Account"), "stage": N_("Stage"),
-                   "amount": N_("Amount"), "expected_close_date": N_("Expected close"),
-                   "days_since_activity": N_("Days since last activity"), "next_step": N_("Next step"),
-                   "next_step_due_at": N_("Next step due"), "is_stale": N_("Stale")})
+    return _rep_panel(v, "my_pipeline", _("My open deals: next steps and stale deals"), ("opportunities",),
+                      _my_pipeline,
+                      {"opportunity_id": N_("Opportunity"), "account_name": N_("Account"), "stage": N_("Stage"),
+                       "amount": N_("Amount"), "expected_close_date": N_("Expected close"),
+                       "days_since_activity": N_("Days since last activity"), "next_step": N_("Next step"),
+                       "next_step_due_at": N_("Next step due"), "is_stale": N_("Stale")})
 
 
 def my_agenda_panel(v: View) -> Panel:
     """The rep's overdue activities and those due in the next days (tasks, calls, meetings)."""
-    title = _("My tasks and appointments: due and overdue")
-    rep, base = _rep_view(v)
-    if rep is None:
-        return _no_rep("my_agenda", title)
-
-    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
-        table = myday.agenda_of(base, rep)
-        if table is None or table.empty:
-            return go.Figure(), pd.DataFrame(), ""
-        shown = table.assign(status=table["status"].map(lambda s: _(myday.STATUS_LABELS[s])).astype("string"))
-        return myday_charts.plot_agenda(table), shown, myday.describe_agenda(table)
-    return _panel("my_agenda", title, v, ("activities",), build,
-                  {"due_at": N_("Due"), "status": N_("Status"), "activity_type": N_("Type"),
-                   "account_name": N_("Account"), "opportunity_id": N_("Opportunity"),
-                   "days_overdue": N_("Days overdue")})
+    return _rep_panel(v, "my_agenda", _("My tasks and appointments: due and overdue"), ("activities",), _my_agenda,
+                      {"due_at": N_("Due"), "status": N_("Status"), "activity_type": N_("Type"),
+                       "account_name": N_("Account"), "opportunity_id": N_("Opportunity"),
+                       "days_overdue": N_("Days overdue")})
 
 
-def my_customers_panel(v: View, top: int = 10) -> Panel:
+def my_customers_panel(v: View) -> Panel:
     """The rep's accounts to call next (`crmlens.metrics.regions.call_next`: long silent, high level, big open
     deals first), forgotten ones flagged."""
-    title = _("My customers to call next")
-    rep, base = _rep_view(v)
-    if rep is None:
-        return _no_rep("my_customers", title)
-
-    def build() -> tuple[go.Figure, pd.DataFrame, Said]:
-        frames = {**base.tables, "activities": regions.last_activities(base)}
-        table = regions.call_next(frames, base.ctx(), top_n=top)
-        table = table[table["owner_rep_id"].astype(str) == rep].reset_index(drop=True)
-        if table.empty:
-            return go.Figure(), table, ""
-        return myday_charts.plot_call_list(table), table, regions.describe_call_next(table)
-    return _panel("my_customers", title, v, ("accounts", "activities"), build,
-                  {"priority": N_("Priority"), "name": N_("Account"), "account_level": N_("Customer level"),
-                   "days_since_activity": N_("Days since last activity"), "is_forgotten": N_("Forgotten"),
-                   "open_opportunity_amount": N_("Open pipeline")})
+    return _rep_panel(v, "my_customers", _("My customers to call next"), ("accounts", "activities"),
+                      _my_customers,
+                      {"priority": N_("Priority"), "name": N_("Account"), "account_level": N_("Customer level"),
+                       "days_since_activity": N_("Days since last activity"), "is_forgotten": N_("Forgotten"),
+                       "open_opportunity_amount": N_("Open pipeline")})
 
 
 # -- executive additions --------------------------------------------------------------------------------------
