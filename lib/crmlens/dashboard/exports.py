@@ -42,7 +42,7 @@ TILE_COLUMNS: tuple[str, ...] = (N_("KPI"), N_("Name"), N_("Value"), N_("Compari
 
 
 def _column_format(column: str) -> str | None:
-    if column.endswith("_rate") or column.endswith("_pct"):
+    if column.endswith(("_rate", "_pct", "_probability")):
         return "0.0%"
     if column.endswith("_amount") or column.startswith("n_") or column in ("amount",):
         return "#,##0"
@@ -170,7 +170,7 @@ def _fmt_cell(column: str, value: Any) -> str:
     if isinstance(value, bool):
         return format_number(value)
     if isinstance(value, int | float):
-        if column.endswith("_rate"):
+        if column.endswith(("_rate", "_probability")):  # e.g. the forecast's target_probability
             return format_number(value, "rate")
         if column.endswith("_days"):
             return format_number(value, "number", digits=1)

@@ -251,3 +251,8 @@ def test_view_html_in_chinese(tiles, panels):
     with i18n.language("zh"):
         page = exports.view_html("标题", ["全部区域"], tiles, panels[:1])
     assert "<html lang='zh-CN'>" in page and "标题" in page
+
+
+def test_a_probability_column_reads_as_a_percentage():
+    assert exports._fmt_cell("target_probability", 0.8825) == "88.2%"
+    assert exports._column_format("target_probability") == "0.0%"
