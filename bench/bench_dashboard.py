@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from crmlens import paths
+from crmlens.dashboard.ahead import AHEAD_ENV
 from crmlens.dashboard.serve import VoilaServer
 from crmlens.dashboard.widgets import VIEWS
 from crmlens.run.exports import CHROMIUM, CHROMIUM_ARGS
@@ -357,7 +358,8 @@ def _next(cycle: list[str], current: str, used: int) -> tuple[str, int]:
     raise BenchError(f"no other value than {current!r} to choose")
 
 
-async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path) -> dict[str, Any]:
+async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path, think_s: float = 0.0
+                          ) -> dict[str, Any]:
     spec = VIEWS[notebook]
     with server_for(notebook, 1, log_dir, "preheated") as server:
         say("  waiting for the pool kernel to finish preheating…")
@@ -401,6 +403,8 @@ async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path) -
             for i in range(changes):
                 name = "region" if i % 2 == 0 else "period"
                 value, used[name] = _next(cycles[name], current[name], used[name])
+                if think_s:  # the viewer reads the page before the next change (the kernel computes ahead)
+                    await asyncio.sleep(think_s)
                 row = await change_filter(page, name, value, traffic)
                 current[name] = value
                 state = row["state"] or ""
@@ -413,6 +417,7 @@ async def phase_preheated(pw: Any, notebook: str, changes: int, log_dir: Path) -
                     f"{row['charts_redrawn']} redrawn, {row['charts_not_redrawn']} not)")
             await traffic.settle()
             result["changes"] = rows
+            result["think_s"], result["ahead"] = think_s, os.environ.get(AHEAD_ENV, "default")
             result["transfer_total"] = traffic.snapshot()
             result["kernel_rss_mb_after_changes"] = [rss_mb(p) for p in kernel_pids(server)]
             result["voila_rss_mb"] = rss_mb(server.process.pid)
@@ -546,7 +551,8 @@ def summarize(results: dict[str, Any]) -> list[str]:
             warm = [r["seconds"] for r in rows if r["warm"]]
             coldv = [r["seconds"] for r in rows if not r["warm"]]
             lines.append(f"3. filter change → all panels updated ({len(rows)} changes, {len(warm)} warm / "
-                         f"{len(coldv)} cold):")
+                         f"{len(coldv)} cold; reading {pre.get('think_s', 0):g} s before each change, computing "
+                         f"ahead {pre.get('ahead', 'default')}):")
             lines.append(f"   {'':8} {'n':>3} {'median':>8} {'p95':>8} {'max':>8} {'kernel med':>11}")
             for name, vals, sel in (("all", allv, rows), ("warm", warm, [r for r in rows if r["warm"]]),
                                     ("cold", coldv, [r for r in rows if not r["warm"]])):
@@ -603,7 +609,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     phases = [] if args.skip_cold else [
         ("cold", "1/4 cold first render (pool_size=0)", lambda pw: phase_cold(pw, args.notebook, log_dir))]
     phases += [("preheated", f"2-3/4 preheated render + {args.changes} filter changes (pool_size=1)",
-               lambda pw: phase_preheated(pw, args.notebook, args.changes, log_dir))]
+               lambda pw: phase_preheated(pw, args.notebook, args.changes, log_dir, args.think))]
     if not args.skip_sessions:
         phases.append(("sessions", f"4/4 {args.sessions} sessions at once (pool_size={args.pool_size})",
                        lambda pw: phase_sessions(pw, args.notebook, args.sessions, log_dir, args.pool_size)))
@@ -633,8 +639,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query", action="append", default=[], metavar="KEY=VALUE",
                         help="a deep-link parameter of every page, e.g. rep=R0006 (the sales rep view gets the first "
                              "rep of the demo when none is given)")
+    parser.add_argument("--think", type=float, default=0.0, metavar="S",
+                        help="seconds the viewer reads the page before each filter change (default: %(default)s: "
+                        "changes back to back, the worst case for computing ahead)")
+    parser.add_argument("--ahead", type=int, metavar="N",
+                        help=f"filter states the kernels compute ahead after each render (${AHEAD_ENV}; default: "
+                        "the library's, 0 = off)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
+    if args.ahead is not None:
+        if args.ahead < 0:
+            parser.error("--ahead must be 0 or more")
+        os.environ[AHEAD_ENV] = str(args.ahead)  # the Voila servers' kernels inherit it
     if args.changes < 1 or args.sessions < 1 or args.pool_size < 1:
         parser.error("--changes, --sessions and --pool-size must be at least 1")
     for item in args.query:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,22 @@ def dashboard_cache(tmp_path_factory):
     from crmlens.dashboard.model import CACHE_ENV
 
     yield from _env_folder(tmp_path_factory, "dashboard_cache", CACHE_ENV)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_computing_ahead():
+    """Dashboards in tests (and the Voila servers they start) compute no filter states ahead
+    (`crmlens.dashboard.ahead`): every test's dashboard would otherwise keep computing beside the suite.
+    tests/unit/dashboard/test_ahead.py turns it on where it tests it."""
+    from crmlens.dashboard.ahead import AHEAD_ENV
+
+    before = os.environ.get(AHEAD_ENV)
+    os.environ[AHEAD_ENV] = "0"
+    yield
+    if before is None:
+        os.environ.pop(AHEAD_ENV, None)
+    else:
+        os.environ[AHEAD_ENV] = before
 
 
 @pytest.fixture(autouse=True)

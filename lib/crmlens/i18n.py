@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ MISSING_ENV = "CRMLENS_I18N_MISSING"
 MISSING_VALUE = "–"
 
 _current = DEFAULT_LANGUAGE
+#: The language of a `language` block, for the thread (or task) that entered it only: a dashboard kernel can
+#: compute a view in the background while its page shows another language (None: the kernel's, `_current`).
+_block: ContextVar[str | None] = ContextVar("crmlens_language_block", default=None)
 _missing: dict[str, set[str]] = {}
 
 
@@ -61,15 +65,20 @@ def check_language(value: str) -> str:
 
 
 def use(language: str | None) -> str:
-    """Make `language` (None: the default) the language of everything shown from now on; returns it."""
+    """Make `language` (None: the default) the language of everything shown from now on; returns it. Inside a
+    `language` block it is the block's language until the block ends, which restores the previous one."""
     global _current
-    _current = check_language(language or DEFAULT_LANGUAGE)
-    return _current
+    code = check_language(language or DEFAULT_LANGUAGE)
+    _current = code
+    if _block.get() is not None:
+        _block.set(code)
+    return code
 
 
 def current() -> str:
-    """The language in use."""
-    return _current
+    """The language in use: in a `language` block, the block's (in the thread that entered it); else the one
+    `use` set."""
+    return _block.get() or _current
 
 
 #: The HTML `lang` of each language: `zh-CN` makes browsers pick the Simplified Chinese glyphs of a CJK font.
@@ -78,17 +87,21 @@ HTML_LANG = {"en": "en", "zh": "zh-CN"}
 
 def html_lang(code: str | None = None) -> str:
     """The `lang` attribute of a page in `code` (default: the language in use)."""
-    return HTML_LANG[check_language(code or _current)]
+    return HTML_LANG[check_language(code or current())]
 
 
 @contextmanager
 def language(code: str | None) -> Iterator[str]:
-    """Use `code` inside the block (exports of one region, a test), then the previous language again."""
+    """Use `code` inside the block (exports of one region, a test), then the previous language again. Only the
+    thread that entered the block sees it: other threads keep theirs."""
+    global _current
     before = _current
+    token = _block.set(check_language(code or DEFAULT_LANGUAGE))
     try:
-        yield use(code)
+        yield current()
     finally:
-        use(before)
+        _block.reset(token)
+        _current = before  # a `use` inside the block ends with it
 
 
 # ---------------------------------------------------------------------------------------------- the catalogue
@@ -129,12 +142,12 @@ def _note_missing(msgid: str, code: str) -> None:
 
 def missing(code: str | None = None) -> set[str]:
     """The msgids looked up without a translation in this process (in `code`, default the language in use)."""
-    return set(_missing.get(code or _current, set()))
+    return set(_missing.get(code or current(), set()))
 
 
 def lookup(msgid: str, code: str | None = None) -> str | None:
     """The translation of `msgid` in `code` (default: in use), or None when the catalogue lacks it."""
-    code = code or _current
+    code = code or current()
     if code == DEFAULT_LANGUAGE:
         return msgid
     found = catalogue(code).get(msgid)
@@ -144,10 +157,10 @@ def lookup(msgid: str, code: str | None = None) -> str | None:
 def _(msgid: str, /, **values: Any) -> str:
     """`msgid` (English) in the language in use, with its named placeholders filled from `values`."""
     text = msgid
-    if _current != DEFAULT_LANGUAGE and msgid:
+    if (lang := current()) != DEFAULT_LANGUAGE and msgid:
         found = lookup(msgid)
         if found is None:
-            _note_missing(msgid, _current)
+            _note_missing(msgid, lang)
         else:
             text = found
     return text.format(**values) if values else text
@@ -156,11 +169,12 @@ def _(msgid: str, /, **values: Any) -> str:
 def n_(singular: str, plural: str, n: float, /, **values: Any) -> str:
     """The singular or plural form for the count `n` (``{n}`` is filled with `n` formatted)."""
     values = {"n": format_number(n, "count"), **values}
-    if _current == DEFAULT_LANGUAGE:
+    lang = current()
+    if lang == DEFAULT_LANGUAGE:
         return (singular if n == 1 else plural).format(**values)
-    found = catalogue(_current).get(singular)
+    found = catalogue(lang).get(singular)
     if found is None:
-        _note_missing(singular, _current)
+        _note_missing(singular, lang)
         return (singular if n == 1 else plural).format(**values)
     form = found[0] if isinstance(found, tuple) else found
     return form.format(**values)
@@ -184,7 +198,7 @@ def _cell_key(source: str) -> str:
 
 def translate_markdown(source: str, code: str | None = None) -> str:
     """A markdown cell's text in `code`: its catalogue entry (the whole cell, stripped, is the msgid)."""
-    code = code or _current
+    code = code or current()
     if code == DEFAULT_LANGUAGE or not source.strip():
         return source
     found = lookup(_cell_key(source), code)

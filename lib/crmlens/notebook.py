@@ -50,9 +50,8 @@ def setup() -> None:
 
     from crmlens import charts
 
-    charts.register_template()
+    charts.use_template()
     pio.renderers.default = os.environ.get(RENDERER_ENV, "").strip() or DEFAULT_RENDERER
-    pio.templates.default = charts.TEMPLATE_NAME
     pd.set_option("display.max_columns", 30)
     pd.set_option("display.width", 160)
     pd.set_option("display.float_format", lambda v: f"{v:,.4g}" if abs(v) < 1 else f"{v:,.2f}")

@@ -113,6 +113,8 @@ def test_overview_page_loads_renders_drills_and_exports(page, server, con, tmp_p
         # a chart, or (the alerts panel when no region stands out) its plain line
         panel.locator(".crmlens-chart .main-svg, .crmlens-no_data").first.wait_for(timeout=30_000)
     assert page.locator(".crmlens-panel-drill .crmlens-drill-item").count() >= 2
+    # customer value by segment: fitted in a second process (or read from the shared results), then drawn
+    page.locator(".crmlens-panel-clv_segments .crmlens-chart .main-svg").first.wait_for(timeout=120_000)
     text = page.inner_text("body")
     for bad in ("Traceback", "Error", "error when executing"):
         assert bad not in text

@@ -44,6 +44,16 @@ def register_template() -> None:
     pio.templates[TEMPLATE_NAME] = template
 
 
+def use_template() -> None:
+    """Make our template plotly's default (registering it first): every figure made afterwards has it from
+    the start, and `_layout` skips applying it again (~30–50 ms a figure). The notebooks' `setup()` and the
+    dashboards' panels call it."""
+    import plotly.io as pio
+
+    register_template()
+    pio.templates.default = TEMPLATE_NAME
+
+
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     """Size and theme a figure; `title` (an English msgid, or a text already translated) in the language in
     use."""

@@ -131,3 +131,27 @@ def plot_top_customer_value(top: pd.DataFrame, *, title: str = N_("Top customers
     fig.update_yaxes(type="category", title=tr(N_("Account")))
     fig.update_xaxes(title=tr(N_("Amount")))
     return _layout(fig, title, height=max(360, 80 + 44 * len(ids)))
+
+
+def plot_value_by_segment(result: pd.DataFrame, *, title: str = N_("Customer value by segment")) -> go.Figure:
+    """Horizontal bars of a `crmlens.metrics.clv.value_by_segment` frame, one row per segment keyed by its name
+    (highest predicted value on top): its customers' net revenue to date and their predicted 12-month value. A
+    segment without a prediction (no model) draws no predicted bar."""
+    import plotly.graph_objects as go
+
+    from crmlens.metrics.common import UNKNOWN
+
+    segments = result["segment"].astype(str).tolist()[::-1]
+    labels = [tr(s) if s == UNKNOWN else s for s in segments]
+    fig = go.Figure()
+    for column, name, color in (("net_revenue_amount", N_("Net revenue to date"), COLORS["comparison"]),
+                                ("predicted_value_amount", N_("Predicted value (12 months)"), COLORS["actual"])):
+        values = result[column].astype("float64").tolist()[::-1]
+        fig.add_bar(x=values, y=labels, orientation="h", name=tr(name), marker_color=color,
+                    text=["" if pd.isna(v) else i18n.format_number(v, "amount") for v in values],
+                    textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x:,.0f}<extra>" + tr(name)
+                    + "</extra>")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(type="category")
+    fig.update_xaxes(title=tr(N_("Amount")))
+    return _layout(fig, title, height=max(360, 80 + 44 * len(labels)))

@@ -58,3 +58,21 @@ def plot_call_list(result: pd.DataFrame, *, title: str = N_("My customers to cal
     fig.update_xaxes(title=tr(N_("Days since last activity")))
     fig.update_yaxes(type="category")
     return _layout(fig, title, height=max(300, 28 * len(rows) + 120))
+
+
+def plot_churn_risk(result: pd.DataFrame, *, title: str = N_("My customers at risk of churning")) -> go.Figure:
+    """Horizontal bars of one rep's customers at risk (`_my_churn_risk` of the sales rep view): the yearly
+    revenue at risk per account (the churn risk where there are no purchases), biggest at the top; keyed by
+    account id (a click opens the customer's history)."""
+    import plotly.graph_objects as go
+
+    value = "revenue_at_risk" if "revenue_at_risk" in result.columns else "risk"
+    rows = result.iloc[::-1]
+    fig = go.Figure(go.Bar(x=rows[value].astype("float64").to_numpy(), y=rows["account"].astype(str),
+                           orientation="h", marker_color=COLORS["bad"], ids=rows["account_id"].astype(str).tolist(),
+                           customdata=rows[["risk"]].astype("float64").to_numpy(),
+                           hovertemplate="%{y}: %{x:,.0f} (" + tr(N_("Churn risk")) + " %{customdata[0]:.0%})"
+                           "<extra></extra>"))
+    fig.update_xaxes(title=tr(N_("Yearly revenue at risk") if value == "revenue_at_risk" else N_("Churn risk")))
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, height=max(300, 28 * len(rows) + 120))

@@ -233,8 +233,10 @@ class View(data.Slice):
         out = []
         for t in tiles:
             notes = [n for n in (self.note(kpis.get_kpi(t.kpi).tables),) if n]
-            if self.state.slice_filters and t.target is not None:
-                notes.append(_("the target is the whole company's") if self.params.region == "all"
+            others = [f for f in self.state.slice_filters if f != "rep"]
+            if others and t.target is not None:  # a rep's target is their own (tiles._slice_target)
+                notes.append(_("the target is the rep's whole target") if self.state.rep else
+                             _("the target is the whole company's") if self.params.region == "all"
                              else _("the target is the whole region's"))
             out.append(dataclasses.replace(t, note=st.join_clauses(notes)) if notes else t)
         return out
@@ -286,6 +288,8 @@ class DashboardData:
         self._infos: dict[tuple, data.SourceInfo] = {}
         self._views: OrderedDict[tuple, View] = OrderedDict()
         self._results: OrderedDict[tuple, Any] = OrderedDict()
+        self._running: dict[tuple, threading.Event] = {}  # keys being computed (by another thread: wait)
+        self._lock = threading.RLock()  # the caches above: a dashboard computes ahead in a second thread
 
 
     def _validate(self, con: Any, wanted: set[str]) -> None:
@@ -432,29 +436,47 @@ class DashboardData:
         language."""
         return (*self.view_key(state), state.language)
 
-    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+    def memo(self, key: tuple, compute: Callable[[], Any], keep: Callable[[Any], bool] | None = None) -> Any:
         """`compute()`, remembered under `key` (a tuple of texts, numbers, None): in memory (the last
         `RESULT_CACHE_SIZE` results) and in `cache_dir`, shared by every kernel serving the same data and code,
-        so what a view shows for a filter state is computed once. Keys should start with `result_key(state)`."""
-        if key in self._results:
-            self._results.move_to_end(key)
-            return self._results[key]
-        value = self._load(key)
-        if value is None:
-            value = compute()
-            self._store(key, value)
-        self._results[key] = value
-        while len(self._results) > RESULT_CACHE_SIZE:
-            self._results.popitem(last=False)
-        return value
+        so what a view shows for a filter state is computed once. Keys should start with `result_key(state)`.
+        A result for which `keep` says False (e.g. a view with a panel still being computed) is returned but not
+        remembered. Thread-safe: a key another thread is computing is waited for, not computed twice."""
+        while True:
+            with self._lock:
+                if key in self._results:
+                    self._results.move_to_end(key)
+                    return self._results[key]
+                running = self._running.get(key)
+                if running is None:
+                    self._running[key] = mine = threading.Event()
+                    break
+            running.wait()  # then from memory — or, when it was not kept, computed here
+        try:
+            value = self._load(key)
+            if value is None:
+                value = compute()
+                if keep is not None and not keep(value):
+                    return value
+                self._store(key, value)
+            with self._lock:
+                self._results[key] = value
+                while len(self._results) > RESULT_CACHE_SIZE:
+                    self._results.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+            mine.set()
 
     def view(self, state: st.FilterState) -> View:
         """The slice of `state` (cached: the last `VIEW_CACHE_SIZE` states)."""
         params = self.params_for(state)
         key = (params.period, params.comparison, params.region, tuple(sorted(state.slice_filters.items())))
-        if key in self._views:
-            self._views.move_to_end(key)
-            return self._views[key]
+        with self._lock:
+            if key in self._views:
+                self._views.move_to_end(key)
+                return self._views[key]
         period = params.period_obj()
         periods = {"current": period, "previous": previous_period(period), "last_year": same_period_last_year(period)}
         frames: dict[str, dict[str, pd.DataFrame]] = {}
@@ -470,9 +492,10 @@ class DashboardData:
                  last_year=frames["last_year"], rejected={}, report=self.report, con=self.con,
                  info=self._info_for(state), as_of=self.as_of, _check_as_of=self.as_of, state=state,
                  filters_not_applied=not_applied, source=self)
-        self._views[key] = v
-        while len(self._views) > VIEW_CACHE_SIZE:
-            self._views.popitem(last=False)
+        with self._lock:
+            self._views[key] = v
+            while len(self._views) > VIEW_CACHE_SIZE:
+                self._views.popitem(last=False)
         return v
 
     def _path(self, key: tuple) -> Path | None:

@@ -28,12 +28,15 @@ Titles, column headings, findings and "no data" reasons are in the language in u
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from crmlens import charts
 from crmlens.charts import funnel as funnel_charts
 from crmlens.charts import health as health_charts
 from crmlens.charts import marketing as marketing_charts
@@ -47,7 +50,9 @@ from crmlens.errors import ParameterError
 from crmlens.findings import Finding, as_finding
 from crmlens.i18n import N_, _
 from crmlens.metrics import customers, funnel, health, marketing, performance, products, regions
-from crmlens.metrics.common import lookup
+from crmlens.metrics.common import lookup, reference_time, region_accounts
+
+charts.use_template()  # every dashboard figure is made with the theme already on (see there)
 
 
 @dataclass
@@ -66,6 +71,10 @@ class Panel:
     columns: dict[str, str] = field(default_factory=dict)  # table column → heading, in order (export, display)
     recommendation: str = ""
     found: Finding | None = None  # the finding itself (severity, weight): the key findings panel ranks them
+    #: Still being computed elsewhere (a `concurrent.futures.Future`-like object with ``done()`` and
+    #: ``add_done_callback``): the panel shows `no_data` (what is being computed) meanwhile; a view holding a
+    #: pending panel is not remembered, and the dashboard draws the view again when it is done.
+    pending: Any = field(default=None, repr=False, compare=False)
 
 
 def _missing(v: View, *tables: str) -> str | None:
@@ -387,14 +396,46 @@ def complaint_hotspots_panel(v: View) -> Panel:
                    "rate_ratio": N_("Tickets per customer vs others"), "is_hotspot": N_("Hotspot")})
 
 
+def company_churn_model(v: View) -> health.ChurnModel:
+    """The churn model of the whole company (every region, no slice filter) scoring the customers at the view's
+    reference time (`crmlens.metrics.common.reference_time`: the data's as-of, or the end of a past period).
+    It is fitted once per source version, reference time and language (the reasons are texts) and shared by
+    every filter state and kernel (`DashboardData.memo`): seconds on a large source, so a change of region,
+    segment or of a period ending at the same time only cuts its scores. It is always fitted on the 12 months
+    up to the reference time (whatever the view's period: a month alone holds too little history to learn
+    churn from), so the same reference time gives the same model. A customer's risk is therefore the same
+    whichever filter shows it, and the model learns from every customer's history (notebook 06 fits its own
+    slice's)."""
+    board = v.source
+    ref = reference_time(v.ctx())
+    year = f"{(ref - pd.DateOffset(years=1)).date()}..{(ref - pd.Timedelta(days=1)).date()}"
+    whole = dataclasses.replace(v.state, period=year, region="all", product_line=None, team=None, segment=None,
+                                rep=None)
+
+    def fit() -> health.ChurnModel:
+        w = board.view(whole)
+        return health.churn_model(w, customers.purchase_history(w))
+    return board.memo(("churn model", str(ref), whole.language), fit)
+
+
+def slice_scores(model: health.ChurnModel, v: View) -> health.ChurnModel:
+    """`model` with only the scores of the view's customers (its region's accounts, after its slice
+    filters)."""
+    if not model.ok or not v.has("accounts"):
+        return model
+    ids = region_accounts(v.tables["accounts"], v.ctx())["account_id"].astype("string")
+    mine = model.scores["account_id"].astype("string").isin(set(ids))
+    return dataclasses.replace(model, scores=model.scores[mine.to_numpy()].reset_index(drop=True))
+
+
 def at_risk_customers_panel(v: View) -> Panel:
-    """The customers to call first (`health.call_list` of `health.churn_model`, fitted on the view's customers and
-    their purchases, `customers.purchase_history`): per rep, by yearly revenue at risk, with the reasons; the chart
-    is the signals the model relies on. Fitting the model takes seconds on a large source."""
+    """The customers to call first (`health.call_list` of the whole company's churn model,
+    `company_churn_model`, scoring the view's customers): per rep, by yearly revenue at risk, with the reasons;
+    the chart is the signals the model relies on."""
     fitted: dict[str, health.ChurnModel] = {}
 
     def build() -> tuple[go.Figure, pd.DataFrame, Said]:
-        model = health.churn_model(v, customers.purchase_history(v))
+        model = slice_scores(company_churn_model(v), v)
         fitted["model"] = model
         table = health.call_list(v, model)
         signals = health.importance_for_readers(model)
@@ -676,7 +717,10 @@ def customer_history(v: View, account_id: str) -> DrillTable:
 
 # -- the sales rep view's and the executive view's panels (their own module), in the same registry ----------
 
+from crmlens.dashboard.panels_clv import CLV_PANELS, PANEL_TABLES_CLV  # noqa: E402
 from crmlens.dashboard.panels_roles import ROLE_PANEL_TABLES, ROLE_PANELS  # noqa: E402 - needs Panel, _panel above
 
 PANELS.update(ROLE_PANELS)
 PANEL_TABLES.update(ROLE_PANEL_TABLES)
+PANELS.update(CLV_PANELS)
+PANEL_TABLES.update(PANEL_TABLES_CLV)

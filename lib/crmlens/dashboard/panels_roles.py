@@ -106,6 +106,45 @@ def _my_customers(base: View, rep: str, top: int = 10) -> tuple[go.Figure, pd.Da
     return myday_charts.plot_call_list(table), table, regions.describe_call_next(table)
 
 
+def _my_churn_risk(base: View, rep: str, top: int = 10, min_risk: float = 0.3
+                   ) -> tuple[go.Figure, pd.DataFrame, Said]:
+    """The rep's customers (accounts.owner_rep_id) with a churn risk of at least `min_risk` in the whole
+    company's churn model (`crmlens.dashboard.panels.company_churn_model`, as the customer service view's),
+    by yearly revenue at risk (risk × the customer's yearly revenue over two years), at most `top`."""
+    from crmlens.dashboard.panels import company_churn_model
+    from crmlens.metrics import health
+
+    accounts = base.tables["accounts"]
+    if "owner_rep_id" not in accounts.columns:
+        return _empty()
+    model = company_churn_model(base)
+    if not model.ok:
+        return _empty()
+    owned = accounts.loc[accounts["owner_rep_id"].astype("string").eq(rep).fillna(False).to_numpy(bool)]
+    names = owned.drop_duplicates("account_id").set_index(owned.drop_duplicates("account_id")["account_id"]
+                                                         .astype(str))
+    scores = model.scores
+    scores = scores[scores["account_id"].astype(str).isin(set(names.index)).to_numpy()
+                    & (scores["risk"] >= min_risk).to_numpy()].copy()
+    if scores.empty:
+        return _empty()
+    scores["account_id"] = scores["account_id"].astype(str)
+    scores["account"] = scores["account_id"].map(names["name"]).fillna(scores["account_id"]) if "name" in names \
+        else scores["account_id"]
+    revenue = pd.to_numeric(scores["annual_revenue"], errors="coerce")
+    columns = ["account_id", "account", "risk", "reasons"]
+    key = "risk"
+    if revenue.notna().any():
+        scores["revenue_at_risk"] = scores["risk"] * revenue.fillna(0.0)
+        columns.insert(3, "revenue_at_risk")
+        key = "revenue_at_risk"
+    table = scores.sort_values([key, "account_id"], ascending=[False, True], kind="stable").head(top)
+    table = table[columns].reset_index(drop=True)
+    mine = dataclasses.replace(model, scores=model.scores[model.scores["account_id"].astype(str)
+                                                          .isin(set(names.index)).to_numpy()])
+    return myday_charts.plot_churn_risk(table), table, health.describe_churn_risk(mine)
+
+
 def my_attainment_panel(v: View) -> Panel:
     """The rep's bookings against their target and the share of the period elapsed (on track or not)."""
     return _rep_panel(v, "my_attainment", _("My target attainment"), ("opportunities", "targets"), _my_attainment,
@@ -140,6 +179,29 @@ def my_customers_panel(v: View) -> Panel:
                       {"priority": N_("Priority"), "name": N_("Account"), "account_level": N_("Customer level"),
                        "days_since_activity": N_("Days since last activity"), "is_forgotten": N_("Forgotten"),
                        "open_opportunity_amount": N_("Open pipeline")})
+
+
+def my_churn_risk_panel(v: View) -> Panel:
+    """The rep's customers most at risk of churning, by revenue at risk, with the reasons (a bar click opens
+    the customer's history)."""
+    said: dict[str, bool] = {}
+
+    def make(base: View, rep: str) -> tuple[go.Figure, pd.DataFrame, Said]:
+        made = _my_churn_risk(base, rep)
+        said["none_at_risk"] = made[1].empty and _has_churn_model(base)
+        return made
+    panel = _rep_panel(v, "my_churn_risk", _("My customers at risk of churning"), ("accounts", "contracts"), make,
+                       {"account": N_("Customer"), "risk": N_("Churn risk"),
+                        "revenue_at_risk": N_("Yearly revenue at risk"), "reasons": N_("Reasons")})
+    if panel.table is None and said.get("none_at_risk"):  # a model, and none of the rep's customers at risk
+        panel.no_data = _("None of my customers has a churn risk of {risk} or more.", risk="30%")
+    return panel
+
+
+def _has_churn_model(base: View) -> bool:
+    from crmlens.dashboard.panels import company_churn_model
+
+    return bool(company_churn_model(base).ok)
 
 
 # -- executive additions --------------------------------------------------------------------------------------
@@ -194,7 +256,10 @@ NOTHING_STANDS_OUT = N_("No region's change stands out from its peers' in this p
 def exceptions_panel(v: View) -> Panel:
     """The regions whose KPI change vs the comparison period stands out from their peers' (alerts)."""
     title = _("Alerts: regions whose change stands out")
-    found = None if v.missing("opportunities") else forecasting.exceptions(v)
+    # every region's change is compared whichever region the view shows: computed once for all of them
+    every = dataclasses.replace(v.state, region="all")
+    found = None if v.missing("opportunities") else \
+        v.source.memo((*v.source.result_key(every), "exceptions"), lambda: forecasting.exceptions(v))
     table = forecasting.exceptions_table(found)
     if found is not None and table is None:
         return _plain("exceptions", title, _(NOTHING_STANDS_OUT))
@@ -246,6 +311,7 @@ ROLE_PANELS: dict[str, Callable[[View], Panel]] = {
     "my_pipeline": my_pipeline_panel,
     "my_agenda": my_agenda_panel,
     "my_customers": my_customers_panel,
+    "my_churn_risk": my_churn_risk_panel,
     "market_share": market_share_panel,
     "forecast": forecast_panel,
     "customer_base": customer_base_panel,
@@ -257,6 +323,7 @@ ROLE_PANEL_TABLES: dict[str, tuple[str, ...]] = {
     "my_pipeline": ("opportunities", "activities"),
     "my_agenda": ("activities",),
     "my_customers": ("activities", "opportunities"),
+    "my_churn_risk": ("contracts", "activities", "tickets", "surveys"),
     "market_share": ("opportunities",),
     "forecast": ("opportunities",),
     "customer_base": ("contracts",),

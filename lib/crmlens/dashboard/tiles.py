@@ -210,15 +210,24 @@ def _sparkline(s: data.Slice, kpi: kpis.Kpi, periods: list[Period], known: Mappi
 # ------------------------------------------------------------------------------------------- targets
 
 def _slice_target(s: data.Slice, ctx: kpis.KpiContext) -> pd.DataFrame:
-    """`performance.target_attainment` at the slice's own level (its region's, the company's in "all")."""
+    """`performance.target_attainment` at the slice's own level: a rep's when the slice is one rep's (the sales
+    rep view: its ``state.rep``), else its region's (the company's in "all")."""
     cache = _cache(s)
+    rep = slice_rep(s)
     if ctx.period_label not in cache.targets:
         if s.missing("opportunities", "targets"):
             cache.targets[ctx.period_label] = pd.DataFrame(columns=performance.ATTAINMENT_COLUMNS)
         else:
-            cache.targets[ctx.period_label] = performance.target_attainment(s.tables["opportunities"], s.tables,
-                                                                            ctx, level="company")
+            table = performance.target_attainment(s.tables["opportunities"], s.tables, ctx,
+                                                  level="rep" if rep else "company")
+            cache.targets[ctx.period_label] = table[table["key"].astype("string") == rep] if rep else table
     return cache.targets[ctx.period_label]
+
+
+def slice_rep(s: data.Slice) -> str | None:
+    """The rep a slice is cut for (a dashboard view's rep filter), or None."""
+    state = getattr(s, "state", None)
+    return getattr(state, "rep", None)
 
 
 def _target(s: data.Slice, kpi: kpis.Kpi, value: float | None,

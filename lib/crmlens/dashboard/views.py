@@ -45,13 +45,13 @@ OVERVIEW = ViewSpec(
     tiles=("bookings_amount", "target_attainment", "win_rate", "pipeline_amount", "new_opportunities",
            "avg_deal_size", "sales_cycle_days"),
     panels=("funnel", "bookings_trend", "pipeline", "leaderboard", "regions", "forecast", "market_share",
-            "customer_base", "exceptions"),
+            "customer_base", "clv_segments", "exceptions"),
     thresholds={"target_attainment": {"min": 0.9}, "win_rate": {"drop_pct": 0.1},
                 "pipeline_amount": {"drop_pct": 0.2}, "sales_cycle_days": {"max": 120}},
     audience=N_("Executives"),
     key_findings=True,
-    summary=N_("Bookings, target and forecast, pipeline, market share, customer base and the regions whose "
-               "numbers stand out."),
+    summary=N_("Bookings, target and forecast, pipeline, market share, customer base and value, and the "
+               "regions whose numbers stand out."),
 )
 SALES_MANAGER = ViewSpec(
     "sales_manager", N_("CRM Lens — sales manager"),
@@ -94,7 +94,7 @@ SALES_REP = ViewSpec(
     "sales_rep", N_("CRM Lens — my day"),
     tiles=("bookings_amount", "won_deals", "win_rate", "pipeline_amount", "new_opportunities",
            "activity_completion_rate"),
-    panels=("my_attainment", "my_pipeline", "my_agenda", "my_customers"),
+    panels=("my_attainment", "my_pipeline", "my_agenda", "my_customers", "my_churn_risk"),
     thresholds={"activity_completion_rate": {"min": 0.8}, "win_rate": {"drop_pct": 0.1}},
     drill=False,
     audience=N_("Sales reps"),

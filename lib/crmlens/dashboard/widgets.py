@@ -55,6 +55,7 @@ from crmlens.charts import COLORS
 from crmlens.charts.marketing import MODEL_LABELS
 from crmlens.dashboard import exports
 from crmlens.dashboard import state as st
+from crmlens.dashboard.ahead import ComputeAhead, one_change_away
 from crmlens.dashboard.exports import table_html
 from crmlens.dashboard.model import DashboardData, View
 from crmlens.dashboard.panels import (
@@ -77,6 +78,8 @@ from crmlens.i18n import N_, _, n_
 from crmlens.metrics.funnel import STEP_LABELS, STEPS
 
 CUSTOM = "custom"
+#: Panels whose bars are customers keyed by account id: a click opens the customer's history.
+CUSTOMER_CHARTS = ("my_customers", "my_churn_risk")
 #: The language control's choices, each language named in itself (never translated).
 LANGUAGE_CHOICES: tuple[tuple[str, str], ...] = (("English", "en"), ("中文", "zh"))
 
@@ -716,6 +719,9 @@ class Dashboard:
         if self.drill is not None and "regions" in self.panels:
             self.panels["regions"].figure.on_click(self.drill_to_place)
         self.record_drills = [RecordsDrill(data_, key, lambda: self.state) for key in spec.records]
+        for key in CUSTOMER_CHARTS:  # a click on a customer's bar opens the customer's history
+            if key in self.panels and "customer_history" in spec.records:
+                self.panels[key].figure.on_click(self.drill_to_customer)
         self.attribution = AttributionSwitch(data_, lambda: self.state, self.panels["attribution"]) \
             if "attribution" in self.panels else None
         self.export = ExportBar(self.excel_file, self.pdf_file)
@@ -744,6 +750,8 @@ class Dashboard:
             parts.append(plotly_loader())
         self.app = w.VBox(parts, layout=w.Layout(max_width="1280px"))
         self.app.add_class("crmlens-dashboard")
+        self._awaited: set[int] = set()  # panels still being computed elsewhere whose end redraws the view
+        self.ahead = ComputeAhead(self._compute_ahead, self._one_change_away)
         self.set_state(self.state)
 
     @classmethod
@@ -778,7 +786,18 @@ class Dashboard:
                 made = [PANELS[key](v) for key in self.spec.panels]
                 return tiles, ([key_findings(made)] if self.spec.key_findings else []) + made
         return self.data.memo((*self.data.result_key(state), "view", self.spec.name, self.spec.digest,
-                               repr(sorted(rules.items()))), run)
+                               repr(sorted(rules.items()))), run,
+                              keep=lambda made: not any(p.pending is not None for p in made[1]))
+
+    def _compute_ahead(self, state: st.FilterState) -> None:
+        """What the computing-ahead thread computes for `state` (`crmlens.dashboard.ahead`): as `warm` does."""
+        self.compute(state)
+        if self.spec.drill:
+            drill_result(self.data, state, [] if state.region == "all" else [("region", state.region, state.region)])
+
+    def _one_change_away(self, state: st.FilterState) -> list[st.FilterState]:
+        periods = [*st.PRESETS, *self.filters.recent[:4]]
+        return one_change_away(state, self.data.options.get("regions", []), periods)
 
     @property
     def view(self) -> View:
@@ -789,8 +808,9 @@ class Dashboard:
         """Re-render every part for `state`, in its language (which becomes the kernel's: `crmlens.i18n.use`);
         on a bad state keep the previous one and say why. One render at a time (a live refresh renders from
         its thread)."""
-        with self._render_lock:
+        with self._render_lock, self.ahead.rendering():
             self._set_state(state)
+        self.ahead.shown(self.state)
 
     def _set_state(self, state: st.FilterState) -> None:
         start = time.perf_counter()
@@ -818,6 +838,9 @@ class Dashboard:
         self.tile_row.value = tiles_html(tiles)
         for p in panels:
             self.panels[p.key].show(p)
+            if p.pending is not None and id(p.pending) not in self._awaited:
+                self._awaited.add(id(p.pending))
+                p.pending.add_done_callback(functools.partial(self._pending_done, state))
         if self.records is not None:
             self.records.reset(lambda: self.data.view(state), state.language)
         if self.drill is not None:
@@ -835,6 +858,16 @@ class Dashboard:
                              f"data-state='{html.escape(query)}' data-seconds='{self.last_seconds:.3f}' "
                              f"data-language='{state.language}' style='color:#888;font-size:12px'>"
                              f"{html.escape(updated)}</span>")
+
+    def _pending_done(self, state: st.FilterState, future: Any) -> None:
+        """A panel computed elsewhere is ready: draw the view again when it still shows `state` (in a thread of
+        its own: the callback's thread belongs to whoever computed the panel)."""
+        self._awaited.discard(id(future))
+
+        def redraw() -> None:
+            if self.state == state:
+                self.set_state(state)
+        threading.Thread(target=redraw, name="crmlens-panel-ready", daemon=True).start()
 
     def relabel(self, language: str) -> None:
         """Show the dashboard's own texts (title, export bar) in `language`; tiles, panels, filters, drill-down
@@ -1011,6 +1044,15 @@ class Dashboard:
             return
         self.drill.path = [("region", region, region)]
         self.drill.render()
+
+    def drill_to_customer(self, label: str, point_id: str) -> None:
+        """A click on a customer's bar (`CUSTOMER_CHARTS`, keyed by account id): open that customer's history
+        in the record drill-down, when the view offers that customer."""
+        drill = next((d for d in self.record_drills if d.spec.key == "customer_history"), None)
+        if drill is None or not point_id:
+            return
+        if point_id in {value for _label, value in drill.choice.options}:
+            drill.open(point_id)
 
     # -- exports -------------------------------------------------------------------------------------------
 

@@ -165,6 +165,35 @@ def test_at_risk_customers_lists_risky_customers_with_reasons(made):
     assert "churn risk" in made["at_risk_customers"].finding
 
 
+def test_one_churn_model_scores_every_region_and_period_ending_at_the_same_time(board, view):
+    """The at-risk panel's model is the whole company's at the reference time: fitted once, a region view only
+    keeps its customers' scores (the same risks), and a period ending at the same time reuses it."""
+    company = panels.company_churn_model(view)
+    region = board.options["regions"][0]
+    east = board.view(st.FilterState(region=region))
+    fits = []
+    board.memo = _counting(board.memo, fits)  # every compute the memo runs
+    try:
+        mine = panels.slice_scores(panels.company_churn_model(east), east)
+        assert panels.company_churn_model(board.view(st.FilterState(period="last_12_months"))) is company
+    finally:
+        del board.memo
+    assert fits == []  # nothing fitted again
+    accounts = board.frames["accounts"]
+    theirs = set(accounts.loc[accounts["region_id"] == region, "account_id"].astype(str))
+    assert 0 < len(mine.scores) < len(company.scores) and set(mine.scores["account_id"].astype(str)) <= theirs
+    risks = company.scores.set_index("account_id")["risk"]
+    assert mine.scores.set_index("account_id")["risk"].equals(risks.loc[mine.scores["account_id"]])
+    table = PANELS["at_risk_customers"](east).table
+    assert set(table["account"]) <= set(accounts.loc[accounts["region_id"] == region, "name"]) | theirs
+
+
+def _counting(memo, fits):
+    def counted(key, compute):
+        return memo(key, lambda: fits.append(key) or compute())
+    return counted
+
+
 # ------------------------------------------------------------------------------------------ missing tables
 
 @pytest.mark.parametrize(("key", "table"), [

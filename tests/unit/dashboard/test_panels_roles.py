@@ -55,6 +55,9 @@ def test_every_panel_has_its_tables_listed_and_draws_on_the_demo(mine):
         if key == "my_agenda" and p.no_data:  # this rep has nothing due (`busy_rep` has, below)
             assert p.no_data == "No data for this period"
             continue
+        if key == "my_churn_risk" and p.no_data:  # none of this rep's customers at risk (see the test below)
+            assert p.no_data == "None of my customers has a churn risk of 30% or more."
+            continue
         if key == "exceptions":  # one rep's numbers: no region stands out (the unfiltered view's below)
             assert p.no_data == NOTHING_STANDS_OUT
             continue
@@ -131,3 +134,26 @@ def test_a_source_without_the_tables_says_so(maven_con):
     rep = DashboardData(maven_con).options["reps"][0]
     agenda = ROLE_PANELS["my_agenda"](DashboardData(maven_con).view(st.FilterState(period="2017", rep=rep)))
     assert "activities" in (agenda.no_data or "")
+
+
+def test_my_churn_risk_is_the_company_models_risk_of_the_reps_own_customers(board):
+    """The rep's customers at risk: the whole company's churn model (the customer service view's), only the
+    accounts the rep owns, risk ≥ 0.3, biggest revenue at risk first; the chart's bars are keyed by account id."""
+    from crmlens.dashboard.panels import company_churn_model
+
+    v = board.view(STATE)
+    model = company_churn_model(v)
+    owners = board.frames["accounts"].drop_duplicates("account_id").set_index("account_id")["owner_rep_id"]
+    risky = model.scores[model.scores["risk"] >= 0.3]
+    per_rep = risky["account_id"].map(owners).astype(str).value_counts()
+    rep = str(per_rep.index[0])  # the rep with the most customers at risk
+    p = ROLE_PANELS["my_churn_risk"](board.view(dataclasses.replace(STATE, rep=rep)))
+    table = p.table
+    assert p.no_data is None and 0 < len(table) <= 10
+    assert (table["account_id"].map(owners).astype(str) == rep).all()
+    expected = model.scores.set_index("account_id")["risk"]
+    assert table["risk"].tolist() == expected.loc[table["account_id"]].tolist()
+    assert (table["risk"] >= 0.3).all() and table["revenue_at_risk"].is_monotonic_decreasing
+    assert len(table) == min(10, int(per_rep.iloc[0]))
+    assert list(p.figure.data[0].ids) == table["account_id"].iloc[::-1].tolist()
+    assert "churn risk" in p.finding

@@ -67,6 +67,27 @@ def test_the_rep_view_is_chosen_by_its_rep_and_keeps_it_on_reset(board_data, rep
     assert overview.filters.rep.layout.display == "none"
 
 
+def test_the_rep_views_tiles_are_measured_against_the_reps_own_targets(board_data, rep):
+    """Bookings and won deals of one rep against that rep's targets (targets.level = rep), with no "the target
+    is the company's" note; the same numbers as `performance.target_attainment` at the rep level."""
+    from crmlens.metrics import performance
+
+    state = dataclasses.replace(STATE, rep=rep)
+    board = Dashboard(board_data, VIEWS["sales_rep"], state)
+    tiles = {t.kpi: t for t in board.tiles}
+    whole = board_data.view(dataclasses.replace(STATE, rep=None))
+    rows = performance.target_attainment(whole.tables["opportunities"], whole.tables, whole.ctx(), level="rep")
+    mine = rows[rows["key"].astype(str) == rep].iloc[0]
+    assert tiles["bookings_amount"].target == pytest.approx(mine["target_amount"])
+    assert tiles["bookings_amount"].value == pytest.approx(mine["bookings_amount"])
+    assert tiles["bookings_amount"].attainment == pytest.approx(mine["attainment_rate"])
+    assert tiles["won_deals"].target == pytest.approx(mine["n_target_deals"])
+    assert not any("target is" in (t.note or "") for t in board.tiles)
+    with_segment = board_data.view(dataclasses.replace(state, segment=board_data.options["segments"][0]))
+    noted = with_segment.annotate(tiles_for(with_segment, ["bookings_amount"]))
+    assert noted[0].note == "the target is the rep's whole target"
+
+
 def test_record_drills_open_records_and_go_into_the_export(board_data):
     board = Dashboard(board_data, VIEWS["marketing"], STATE)
     drill = board.record_drills[0]
@@ -119,3 +140,16 @@ def test_the_overview_opens_with_its_key_findings_ranked_from_its_panels(board_d
     assert first.key == "key_findings" and list(first.table["finding"]) == [f.text for f in expected]
     assert 0 < len(first.table) <= 6 and set(first.table["panel"]) <= {p.title for p in rest}
     assert first.table["severity"].iloc[0] in ("Act", "Watch", "Good news", "Context")
+
+
+def test_a_click_on_a_customers_bar_opens_the_customers_history(board_data, rep):
+    board = Dashboard(board_data, VIEWS["sales_rep"], dataclasses.replace(STATE, rep=rep))
+    chart = board.panels["my_customers"].figure
+    account = board.panel_data[[p.key for p in board.panel_data].index("my_customers")].table["account_id"].iloc[0]
+    drill = board.record_drills[0]
+    assert drill.spec.key == "customer_history" and drill.choice.value == ""
+    chart._message(chart, {"kind": "click", "label": "whatever", "id": "not-an-account"}, [])
+    assert drill.choice.value == ""  # an id the view does not offer opens nothing
+    chart._message(chart, {"kind": "click", "label": "whatever", "id": str(account)}, [])
+    assert drill.choice.value == str(account) and drill.current is not None
+    assert drill.current.table is not None and "crmlens-records-count" in drill.table.value
