@@ -7,9 +7,9 @@ comparison — most likely first) and wakes a daemon thread that computes them o
 dashboard's own `Dashboard.compute` (results remembered in memory and in the shared disk cache,
 `DashboardData.memo`, so other kernels of the same source find them too). The thread steps aside:
 
-* it waits while the dashboard renders (`ComputeAhead.rendering`, taken by every render) — the viewer's own
-  change always comes first; a state the thread is computing when the viewer asks for it is waited for, not
-  computed twice (`DashboardData.memo`);
+* it waits while the dashboard renders (`ComputeAhead.rendering`, taken by every render), and `DELAY_S` after
+  it while the browser draws — the viewer's own change always comes first; a state the thread is computing
+  when the viewer asks for it is waited for, not computed twice (`DashboardData.memo`);
 * it only starts a state when a core is free (`crmlens.analysis.spare_cores`): with many viewers on a small
   machine, nobody's page is slowed by somebody else's guesses;
 * it drops what is left when the viewer moves on (a new `shown`) and stops with the dashboard (`stop`).
@@ -35,6 +35,9 @@ AHEAD_ENV = "CRMLENS_DASHBOARD_AHEAD"
 DEFAULT_AHEAD = 16
 #: Seconds between two looks for a free core or the end of a render.
 POLL_S = 0.2
+#: Seconds after a render before the first state is started: the browser draws the page's charts first (it
+#: shares the machine's cores, and the kernel still answers the page's widget messages).
+DELAY_S = 0.5
 
 
 def ahead_count(env: dict[str, str] | os._Environ[str] | None = None) -> int:
@@ -55,17 +58,16 @@ def ahead_count(env: dict[str, str] | os._Environ[str] | None = None) -> int:
 
 
 def one_change_away(state: st.FilterState, regions: Sequence[str], periods: Sequence[str]) -> list[st.FilterState]:
-    """The filter states one change away from `state`, most likely first: each other region (and all) at the
-    same period; each other period of `periods` (the filter bar's presets and recent quarters) for the same
-    region; the other comparison. Slice filters, rep and language stay."""
-    out: list[st.FilterState] = []
-    for region in ["all", *regions]:
-        if region != state.region:
-            out.append(dataclasses.replace(state, region=region))
-    for period in periods:
-        if period != state.period:
-            out.append(dataclasses.replace(state, period=period))
+    """The filter states one change away from `state`, in the order they are computed: each other region (and
+    all) at the same period and each other period of `periods` (the filter bar's presets and recent quarters)
+    for the same region, taken in turn — the next change is as likely a region as a period — then the other
+    comparison. Slice filters, rep and language stay."""
+    by_region = [dataclasses.replace(state, region=r) for r in ["all", *regions] if r != state.region]
+    by_period = [dataclasses.replace(state, period=p) for p in periods if p != state.period]
     other = "last_year" if state.comparison == "previous" else "previous"
+    out: list[st.FilterState] = []
+    for k in range(max(len(by_region), len(by_period))):  # the next change is as likely a region as a period
+        out += by_region[k:k + 1] + by_period[k:k + 1]
     out.append(dataclasses.replace(state, comparison=other))
     return out
 
@@ -74,12 +76,13 @@ class ComputeAhead:
     """The computing-ahead thread of one dashboard (see the module docs). `compute(state)` computes and
     remembers a state; `neighbours(state)` lists the states to compute after `state` is shown; `limit` caps
     them (default `ahead_count()`); `spare` tells whether a core is free (default
-    `crmlens.analysis.spare_cores() >= 1`)."""
+    `crmlens.analysis.spare_cores() >= 1`); `delay_s` is the pause after a render (`DELAY_S`)."""
 
     def __init__(self, compute: Callable[[st.FilterState], Any],
                  neighbours: Callable[[st.FilterState], list[st.FilterState]], *, limit: int | None = None,
-                 spare: Callable[[], bool] | None = None) -> None:
+                 spare: Callable[[], bool] | None = None, delay_s: float = DELAY_S) -> None:
         self.compute, self.neighbours = compute, neighbours
+        self.delay_s = delay_s
         self.limit = ahead_count() if limit is None else limit
         self.spare = spare or _core_is_free
         self.computed = 0  # states computed so far (a test hook, and the bench's)
@@ -148,6 +151,8 @@ class ComputeAhead:
             self._wake.clear()
             with self._lock:
                 generation, queue = self._generation, list(self._queue)
+            if self.delay_s and self._stop.wait(self.delay_s):  # the page's own drawing first
+                break
             for s in queue:
                 while (go := self._may_start(generation)) is False and not _EXITING.is_set():
                     time.sleep(POLL_S)

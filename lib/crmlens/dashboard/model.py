@@ -498,6 +498,13 @@ class DashboardData:
                 self._views.popitem(last=False)
         return v
 
+    def forget_view(self, state: st.FilterState) -> None:
+        """Let go of `state`'s cut slice (its results stay remembered): it is cut again when asked for."""
+        params = self.params_for(state)
+        key = (params.period, params.comparison, params.region, tuple(sorted(state.slice_filters.items())))
+        with self._lock:
+            self._views.pop(key, None)
+
     def _path(self, key: tuple) -> Path | None:
         if self.cache_dir is None:
             return None

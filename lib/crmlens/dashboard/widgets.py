@@ -790,10 +790,17 @@ class Dashboard:
                               keep=lambda made: not any(p.pending is not None for p in made[1]))
 
     def _compute_ahead(self, state: st.FilterState) -> None:
-        """What the computing-ahead thread computes for `state` (`crmlens.dashboard.ahead`): as `warm` does."""
-        self.compute(state)
-        if self.spec.drill:
-            drill_result(self.data, state, [] if state.region == "all" else [("region", state.region, state.region)])
+        """What the computing-ahead thread computes for `state` (`crmlens.dashboard.ahead`): as `warm` does. The
+        results are kept; the cut slice is let go (memory: a viewer's kernel would otherwise hold every
+        neighbour's frames)."""
+        try:
+            self.compute(state)
+            if self.spec.drill:
+                drill_result(self.data, state,
+                             [] if state.region == "all" else [("region", state.region, state.region)])
+        finally:
+            if state != self.state:
+                self.data.forget_view(state)
 
     def _one_change_away(self, state: st.FilterState) -> list[st.FilterState]:
         periods = [*st.PRESETS, *self.filters.recent[:4]]

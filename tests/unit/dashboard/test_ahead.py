@@ -23,12 +23,12 @@ from crmlens.errors import ParameterError
 LIGHT = dataclasses.replace(OVERVIEW, panels=("pipeline",), key_findings=False)
 
 
-def test_one_change_away_lists_regions_then_periods_then_the_comparison():
+def test_one_change_away_takes_regions_and_periods_in_turn_then_the_comparison():
     here = st.FilterState(period="this_quarter", region="East", segment="SMB", language="zh")
     out = one_change_away(here, ["East", "West"], ["this_quarter", "this_year", "2026-Q2"])
     assert [(s.region, s.period, s.comparison) for s in out] == [
-        ("all", "this_quarter", "previous"), ("West", "this_quarter", "previous"),
-        ("East", "this_year", "previous"), ("East", "2026-Q2", "previous"), ("East", "this_quarter", "last_year")]
+        ("all", "this_quarter", "previous"), ("East", "this_year", "previous"),
+        ("West", "this_quarter", "previous"), ("East", "2026-Q2", "previous"), ("East", "this_quarter", "last_year")]
     assert all(s.segment == "SMB" and s.language == "zh" for s in out) and here not in out
 
 
@@ -46,7 +46,7 @@ def _states(n: int) -> list[st.FilterState]:
 
 def test_the_thread_computes_the_neighbours_after_a_render_and_not_during_one():
     done: list[st.FilterState] = []
-    runner = ComputeAhead(done.append, lambda s: _states(4)[1:], limit=2, spare=lambda: True)
+    runner = ComputeAhead(done.append, lambda s: _states(4)[1:], limit=2, spare=lambda: True, delay_s=0)
     with runner.rendering():
         runner.shown(st.FilterState())
         time.sleep(0.5)
@@ -61,7 +61,7 @@ def test_the_thread_waits_for_a_free_core_and_drops_what_the_viewer_moved_away_f
     done: list[st.FilterState] = []
     periods = ("this_year", "this_month")
     runner = ComputeAhead(done.append, lambda s: [dataclasses.replace(s, period=p) for p in periods], limit=5,
-                          spare=free.is_set)
+                          spare=free.is_set, delay_s=0)
     runner.shown(st.FilterState(region="A"))
     time.sleep(0.5)
     assert done == [] and not runner.wait_idle(0)
@@ -69,6 +69,16 @@ def test_the_thread_waits_for_a_free_core_and_drops_what_the_viewer_moved_away_f
     free.set()
     assert runner.wait_idle(5)
     assert [(s.region, s.period) for s in done] == [("B", "this_year"), ("B", "this_month")]
+    runner.stop()
+
+
+def test_the_first_state_waits_for_the_browser_to_draw_the_page():
+    done: list[st.FilterState] = []
+    runner = ComputeAhead(done.append, lambda s: _states(2), limit=2, spare=lambda: True, delay_s=1.0)
+    runner.shown(st.FilterState(region="E"))
+    time.sleep(0.5)
+    assert done == []
+    assert runner.wait_idle(5) and done == _states(2)
     runner.stop()
 
 
@@ -85,7 +95,7 @@ def test_a_failing_state_does_not_stop_the_others():
         if s.region == "A":
             raise ValueError("boom")
         done.append(s)
-    runner = ComputeAhead(compute, lambda s: _states(3), limit=3, spare=lambda: True)
+    runner = ComputeAhead(compute, lambda s: _states(3), limit=3, spare=lambda: True, delay_s=0)
     runner.shown(st.FilterState())
     assert runner.wait_idle(5) and done == [_states(3)[0], _states(3)[2]] and runner.computed == 3
     runner.stop()
