@@ -436,12 +436,11 @@ class DashboardData:
         language."""
         return (*self.view_key(state), state.language)
 
-    def memo(self, key: tuple, compute: Callable[[], Any], keep: Callable[[Any], bool] | None = None) -> Any:
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """`compute()`, remembered under `key` (a tuple of texts, numbers, None): in memory (the last
         `RESULT_CACHE_SIZE` results) and in `cache_dir`, shared by every kernel serving the same data and code,
         so what a view shows for a filter state is computed once. Keys should start with `result_key(state)`.
-        A result for which `keep` says False (e.g. a view with a panel still being computed) is returned but not
-        remembered. Thread-safe: a key another thread is computing is waited for, not computed twice."""
+        Thread-safe: a key another thread is computing is waited for, not computed twice."""
         while True:
             with self._lock:
                 if key in self._results:
@@ -451,23 +450,31 @@ class DashboardData:
                 if running is None:
                     self._running[key] = mine = threading.Event()
                     break
-            running.wait()  # then from memory — or, when it was not kept, computed here
+            running.wait()  # then from memory — or, when the other thread failed, computed here
         try:
             value = self._load(key)
             if value is None:
                 value = compute()
-                if keep is not None and not keep(value):
-                    return value
                 self._store(key, value)
-            with self._lock:
-                self._results[key] = value
-                while len(self._results) > RESULT_CACHE_SIZE:
-                    self._results.popitem(last=False)
+            self._keep(key, value)
             return value
         finally:
             with self._lock:
                 self._running.pop(key, None)
             mine.set()
+
+    def remember(self, key: tuple, value: Any) -> None:
+        """Remember `value` under `key` in place of what `memo` holds (in memory and on disk): a result
+        completed later (a panel that was still being computed elsewhere)."""
+        self._store(key, value)
+        self._keep(key, value)
+
+    def _keep(self, key: tuple, value: Any) -> None:
+        with self._lock:
+            self._results[key] = value
+            self._results.move_to_end(key)
+            while len(self._results) > RESULT_CACHE_SIZE:
+                self._results.popitem(last=False)
 
     def view(self, state: st.FilterState) -> View:
         """The slice of `state` (cached: the last `VIEW_CACHE_SIZE` states)."""

@@ -784,10 +784,27 @@ class Dashboard:
                 v = self.data.view(state)
                 tiles = v.annotate(tiles_for(v, list(self.spec.tiles), thresholds=rules))
                 made = [PANELS[key](v) for key in self.spec.panels]
+                # a panel still computed elsewhere is remembered as such (True), and made again when shown
+                made = [dataclasses.replace(p, pending=True) if p.pending is not None else p for p in made]
                 return tiles, ([key_findings(made)] if self.spec.key_findings else []) + made
-        return self.data.memo((*self.data.result_key(state), "view", self.spec.name, self.spec.digest,
-                               repr(sorted(rules.items()))), run,
-                              keep=lambda made: not any(p.pending is not None for p in made[1]))
+        key = (*self.data.result_key(state), "view", self.spec.name, self.spec.digest, repr(sorted(rules.items())))
+        tiles, panels = self.data.memo(key, run)
+        if not any(p.pending is not None for p in panels):
+            return tiles, panels
+        return self._finish_pending(key, state, tiles, panels)
+
+    def _finish_pending(self, key: tuple, state: st.FilterState, tiles: list[Tile], panels: list[Panel]
+                        ) -> tuple[list[Tile], list[Panel]]:
+        """`panels` with the ones that were still being computed elsewhere made again (ready now, or pending
+        with the job to wait for) and the key findings ranked again; remembered under `key` once none is
+        pending any more."""
+        with i18n.language(state.language):
+            v = self.data.view(state)
+            made = [PANELS[p.key](v) if p.pending is not None else p for p in panels if p.key != KEY_FINDINGS]
+            panels = ([key_findings(made)] if self.spec.key_findings else []) + made
+        if not any(p.pending is not None for p in panels):
+            self.data.remember(key, (tiles, panels))
+        return tiles, panels
 
     def _compute_ahead(self, state: st.FilterState) -> None:
         """What the computing-ahead thread computes for `state` (`crmlens.dashboard.ahead`): as `warm` does. The
@@ -845,7 +862,7 @@ class Dashboard:
         self.tile_row.value = tiles_html(tiles)
         for p in panels:
             self.panels[p.key].show(p)
-            if p.pending is not None and id(p.pending) not in self._awaited:
+            if hasattr(p.pending, "add_done_callback") and id(p.pending) not in self._awaited:
                 self._awaited.add(id(p.pending))
                 p.pending.add_done_callback(functools.partial(self._pending_done, state))
         if self.records is not None:

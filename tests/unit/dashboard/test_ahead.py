@@ -124,11 +124,11 @@ def test_memo_computes_a_key_once_when_two_threads_ask_together(board_data):
     assert calls == [1]
 
 
-def test_memo_does_not_keep_what_keep_refuses(board_data):
+def test_remember_replaces_what_memo_holds(board_data):
     calls = []
-    for _ in range(2):
-        board_data.memo(("test", "pending"), lambda: calls.append(1) or "not yet", keep=lambda v: v != "not yet")
-    assert calls == [1, 1]
+    assert board_data.memo(("test", "later"), lambda: calls.append(1) or "not yet") == "not yet"
+    board_data.remember(("test", "later"), "done")
+    assert board_data.memo(("test", "later"), lambda: calls.append(1) or "again") == "done" and calls == [1]
 
 
 def test_a_language_block_holds_for_its_own_thread_only():
@@ -168,8 +168,7 @@ def test_a_region_change_is_served_from_what_was_computed_ahead(board_data, monk
         assert target in board.ahead.neighbours(board.state)[:3]
         computed: list[tuple] = []
         memo = board_data.memo
-        monkeypatch.setattr(board_data, "memo", lambda key, fn, keep=None: memo(
-            key, lambda: computed.append(key) or fn(), keep))
+        monkeypatch.setattr(board_data, "memo", lambda key, fn: memo(key, lambda: computed.append(key) or fn()))
         board.set_state(target)
         assert not [k for k in computed if "view" in k]  # the view came from memory
         fresh = DashboardData(data.connect(str(board_data.info.source)), cache_dir=False)

@@ -153,3 +153,40 @@ def test_a_click_on_a_customers_bar_opens_the_customers_history(board_data, rep)
     chart._message(chart, {"kind": "click", "label": "whatever", "id": str(account)}, [])
     assert drill.choice.value == str(account) and drill.current is not None
     assert drill.current.table is not None and "crmlens-records-count" in drill.table.value
+
+
+def test_a_pending_panel_is_made_again_and_the_view_remembered_once_ready(board_data, monkeypatch):
+    """A view holding a pending panel is shared at once (the other panels are not computed again) and that panel
+    alone is made again when the view is shown; once it is ready the complete view is remembered."""
+    from concurrent.futures import Future
+
+    from crmlens.dashboard import panels as panels_module
+    from crmlens.dashboard.panels import Panel
+
+    job: Future = Future()
+    calls = {"slow": 0, "other": 0}
+
+    def slow(v):
+        calls["slow"] += 1
+        if not job.done():
+            return Panel("slow", "Slow", no_data="being computed", pending=job)
+        return Panel("slow", "Slow", no_data="ready now")
+
+    def other(v):
+        calls["other"] += 1
+        return Panel("other", "Other", no_data="nothing")
+    monkeypatch.setitem(panels_module.PANELS, "slow", slow)
+    monkeypatch.setitem(panels_module.PANELS, "other", other)
+    spec = dataclasses.replace(VIEWS["sales_manager"], name="pending_test", panels=("other", "slow"),
+                               key_findings=True)
+    board = Dashboard.__new__(Dashboard)
+    board.data, board.spec = board_data, spec
+    _tiles, first = board.compute(STATE)
+    assert first[2].pending is job and calls == {"slow": 2, "other": 1}  # made, then made again to show
+    board.compute(STATE)
+    assert calls == {"slow": 3, "other": 1}  # the rest from memory; the pending one made again
+    job.set_result(None)
+    _, ready = board.compute(STATE)
+    assert ready[2].no_data == "ready now" and ready[2].pending is None and ready[0].key == "key_findings"
+    board.compute(STATE)
+    assert calls == {"slow": 4, "other": 1}  # complete now: remembered
