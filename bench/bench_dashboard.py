@@ -46,7 +46,7 @@ from crmlens.run.exports import CHROMIUM, CHROMIUM_ARGS
 VIEWPORT = {"width": 1366, "height": 900}
 RENDER_TIMEOUT_S = 240.0   # a cold kernel loads and warms the data first (~20–40 s alone on 2 cores)
 CHANGE_TIMEOUT_S = 120.0
-READY_TIMEOUT_S = 300.0
+READY_TIMEOUT_S = 300.0    # … per 10 pool kernels: 20 kernels preheating at once take ~4½ min on 2 cores
 #: After data-render grew, how long to wait for charts that have not redrawn yet before counting them as
 #: "not redrawn" (the kernel sends nothing for a chart whose figure did not change).
 SETTLE_S = 3.0
@@ -99,12 +99,13 @@ def cpu_ticks(pids: list[int]) -> int:
 
 
 async def wait_kernels_ready(server: VoilaServer, n: int, *, quiet_s: float = 6.0,
-                             timeout_s: float = READY_TIMEOUT_S) -> float:
+                             timeout_s: float | None = None) -> float:
     """Wait until Voila has `n` kernels and their (and Voila's) CPU time stopped growing for `quiet_s`
     seconds — the preheated kernels finished running the notebook up to `wait_for_request`. Seconds waited.
     `quiet_s` must exceed the preheat delay (`crmlens.dashboard.app.PREHEAT_DELAY_S`: a refilling kernel
     sleeps that long before its imports)."""
     start = time.monotonic()
+    timeout_s = timeout_s if timeout_s is not None else READY_TIMEOUT_S * max(1.0, n / 10)
     deadline = start + timeout_s
     while len(kernel_pids(server)) < n:
         if time.monotonic() > deadline:
@@ -118,8 +119,12 @@ async def wait_kernels_ready(server: VoilaServer, n: int, *, quiet_s: float = 6.
         pids = [server.process.pid, *kernel_pids(server)]
         ticks = cpu_ticks(pids)
         now = time.monotonic()
-        if last is None or (ticks - last) * tick_s > 0.05:  # more than 50 ms of CPU: still working
-            quiet_since, last = now, ticks
+        # more than 50 ms of CPU since the last look (every 0.25 s), all processes together: still working
+        # (idle kernels' heartbeats add up to ~10 ms a look for 20 kernels)
+        busy = last is None or (ticks - last) * tick_s > 0.05
+        last = ticks
+        if busy:
+            quiet_since = now
         elif now - quiet_since >= quiet_s and len(kernel_pids(server)) >= n:
             return now - start - quiet_s
         if now > deadline:

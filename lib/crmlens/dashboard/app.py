@@ -26,8 +26,81 @@ PREHEAT_DELAY_ENV = "CRMLENS_DASHBOARD_PREHEAT_DELAY"
 PREHEAT_DELAY_S = 3.0
 
 
+#: How many kernels may preheat at once (the others queue): by default half the cores, at least one. Voila
+#: refills its whole pool the moment viewers take its kernels — 20 viewers arriving together start 20 kernels
+#: preheating (imports, data, warm views: ~10 s of CPU each), which on a small machine starved the 20 pages
+#: of the viewers they were started for (none rendered within 4 minutes). Queued, they leave the other cores
+#: to the pages.
+PREHEAT_SLOTS_ENV = "CRMLENS_DASHBOARD_PREHEAT_SLOTS"
+
+#: The preheat slot this kernel holds (an open, locked file) until `load` has warmed its views.
+_SLOT: dict[str, object] = {"file": None}
+
+
+def preheat_slots() -> int:
+    """`PREHEAT_SLOTS_ENV` (a whole number ≥ 1), else half the usable cores, at least 1."""
+    raw = os.environ.get(PREHEAT_SLOTS_ENV, "").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // 2)
+
+
+def _slot_dir() -> str:
+    """Where the slots' lock files are: next to the shared results (``$CRMLENS_DASHBOARD_CACHE``), so every
+    kernel of a server (and of servers sharing them) queues together; the system's temporary folder when that
+    cache is off."""
+    import tempfile
+
+    value = os.environ.get("CRMLENS_DASHBOARD_CACHE", "")
+    if value.strip().lower() in ("off", "0", "none"):
+        return os.path.join(tempfile.gettempdir(), f"crmlens-preheat-{os.getuid()}")
+    if value:
+        return os.path.join(value, "preheat-slots")
+    from crmlens import paths
+
+    return str(paths.OUTPUTS_DIR / ".cache" / "dashboard" / "preheat-slots")
+
+
+def _take_slot() -> float:
+    """Wait for a preheat slot (`preheat_slots` lock files, `fcntl.flock`: the operating system frees a slot
+    whose kernel died); seconds waited. Without file locks (not Linux/macOS) or a writable folder: no queue."""
+    try:
+        import fcntl
+    except ImportError:
+        return 0.0
+    start = time.monotonic()
+    try:
+        folder = _slot_dir()
+        os.makedirs(folder, exist_ok=True)
+        files = [open(os.path.join(folder, f"slot-{i}.lock"), "a+") for i in range(preheat_slots())]  # noqa: SIM115
+    except OSError:
+        return 0.0
+    while True:
+        for fh in files:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            _SLOT["file"] = fh
+            for other in files:
+                if other is not fh:
+                    other.close()
+            return time.monotonic() - start
+        time.sleep(0.25)
+
+
+def release_slot() -> None:
+    """Give this kernel's preheat slot to the next kernel in the queue (`load` does, once warm)."""
+    fh = _SLOT["file"]
+    _SLOT["file"] = None
+    if fh is not None:
+        fh.close()  # closing the file drops the lock
+
+
 def _yield_to_viewers() -> float:
-    """In a kernel preheating for Voila's pool, wait `PREHEAT_DELAY_S` (see there); seconds waited."""
+    """In a kernel preheating for Voila's pool, wait `PREHEAT_DELAY_S` (see there), then for a preheat slot
+    (`PREHEAT_SLOTS_ENV`); seconds waited."""
     if os.environ.get("VOILA_PREHEAT") != "True":  # (`preheating()`, defined after the heavy imports)
         return 0.0
     try:
@@ -35,7 +108,7 @@ def _yield_to_viewers() -> float:
     except ValueError:
         delay = PREHEAT_DELAY_S
     time.sleep(max(delay, 0.0))
-    return delay
+    return delay + _take_slot()
 
 
 _yield_to_viewers()
@@ -89,16 +162,19 @@ def view_tables(spec: ViewSpec) -> set[str]:
 def load(view: str = "overview", source: str | None = None, mapping: str | None = None) -> DashboardData:
     """The dashboard data of the served source (or `source` / `mapping`): the tables view `view` needs (its
     tiles' KPIs' tables and `DEFAULT_FACT_TABLES`); a preheating kernel also computes the `warm_states` (the
-    choice is checked in every kernel)."""
-    env_source, env_mapping = serve.source_from_env()
-    spec = VIEWS[view]
-    tables = {*DEFAULT_FACT_TABLES, *view_tables(spec)}
-    board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping),
-                                    tables=sorted(tables))
-    choice = os.environ.get(WARM_ENV, "default").strip().lower()
-    states = warm_states(board_data.options["regions"], choice, seed=os.getpid())
-    if preheating():  # a viewer waiting for a cold kernel gets their own view first, not the warm-up
-        warm(board_data, spec, states)
+    choice is checked in every kernel). A preheating kernel then gives its preheat slot to the next one."""
+    try:
+        env_source, env_mapping = serve.source_from_env()
+        spec = VIEWS[view]
+        tables = {*DEFAULT_FACT_TABLES, *view_tables(spec)}
+        board_data = DashboardData.load(source or env_source, mapping if source else (mapping or env_mapping),
+                                        tables=sorted(tables))
+        choice = os.environ.get(WARM_ENV, "default").strip().lower()
+        states = warm_states(board_data.options["regions"], choice, seed=os.getpid())
+        if preheating():  # a viewer waiting for a cold kernel gets their own view first, not the warm-up
+            warm(board_data, spec, states)
+    finally:
+        release_slot()
     return board_data
 
 
