@@ -46,7 +46,7 @@ from crmlens.dashboard.model import DashboardData, View
 from crmlens.errors import CrmLensError
 from crmlens.i18n import N_, _
 from crmlens.metrics import clv, customers
-from crmlens.metrics.common import isin, reference_time, region_accounts
+from crmlens.metrics.common import isin, region_accounts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,11 +85,16 @@ def values_key(board: DashboardData, state: st.FilterState) -> tuple:
     """What identifies the company-wide customer values of `state`'s period: the source's version, the reference
     time, the purchase history's span, whether credits are read, the seed and the horizon (a `DashboardData.memo`
     key: texts and numbers)."""
-    company = board.view(company_state(state))
-    span = company.history_span(HISTORY_PERIODS)
-    return ("clv customer values", board.version or "", str(reference_time(company.ctx())), str(span.start),
-            str(span.end), "credits" if company.has(customers.CREDITS_TABLE) else "no credits", clv.SEED,
-            clv.HORIZON_DAYS)
+    from crmlens.periods import shift_period
+
+    # from the parameters alone (cutting the company's slice to name its key cost ~1 s a period)
+    params = board.params_for(company_state(state))
+    period = params.period_obj()
+    first = shift_period(period, -(HISTORY_PERIODS - 1))
+    as_of = pd.Timestamp(params.as_of) if params.as_of is not None else board.as_of
+    reference = min(as_of, pd.Timestamp(period.end))
+    return ("clv customer values", board.version or "", str(reference), str(first.start), str(period.end),
+            "credits" if customers.CREDITS_TABLE in board.frames else "no credits", clv.SEED, clv.HORIZON_DAYS)
 
 
 #: This kernel's second process (one worker: pymc is imported once, jobs run one after the other).
