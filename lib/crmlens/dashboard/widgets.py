@@ -1147,10 +1147,15 @@ def _watch(board_ref: Callable[[], Dashboard | None], stop: threading.Event, sec
 
 
 def warm(data_: DashboardData, spec: ViewSpec, states: Sequence[st.FilterState]) -> float:
-    """Compute the tiles and panels of `states` once (fills the caches a preheated kernel keeps); seconds."""
+    """Compute the tiles and panels of `states` once (fills the caches a preheated kernel keeps); seconds. A view
+    chosen by its rep (`ViewSpec.needs`) also computes the first state for one rep: what every rep's view shares
+    (the company's churn model, the region's frames) is then ready for whichever rep opens it."""
     start = time.perf_counter()
     board = Dashboard.__new__(Dashboard)
     board.data, board.spec = data_, spec
+    reps = data_.options.get("reps") or []
+    if spec.needs == "rep" and reps and states:
+        states = [dataclasses.replace(states[0], rep=reps[0]), *states]
     for s in states:
         try:
             board.compute(s)

@@ -190,3 +190,14 @@ def test_a_pending_panel_is_made_again_and_the_view_remembered_once_ready(board_
     assert ready[2].no_data == "ready now" and ready[2].pending is None and ready[0].key == "key_findings"
     board.compute(STATE)
     assert calls == {"slow": 4, "other": 1}  # complete now: remembered
+
+
+def test_warming_the_rep_view_prepares_what_every_rep_shares(tiny_demo):
+    """A preheating kernel of the sales rep view computes one rep's view too: the company's churn model (seconds
+    on a real source) is then ready for whichever rep opens the page."""
+    from crmlens.dashboard.widgets import warm
+
+    spec = VIEWS["sales_rep"]
+    fresh = DashboardData.load(str(tiny_demo), tables=sorted(app.view_tables(spec)), cache_dir=False)
+    warm(fresh, spec, [STATE])
+    assert any(key[0] == "churn model" for key in fresh._results)
