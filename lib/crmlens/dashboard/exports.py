@@ -41,8 +41,18 @@ TILE_COLUMNS: tuple[str, ...] = (N_("KPI"), N_("Name"), N_("Value"), N_("Compari
                                  N_("Attainment"), N_("Alert"), N_("Note"))
 
 
+#: Table columns holding fractions, shown as percentages on the page and in Excel: by suffix, and by name.
+RATE_SUFFIXES = ("_rate", "_probability", "_share")  # not _pct: e.g. smape_pct is in percent already
+RATE_COLUMNS = ("risk", "share_change")
+
+
+def is_rate_column(column: str) -> bool:
+    """True for a column of fractions (0.4045 is shown 40.5%)."""
+    return column.endswith(RATE_SUFFIXES) or column in RATE_COLUMNS
+
+
 def _column_format(column: str) -> str | None:
-    if column.endswith(("_rate", "_pct", "_probability")):
+    if is_rate_column(column):
         return "0.0%"
     if column.endswith("_amount") or column.startswith("n_") or column in ("amount",):
         return "#,##0"
@@ -170,7 +180,7 @@ def _fmt_cell(column: str, value: Any) -> str:
     if isinstance(value, bool):
         return format_number(value)
     if isinstance(value, int | float):
-        if column.endswith(("_rate", "_probability")):  # e.g. the forecast's target_probability
+        if is_rate_column(column):  # e.g. the forecast's target_probability, a churn risk
             return format_number(value, "rate")
         if column.endswith("_days"):
             return format_number(value, "number", digits=1)

@@ -109,40 +109,22 @@ def _my_customers(base: View, rep: str, top: int = 10) -> tuple[go.Figure, pd.Da
 def _my_churn_risk(base: View, rep: str, top: int = 10, min_risk: float = 0.3
                    ) -> tuple[go.Figure, pd.DataFrame, Said]:
     """The rep's customers (accounts.owner_rep_id) with a churn risk of at least `min_risk` in the whole
-    company's churn model (`crmlens.dashboard.panels.company_churn_model`, as the customer service view's),
-    by yearly revenue at risk (risk × the customer's yearly revenue over two years), at most `top`."""
+    company's churn model (`crmlens.dashboard.panels.company_churn_model`, as the customer service view's):
+    `health.call_list` of the rep's accounts — by yearly revenue at risk, at most `top`."""
     from crmlens.dashboard.panels import company_churn_model
     from crmlens.metrics import health
 
     accounts = base.tables["accounts"]
-    if "owner_rep_id" not in accounts.columns:
-        return _empty()
     model = company_churn_model(base)
-    if not model.ok:
+    if "owner_rep_id" not in accounts.columns or not model.ok:
         return _empty()
     owned = accounts.loc[accounts["owner_rep_id"].astype("string").eq(rep).fillna(False).to_numpy(bool)]
-    names = owned.drop_duplicates("account_id").set_index(owned.drop_duplicates("account_id")["account_id"]
-                                                         .astype(str))
-    scores = model.scores
-    scores = scores[scores["account_id"].astype(str).isin(set(names.index)).to_numpy()
-                    & (scores["risk"] >= min_risk).to_numpy()].copy()
-    if scores.empty:
+    mine = model.scores["account_id"].astype(str).isin(set(owned["account_id"].astype(str))).to_numpy()
+    model = dataclasses.replace(model, scores=model.scores[mine].reset_index(drop=True))
+    table = health.call_list(owned, model, per_rep=top, min_risk=min_risk, ids=True)
+    if table is None or table.empty:
         return _empty()
-    scores["account_id"] = scores["account_id"].astype(str)
-    scores["account"] = scores["account_id"].map(names["name"]).fillna(scores["account_id"]) if "name" in names \
-        else scores["account_id"]
-    revenue = pd.to_numeric(scores["annual_revenue"], errors="coerce")
-    columns = ["account_id", "account", "risk", "reasons"]
-    key = "risk"
-    if revenue.notna().any():
-        scores["revenue_at_risk"] = scores["risk"] * revenue.fillna(0.0)
-        columns.insert(3, "revenue_at_risk")
-        key = "revenue_at_risk"
-    table = scores.sort_values([key, "account_id"], ascending=[False, True], kind="stable").head(top)
-    table = table[columns].reset_index(drop=True)
-    mine = dataclasses.replace(model, scores=model.scores[model.scores["account_id"].astype(str)
-                                                          .isin(set(names.index)).to_numpy()])
-    return myday_charts.plot_churn_risk(table), table, health.describe_churn_risk(mine)
+    return myday_charts.plot_churn_risk(table), table, health.describe_churn_risk(model)
 
 
 def my_attainment_panel(v: View) -> Panel:

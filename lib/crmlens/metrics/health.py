@@ -1325,10 +1325,11 @@ def describe_churn_risk(model: ChurnModel | None, *, high: float = 0.5) -> Findi
 
 @on_slice("accounts")
 def call_list(accounts: pd.DataFrame, model: ChurnModel | None, *, reps: pd.DataFrame | None = None,
-              per_rep: int = 5, min_risk: float = 0.3) -> pd.DataFrame | None:
+              per_rep: int = 5, min_risk: float = 0.3, ids: bool = False) -> pd.DataFrame | None:
     """Per owner rep, the customers to call first: risk ≥ `min_risk`, by yearly revenue at risk (risk × the
     customer's yearly revenue over the last two years), at most `per_rep` each; with the reasons. Without owners,
-    one list of 4 × `per_rep`; without purchases, by risk."""
+    one list of 4 × `per_rep`; without purchases, by risk. `ids` keeps each customer's account_id (first column:
+    charts keyed by id)."""
     if model is None or not model.ok:
         return None
     sc = model.scores[model.scores["risk"] >= min_risk].copy()
@@ -1353,7 +1354,7 @@ def call_list(accounts: pd.DataFrame, model: ChurnModel | None, *, reps: pd.Data
         columns.insert(0, "rep")
     else:  # nobody owns the customers: one list, as long as the per-rep lists of a small team
         sc = sc.sort_values([key, "account_id"], ascending=[False, True], kind="stable").head(per_rep * 4)
-    return sc[columns].reset_index(drop=True)
+    return sc[(["account_id"] if ids else []) + columns].reset_index(drop=True)
 
 
 

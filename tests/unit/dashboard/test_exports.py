@@ -256,3 +256,7 @@ def test_view_html_in_chinese(tiles, panels):
 def test_a_probability_column_reads_as_a_percentage():
     assert exports._fmt_cell("target_probability", 0.8825) == "88.2%"
     assert exports._column_format("target_probability") == "0.0%"
+    # a churn risk, a share of predicted value and a change of market share are fractions too
+    assert exports._fmt_cell("risk", 0.4045) == "40.5%" and exports._column_format("predicted_share") == "0.0%"
+    assert exports._fmt_cell("share_change", 0.012) == "1.2%"
+    assert exports._column_format("smape_pct") is None  # already in percent
