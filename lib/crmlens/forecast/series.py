@@ -684,13 +684,20 @@ def _one_series(series_id: Any, s: pd.Series, key: str, horizon: int, opts: dict
     shortest = min(horizon, max(3, m // 4))  # a test window shorter than this says little
     bt, note = None, f"too short: {len(s)} points < 2 seasons ({2 * m}) + {n_origins + 1} windows of {shortest}"
     if test_h >= shortest:
-        try:
-            bt = backtest(s, key, horizon=test_h, n_origins=n_origins, season_length=m, country=country,
-                          models=opts["models"], step=opts["step"], seed=seed, **common)
-        except ValueError as exc:  # too little training data at the first origin
-            note = str(exc) if str(exc).startswith("too short") else f"too short: {exc}"
-        except Exception as exc:  # e.g. cmdstan failing on a pathological series: keep the other series going
-            note = f"backtest failed ({type(exc).__name__}: {exc}): moving average used"
+        for attempt in (1, 2):
+            try:
+                bt = backtest(s, key, horizon=test_h, n_origins=n_origins, season_length=m, country=country,
+                              models=opts["models"], step=opts["step"], seed=seed, **common)
+                break
+            except ValueError as exc:  # too little training data at the first origin
+                note = str(exc) if str(exc).startswith("too short") else f"too short: {exc}"
+                break
+            except Exception as exc:  # e.g. cmdstan failing on a pathological series: keep the other series going
+                # once more first: a cmdstan run can fail for reasons outside the series (a loaded machine);
+                # the seeds are fixed, so a second attempt that succeeds gives the same numbers
+                note = f"backtest failed twice ({type(exc).__name__}: {exc}): moving average used"
+                logging.getLogger(__name__).warning("backtest of %r failed (attempt %d): %r", series_id, attempt,
+                                                    exc)
     if bt is not None:  # a MASE is undefined (inf) when the training data never changed: no model to rank by it
         bt = bt.assign(mase=bt["mase"].astype(float).where(np.isfinite(bt["mase"].astype(float))))
         if bt["mase"].notna().sum() == 0:
@@ -719,6 +726,13 @@ def _one_series(series_id: Any, s: pd.Series, key: str, horizon: int, opts: dict
     return fc, bt_rows
 
 
+def _load_prophet() -> None:
+    """Import Prophet and cmdstanpy and set their loggers, in the calling thread."""
+    import prophet  # noqa: F401
+
+    _quiet_prophet()
+
+
 def _flat(s: pd.Series, horizon: int, key: str) -> pd.DataFrame:
     level = float(s.mean()) if len(s) else 0.0
     y = np.full(horizon, level)
@@ -742,8 +756,8 @@ def forecast_many(frame: pd.DataFrame, freq: str, horizon: int, *, n_origins: in
     the chosen model — Prophet when it beats every baseline on MASE, else the best baseline. The backtest looks
     ahead min(horizon, (points − 2 seasons) ÷ (origins + 1)) points from each origin: a year of daily sales holds
     three 3-month tests, not three of 200 days. A series too short for test windows of max(3, season ÷ 4) points
-    (or of the horizon, if shorter), or whose backtest cannot be computed, gets the moving average of its last
-    season (or its mean) and a single backtest row marked "too short".
+    (or of the horizon, if shorter), or whose backtest fails twice (a failing cmdstan run is tried once more),
+    gets the moving average of its last season (or its mean) and a single backtest row saying why.
 
     Series run in parallel on `workers` processes (`executor="process"`, forkserver start: each worker imports
     pandas + Prophet once, ~1.5 s) or threads (`executor="thread"`: only cmdstan's optimizer, a subprocess,
@@ -779,6 +793,7 @@ def forecast_many(frame: pd.DataFrame, freq: str, horizon: int, *, n_origins: in
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             results = list(pool.map(_run_task, tasks))
     elif executor in ("thread", "auto"):
+        _load_prophet()  # imported here, not by two threads at once
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_run_task, tasks))
     else:

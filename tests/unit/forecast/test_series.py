@@ -228,6 +228,34 @@ def test_forecast_many_is_deterministic_and_marks_short_series():
     assert b1.groupby("series_id")["chosen"].sum().to_dict() == {"a": 1, "b": 1, "short": 1}
 
 
+def test_a_backtest_that_fails_once_is_run_again_and_one_that_always_fails_says_so(monkeypatch):
+    idx = pd.date_range("2019-01-01", periods=48, freq="MS")
+    frame = pd.DataFrame({"series_id": "s", "date": idx, "value": seasonal_monthly(48).to_numpy()})
+    expected = fs.forecast_many(frame, "MS", 6, workers=1)
+    real, calls = fs.backtest, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Error during optimization")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fs, "backtest", flaky)
+    again = fs.forecast_many(frame, "MS", 6, workers=1)
+    assert len(calls) == 2
+    for got, want in zip(again, expected, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error during optimization")
+
+    monkeypatch.setattr(fs, "backtest", broken)
+    forecasts, backtests = fs.forecast_many(frame, "MS", 6, workers=1)
+    assert backtests["model"].tolist() == ["moving_average"]
+    assert backtests["note"].iloc[0].startswith("backtest failed twice (RuntimeError: Error during optimization)")
+    assert (forecasts["model"] == "moving_average").all() and len(forecasts) == 6
+
+
 def test_best_model_breaks_ties_towards_the_simpler_baseline():
     frame = pd.DataFrame({"model": ["prophet", "seasonal_naive", "moving_average", "last_year"],
                           "mase": [0.5, 0.5, 0.5, math.nan]})
