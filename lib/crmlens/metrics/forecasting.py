@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -642,6 +644,47 @@ def exceptions(s: Any, names: list[str] | None = None) -> pd.DataFrame | None:
                       "regions' changes are not compared.", start=events["at"].min().strftime("%Y-%m-%d"),
                       period=s.comparison_period.label))
         return None
+    key = _every_region_key(s, "exceptions", tuple(names))
+    if key is not None:
+        with _EVERY_REGION_LOCK:
+            if key in _EVERY_REGION:
+                _EVERY_REGION.move_to_end(key)
+                return _EVERY_REGION[key].copy()
+    table = _exceptions(s, regions, names)
+    if key is not None:
+        with _EVERY_REGION_LOCK:
+            _EVERY_REGION[key] = table.copy()
+            while len(_EVERY_REGION) > EVERY_REGION_SIZE:
+                _EVERY_REGION.popitem(last=False)
+    return table
+
+
+#: Results that are the same for every region of a source version × parameters (the regions compared side by
+#: side): a kernel reused for the next region (`crmlens run`) or a dashboard's next filter state takes them
+#: from here instead of computing every region's KPIs again. The last `EVERY_REGION_SIZE` are kept.
+EVERY_REGION_SIZE = 8
+_EVERY_REGION: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_EVERY_REGION_LOCK = threading.Lock()
+
+
+def _every_region_key(s: Any, *parts: Any) -> tuple | None:
+    """What a result computed for every region depends on: the validated source version, every parameter but
+    the region, the as-of date and the language; None when the source has no version (nothing is kept)."""
+    import json
+
+    from crmlens import i18n
+
+    info = getattr(s, "info", None)
+    store = getattr(info, "store", None) if info is not None else None
+    version = getattr(store, "version", None)
+    if version is None:
+        return None
+    params = json.dumps(s.params.model_dump(mode="json", exclude={"region"}), sort_keys=True, default=str)
+    return (str(version), str(getattr(s.info, "source", "")), params, str(s.as_of),
+            str(getattr(s, "_check_as_of", None)), i18n.current(), *parts)
+
+
+def _exceptions(s: Any, regions: list[str], names: list[str]) -> pd.DataFrame:
     from dataclasses import replace
 
     from crmlens import notebook

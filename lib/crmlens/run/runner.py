@@ -278,14 +278,27 @@ def _run_threads(specs: list[TaskSpec], workers: int, kernel_name: str, on_done:
     pool.close()
 
 
+#: Seconds to wait for the Dask scheduler of ``--cluster`` before the run fails (default 10).
+CLUSTER_TIMEOUT_ENV = "CRMLENS_CLUSTER_TIMEOUT"
+
+
 def connect_cluster(address: str) -> Any:
-    """A Dask distributed client of the scheduler at `address` (a clear ParameterError when unreachable)."""
+    """A Dask distributed client of the scheduler at `address` (a clear ParameterError when unreachable, after
+    `CLUSTER_TIMEOUT_ENV` seconds, default 10)."""
     try:
         from distributed import Client
     except ImportError as err:  # pragma: no cover - installed with the project
         raise RunError("--cluster needs dask.distributed (pip install 'dask[distributed]')") from err
+    raw = os.environ.get(CLUSTER_TIMEOUT_ENV, "10")
     try:
-        return Client(address, timeout="10s")
+        seconds = float(raw)
+        if not 0 < seconds <= 3600:
+            raise ValueError
+    except ValueError:
+        raise ParameterError(f"{CLUSTER_TIMEOUT_ENV}={raw!r} is not allowed; use a number of seconds from 0 "
+                             "(excluded) to 3600") from None
+    try:
+        return Client(address, timeout=f"{seconds}s")
     except Exception as err:
         raise ParameterError(f"--cluster: cannot reach a Dask scheduler at {address} "
                              f"({type(err).__name__}: {err}); expected tcp://HOST:PORT of a running scheduler") \

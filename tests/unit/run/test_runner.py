@@ -154,11 +154,19 @@ def test_interrupted_run_leaves_no_complete_looking_file_and_resume_completes_it
     assert not [p for p in (out / "cut").rglob(".*.tmp*")]
 
 
-def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(tiny_demo, tmp_path):
-    opts = dict(regions="all,East", notebooks="02_*")
+def test_same_inputs_give_identical_kpis_locally_and_on_dask_and_a_changed_parameter_shows_in_diff(
+        tiny_demo, tmp_path, dask_cluster):
+    """Run a (local threads) and run b (the same tasks on a Dask cluster) give byte-identical KPI files."""
+    assert dask_cluster.startswith("tcp://127.0.0.1:")
+    opts = dict(regions="all,East,West", notebooks="02_*")
     a = runner.run(_opts(tiny_demo, tmp_path, run_id="a", exports=("html", "xlsx", "pptx", "pdf"), **opts))
-    b = runner.run(_opts(tiny_demo, tmp_path, run_id="b", **opts))  # exports are tested in test_exports
+    # exports are tested in test_exports
+    b = runner.run(_opts(tiny_demo, tmp_path, run_id="b", cluster=dask_cluster, **opts))
     assert a.exit_code == b.exit_code == 0
+    assert a.manifest["executor"]["kind"] == "threads"
+    assert b.manifest["executor"]["kind"] == "dask" and b.manifest["executor"]["workers"] == 2
+    assert len({t["worker"] for t in b.manifest["tasks"]}) == 2  # both Dask workers ran tasks
+    assert (b.run_dir / "West" / "kpis.parquet").read_bytes() == (a.run_dir / "West" / "kpis.parquet").read_bytes()
     for region in ("all", "East"):
         assert (a.run_dir / region / "kpis.parquet").read_bytes() == (b.run_dir / region / "kpis.parquet").read_bytes()
         files = a.manifest["exports"][region]["files"]
@@ -182,7 +190,7 @@ def test_same_inputs_give_identical_kpis_and_a_changed_parameter_shows_in_diff(t
     assert "comparison" in text and "previous" in text and "last_year" in text
     # resume with nothing changed re-runs nothing
     r = runner.run(_opts(tiny_demo, tmp_path, run_id="a", resume=True, exports=("xlsx",), **opts))
-    assert r.manifest["summary"]["reused"] == 2 and r.manifest["summary"]["ok"] == 0
+    assert r.manifest["summary"]["reused"] == 3 and r.manifest["summary"]["ok"] == 0
     assert (r.run_dir / "East" / "kpis.parquet").read_bytes() == (a.run_dir / "East" / "kpis.parquet").read_bytes()
     assert (tmp_path / "outputs" / "latest").resolve() == a.run_dir.resolve()  # the last run, after c
 
@@ -228,20 +236,10 @@ def dask_cluster():
         cluster.close()
 
 
-def test_dask_cluster_runs_the_same_matrix_with_identical_kpis(tiny_demo, tmp_path, dask_cluster):
-    assert dask_cluster.startswith("tcp://127.0.0.1:")
-    opts = dict(regions="all,East,West", notebooks="08_*")
-    local = runner.run(_opts(tiny_demo, tmp_path, run_id="local", **opts))
-    on_dask = runner.run(_opts(tiny_demo, tmp_path, run_id="dask", cluster=dask_cluster, **opts))
-    assert local.exit_code == on_dask.exit_code == 0
-    assert on_dask.manifest["executor"]["kind"] == "dask" and on_dask.manifest["executor"]["workers"] == 2
-    workers = {t["worker"] for t in on_dask.manifest["tasks"]}
-    assert len(workers) == 2  # both Dask workers ran tasks
-    for region in ("all", "East", "West"):
-        assert (local.run_dir / region / "kpis.parquet").read_bytes() == \
-            (on_dask.run_dir / region / "kpis.parquet").read_bytes()
-
-
-def test_unreachable_cluster_is_a_clear_error(tiny_demo, tmp_path):
+def test_unreachable_cluster_is_a_clear_error(tiny_demo, tmp_path, monkeypatch):
+    monkeypatch.setenv(runner.CLUSTER_TIMEOUT_ENV, "soon")
+    with pytest.raises(ParameterError, match=r"CRMLENS_CLUSTER_TIMEOUT='soon' is not allowed; use a number of seconds"):
+        runner.run(_opts(tiny_demo, tmp_path, regions="East", notebooks="02_*", cluster="tcp://127.0.0.1:9"))
+    monkeypatch.setenv(runner.CLUSTER_TIMEOUT_ENV, "2")
     with pytest.raises(ParameterError, match=r"Dask scheduler at tcp://127\.0\.0\.1:9"):
         runner.run(_opts(tiny_demo, tmp_path, regions="East", notebooks="02_*", cluster="tcp://127.0.0.1:9"))
