@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # the data layer (Ibis, DuckDB, pandera) loads when a noteboo
 #: MIME type of the KPI record a notebook emits in its last cell; `crmlens run` reads it back from
 #: the executed notebook.
 KPI_MIMETYPE = "application/vnd.crmlens.kpis+json"
+#: Set to 1 (the test suite's nbval pass over the committed notebooks on the demo) to make `record_kpis` fail
+#: when one of the notebook's headline KPIs has no value: on the demo every one must have data.
+STRICT_KPIS_ENV = "CRMLENS_STRICT_KPIS"
 
 
 #: Environment variable naming plotly's renderer in a kernel (default DEFAULT_RENDERER). `crmlens run` sets
@@ -229,6 +232,13 @@ def record_kpis(s: data.Slice, names: Iterable[str], area: str,
     shown = kpis.readers_table(table, currency=s.params.currency, period=s.period.label,
                                comparison_period=s.comparison_period.label)
     display({KPI_MIMETYPE: payload, "text/html": shown._repr_html_(), "text/plain": shown.to_text()}, raw=True)
+    if os.environ.get(STRICT_KPIS_ENV, "").strip() in ("1", "true", "yes"):
+        empty = [f"{k['kpi']} ({k['status']})" for k in payload["kpis"] if k["status"] != "ok"]
+        if empty:
+            from crmlens.errors import CrmLensError
+
+            raise CrmLensError(f"{STRICT_KPIS_ENV}: KPIs without a value for {s.params.region} {s.period.label}: "
+                               f"{', '.join(empty)}; every headline KPI must have data here")
 
 
 def when(s: data.Slice, tables: str | Iterable[str], fn: Any, *args: Any, **kwargs: Any) -> Any:

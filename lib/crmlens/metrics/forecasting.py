@@ -669,11 +669,15 @@ _EVERY_REGION_LOCK = threading.Lock()
 
 def _every_region_key(s: Any, *parts: Any) -> tuple | None:
     """What a result computed for every region depends on: the validated source version, every parameter but
-    the region, the as-of date and the language; None when the source has no version (nothing is kept)."""
+    the region, the as-of date and the language; None when the source has no version, or for a slice cut by more
+    than the parameters (a dashboard view of one rep, team or segment: the dashboard keys its own results)."""
     import json
 
     from crmlens import i18n
+    from crmlens.data import Slice
 
+    if type(s) is not Slice:
+        return None
     info = getattr(s, "info", None)
     store = getattr(info, "store", None) if info is not None else None
     version = getattr(store, "version", None)
