@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  crmlens run --cluster tcp://127.0.0.1:8786     on a Dask distributed cluster\n"
                "exit status: 0 all ok, 1 a task or export failed, 2 bad parameters, 130 interrupted")
     p.add_argument("--regions", default="all",
-                   help="comma list of region ids, or all (the company as a whole plus every region; default)")
+                   help="comma list of region ids, or all (the company as a whole plus every region; default), or "
+                        "company (the company as a whole only; also allowed in a list: company,East)")
     p.add_argument("--periods", default="latest",
                    help="comma list of periods and ranges such as 2025-Q1..2026-Q2; latest (default) = the latest "
                         "complete quarter of the data")

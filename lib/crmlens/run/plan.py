@@ -97,13 +97,15 @@ def source_regions(con: Any) -> list[str]:
 
 
 def resolve_regions(given: str | Sequence[str] | None, known: list[str]) -> list[str]:
-    """``all`` (or nothing) → the company as a whole plus every region of the source; else the regions named
-    (matched ignoring case, checked against the source)."""
+    """``all`` (or nothing) → the company as a whole plus every region of the source; ``company`` → the company
+    as a whole only; else the regions named (matched ignoring case, checked against the source; ``company`` among
+    them adds the whole company)."""
     from crmlens.params import match_region
 
     items = split_list(given)
     if not items or [i.lower() for i in items] == ["all"]:
         return ["all", *known]
+    items = ["all" if i.lower() == "company" else i for i in items]
     if not known and any(i.lower() != "all" for i in items):
         raise ParameterError(f"--regions: {', '.join(items)}: the source has no regions table; use all")
     return list(dict.fromkeys("all" if i.lower() == "all" else match_region(i, known, param="--regions")

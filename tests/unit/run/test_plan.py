@@ -33,6 +33,9 @@ def test_regions_periods_and_notebooks_are_resolved(tiny):
     assert p.regions == ["East", "all"]  # spelled as the source spells it
     assert p.periods == ["2025-Q4", "2026-Q1", "2026-Q2", "2026-09"]
     assert {t.notebook for t in p.tasks} == {"03_sales_performance"} and len(p.tasks) == 8
+    # company: the company as a whole only (alone, or beside regions)
+    assert plan.make_plan(source=tiny, regions="company")[0].regions == ["all"]
+    assert plan.make_plan(source=tiny, regions="Company,West")[0].regions == ["all", "West"]
 
 
 def test_overrides_reach_every_task_and_the_base(tiny):
