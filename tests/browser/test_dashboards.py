@@ -329,7 +329,7 @@ def test_the_address_crmlens_dashboard_prints_for_one_notebook_opens_it(page, sp
 
     port = serve.free_port()
     cmd = spawn([sys.executable, "-m", "crmlens.cli", "dashboard", "--notebook", "overview", "--source",
-                 str(tiny_demo), "--host", "127.0.0.1", "--port", str(port), "--pool-size", "1"])
+                 str(tiny_demo), "--host", "127.0.0.1", "--port", str(port), "--pool-size", "0"])  # no kernel ahead
     deadline, url = time.monotonic() + 60, None
     while url is None and time.monotonic() < deadline and cmd.proc.poll() is None:
         found = re.search(r"at (http://\S+)", cmd.output())

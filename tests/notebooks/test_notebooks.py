@@ -83,16 +83,16 @@ def errors_and_kpis(nb: nbformat.NotebookNode) -> tuple[list[str], dict | None]:
 
 DEMO_PARAMETERS = {"period": "2026-Q3", "as_of": "2026-10-01"}
 #: The regions each notebook runs for: the largest (East) and the one outside China (APAC: another country's
-#: holidays and customers) always, and two of the other four in turn, so that every region is run by half the
+#: holidays and customers) always, and one of the other four in turn, so that every region is run by two
 #: notebooks or more (the other regions' differences — the planted drop, competitor, bottleneck — are found by
-#: the truth tests on the demo, not by this smoke run).
-PAIRS = (("South", "North"), ("West", "Central"))
-MATRIX = {p.stem: ("East", "APAC", *PAIRS[i % len(PAIRS)]) for i, p in enumerate(NOTEBOOKS)}
+#: the truth tests on the demo, not by this smoke run; `crmlens run` runs every region the same way).
+OTHERS = ("North", "South", "West", "Central")
+MATRIX = {p.stem: ("East", "APAC", OTHERS[i % len(OTHERS)]) for i, p in enumerate(NOTEBOOKS)}
 
 
-def test_every_demo_region_is_run_by_half_the_notebooks_or_more():
+def test_every_demo_region_is_run_by_two_notebooks_or_more():
     for region in DEMO_REGIONS:
-        assert sum(region in regions for regions in MATRIX.values()) >= len(NOTEBOOKS) // 2, region
+        assert sum(region in regions for regions in MATRIX.values()) >= 2, region
 
 
 @pytest.mark.slow

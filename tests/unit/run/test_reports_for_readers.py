@@ -108,7 +108,8 @@ def zh_run(tmp_path_factory, tiny_demo):
     try:
         result = runner.run(RunOptions(source=str(tiny_demo), regions="East", periods="2026-Q3", notebooks=NOTEBOOKS,
                                        overrides={"as_of": "2026-10-01", "language": "zh"}, outputs_dir=out,
-                                       exports=("html", "pdf"), progress=False, workers=2, run_id="zh-east"))
+                                       exports=("html", "pdf", "pptx"), progress=False, workers=2,
+                                       run_id="zh-east"))
     finally:
         mp.undo()
     return result
@@ -159,6 +160,17 @@ def test_the_chinese_pdf_opens_with_the_summary_and_draws_cjk_glyphs(zh_run, tmp
     rows = min(with_font.shape[0], without.shape[0])
     changed = (np.abs(with_font[:rows] - without[:rows]) > 64).mean()
     assert changed > 0.005, f"the page looks the same without the CJK font ({changed:.4f} of pixels differ)"
+
+
+def test_the_chinese_deck_is_written_by_the_run_with_chinese_slide_titles(zh_run):
+    from pptx import Presentation
+
+    files = zh_run.manifest["exports"]["East"]["files"]
+    assert {"html", "pdf", "pptx"} <= set(files)
+    deck = Presentation(str(zh_run.run_dir / files["pptx"]))
+    titles = [shape.text_frame.text for slide in deck.slides for shape in slide.shapes
+              if shape.has_text_frame and shape.text_frame.text.strip()]
+    assert len(deck.slides) >= 3 and sum(i18n.has_cjk(t) for t in titles) >= 3, titles[:6]
 
 
 def _print_without_cjk_fonts(html_path: Path, tmp_path: Path) -> Path:
