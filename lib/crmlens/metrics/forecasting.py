@@ -684,8 +684,12 @@ def _every_region_key(s: Any, *parts: Any) -> tuple | None:
     if version is None:
         return None
     params = json.dumps(s.params.model_dump(mode="json", exclude={"region"}), sort_keys=True, default=str)
-    return (str(version), str(getattr(s.info, "source", "")), params, str(s.as_of),
-            str(getattr(s, "_check_as_of", None)), i18n.current(), *parts)
+    # the time rows "in the future" are checked against is the clock when no as-of date is given: the hour it
+    # falls in (the tasks of a run opened seconds apart share it; a new hour, e.g. a dashboard left open, does not)
+    check = getattr(s, "_check_as_of", None)
+    check = pd.Timestamp(check).floor("h") if check is not None else None
+    return (str(version), str(getattr(s.info, "source", "")), params, str(s.as_of), str(check), i18n.current(),
+            *parts)
 
 
 def _exceptions(s: Any, regions: list[str], names: list[str]) -> pd.DataFrame:

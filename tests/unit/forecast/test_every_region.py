@@ -49,3 +49,16 @@ def test_another_parameter_or_language_is_computed_again(tiny_demo, counted):
         fc.exceptions(_slice(tiny_demo, "West"))
     assert counted == ["East", "East", "West"]
     assert not last_year["comparison_value"].equals(first["comparison_value"])
+
+
+def test_without_an_as_of_date_the_regions_of_a_run_share_it_too(tiny_demo, counted):
+    def no_as_of(region):
+        params = validate_params({"source": str(tiny_demo), "region": region, "period": "2026-Q3"})
+        return data.open_slice(params, data.connect(tiny_demo))
+
+    east, west = no_as_of("East"), no_as_of("West")
+    assert east._check_as_of != west._check_as_of  # the clock when each was opened
+    if east._check_as_of.floor("h") != west._check_as_of.floor("h"):
+        pytest.skip("the two slices were opened on either side of a full hour")
+    pd.testing.assert_frame_equal(fc.exceptions(east), fc.exceptions(west))
+    assert counted == ["East"]
