@@ -1,5 +1,6 @@
-"""Every analysis notebook: the house rules (thin, no outputs, parameters cell), and execution with
-papermill for every demo region and `all`, and on the real Maven export."""
+"""Every analysis notebook: the house rules (thin, no outputs, parameters cell), and execution by `crmlens run` on
+the tiny demo (three regions per notebook; `all` by make test's nbval pass), on the real Maven export and on the
+real customer datasets."""
 
 from __future__ import annotations
 
