@@ -5,7 +5,9 @@ demo), and its parts side by side with the naive approach, as ratios:
   simulations and deals (the way a spreadsheet macro does it), same draws;
 - the target check on past quarters (24 forecasts) and the pipeline forecast itself, at the default and the `large`
   scale (1M opportunities);
-- the KPI history behind the anomalies (every examined KPI × 36 months).
+- the KPI history behind the anomalies (every examined KPI × 36 months);
+- the regions that moved apart (every region's KPIs) for each region of a run in one kernel: kept per source
+  version and parameters, vs computed again for each region.
 
     python bench/bench_forecast_alerts.py [--source data/demo] [--large data/large] [--no-notebook]
 
@@ -75,6 +77,7 @@ def bench_source(label: str, source: str, notebook: bool) -> None:
     t_naive_full = t_naive * 2000 / n_naive
     print(f"  Monte Carlo, 2,000 simulations: library {t_lib:6.3f} s vs naive loop {t_naive_full:7.2f} s "
           f"(timed on {n_naive}, scaled) = {t_naive_full / t_lib:6.1f}×")
+    bench_every_region(source)
     if notebook:
         sys.path.insert(0, str(ROOT))
         from tests.notebooks.test_notebooks import execute
@@ -86,6 +89,27 @@ def bench_source(label: str, source: str, notebook: bool) -> None:
                         for c in out.cells if c.cell_type == "code"), reverse=True)[:4]
         print(f"  notebook 09 for all (papermill, kernel start included): {t_nb:6.1f} s (target ≤ 30 s); slowest "
               "cells: " + "; ".join(f"{d:.1f} s {src[:40]}" for d, src in cells))
+
+
+def bench_every_region(source: str) -> None:
+    """`forecasting.exceptions` for every region in turn, as the tasks of a run in one reused kernel do: kept in
+    memory after the first region vs computed again for each region (the memory cleared before each)."""
+    from crmlens import notebook as nb
+    from crmlens.metrics import forecasting as fc
+    from crmlens.metrics.common import clear_memo
+
+    def slices() -> list:  # fresh ones for each way: nothing read by the other
+        return [nb.open_analysis(source=source, region=r) for r in ("East", "West", "North", "South", "Central",
+                                                                    "APAC")]
+
+    naive = 0.0
+    for s in slices():
+        clear_memo()
+        naive += _time(lambda s=s: fc.exceptions(s))[0]
+    clear_memo()
+    kept = sum(_time(lambda s=s: fc.exceptions(s))[0] for s in slices())
+    print(f"  regions that moved apart, 6 regions in turn: kept {kept:6.2f} s vs computed for each {naive:6.2f} s "
+          f"= {kept / naive:.2f} of the time")
 
 
 def main() -> None:

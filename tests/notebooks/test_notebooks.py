@@ -96,66 +96,24 @@ def test_every_demo_region_is_run_by_two_notebooks_or_more():
         assert sum(region in regions for regions in MATRIX.values()) >= 2, region
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_runs_on_the_demo_for_every_region(path, tiny_demo, tmp_path):
-    """The notebook × its demo regions (`MATRIX`), executed by `crmlens run` as users run them: one warm kernel
-    reused between the regions (namespace reset in between), so each region costs its analysis, not a kernel start
-    and the imports. Every region's executed notebook is checked: no error, every KPI recorded with data.
-
-    `all` (the whole company) is the committed notebooks' default: `make test` runs each of them as committed
-    on the same tiny demo with nbval, with `CRMLENS_STRICT_KPIS=1` (the last cell fails when a headline KPI has
-    no value), so the company case is checked there, once, with the same checks."""
-    from crmlens.run import runner
-    from crmlens.run.runner import RunOptions
-
-    regions = MATRIX[path.stem]
-    result = runner.run(RunOptions(source=str(tiny_demo), regions=",".join(regions),
-                                   periods=DEMO_PARAMETERS["period"], notebooks=path.name,
-                                   overrides={"as_of": DEMO_PARAMETERS["as_of"]}, outputs_dir=tmp_path,
-                                   exports=(), progress=False, workers=1, run_id="matrix"))
-    tasks = {t["region"]: t for t in result.manifest["tasks"]}
-    assert sorted(tasks) == sorted(regions)
-    problems = {}
-    for region, task in tasks.items():
-        problems[region] = _demo_case_problems(task, result.run_dir, region)
-    problems = {r: p for r, p in problems.items() if p}
-    assert not problems, problems
-
-
-def _demo_case_problems(task: dict, run_dir: Path, region: str) -> list[str]:
-    if task["status"] != "ok":
-        return [f"task failed: {task.get('error')}"]
-    nb = load(run_dir / task["outputs"]["ipynb"])
-    errors, record = errors_and_kpis(nb)
-    if errors:
-        return errors
-    if record is None:
-        return ["no KPI record emitted"]
-    found = []
-    if (record["region"], record["period"]) != (region, DEMO_PARAMETERS["period"]):
-        found.append(f"KPI record for {record['region']} {record['period']}")
-    if nb.metadata["papermill"]["parameters"].get("as_of") != DEMO_PARAMETERS["as_of"]:
-        found.append(f"as_of not passed: {nb.metadata['papermill']['parameters']}")
-    kpis = {k["kpi"]: k for k in record["kpis"]}
-    if not kpis or any(k["status"] != "ok" for k in kpis.values()):
-        found.append(f"KPIs without data on the demo: {[n for n, k in kpis.items() if k['status'] != 'ok']}")
-    json.dumps(record)
-    return found
-
-
-def run_notebooks(tmp_path: Path, notebooks: list[Path], **options) -> dict[str, tuple[dict, nbformat.NotebookNode]]:
-    """`notebooks` executed by `crmlens run` on one slice, in one warm kernel reused from notebook to notebook
-    (as users run them): {notebook stem: (its task, its executed notebook)}."""
+def run_notebooks(tmp_path: Path, notebooks: list[Path], **options) -> list[tuple[dict, nbformat.NotebookNode]]:
+    """`notebooks` executed by `crmlens run` (`options`: source, regions, periods …), in one warm kernel reused
+    from task to task (namespace reset in between), as users run them: each task with its executed notebook
+    (None when the task kept none)."""
     from crmlens.run import runner
     from crmlens.run.runner import RunOptions
 
     result = runner.run(RunOptions(notebooks=",".join(p.name for p in notebooks), outputs_dir=tmp_path,
                                    exports=(), progress=False, workers=1, run_id="cases", **options))
-    tasks = {t["notebook"]: t for t in result.manifest["tasks"]}
-    assert sorted(tasks) == sorted(p.stem for p in notebooks)
-    return {name: (task, load(result.run_dir / task["outputs"]["ipynb"]) if task.get("outputs", {}).get("ipynb")
-                   else None) for name, task in tasks.items()}
+    return [(t, load(result.run_dir / t["outputs"]["ipynb"]) if t.get("outputs", {}).get("ipynb") else None)
+            for t in result.manifest["tasks"]]
+
+
+def by_notebook(runs: list[tuple[dict, nbformat.NotebookNode]], notebooks: list[Path]) -> dict:
+    """{notebook stem: (task, executed notebook)} of a run over one slice, every notebook present."""
+    found = {t["notebook"]: (t, nb) for t, nb in runs}
+    assert sorted(found) == sorted(p.stem for p in notebooks)
+    return found
 
 
 def _run_problems(task: dict, nb: nbformat.NotebookNode | None, region: str) -> tuple[list[str], str]:
@@ -169,6 +127,41 @@ def _run_problems(task: dict, nb: nbformat.NotebookNode | None, region: str) -> 
     return errors, json.dumps([c.get("outputs", []) for c in nb.cells])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_on_the_demo_for_every_region(path, tiny_demo, tmp_path):
+    """The notebook × its demo regions (`MATRIX`), executed by `crmlens run` as users run them: one warm kernel
+    reused between the regions (namespace reset in between), so each region costs its analysis, not a kernel start
+    and the imports. Every region's executed notebook is checked: no error, every KPI recorded with data.
+
+    `all` (the whole company) is the committed notebooks' default: `make test` runs each of them as committed
+    on the same tiny demo with nbval, with `CRMLENS_STRICT_KPIS=1` (the last cell fails when a headline KPI has
+    no value), so the company case is checked there, once, with the same checks."""
+    regions = MATRIX[path.stem]
+    runs = run_notebooks(tmp_path, [path], source=str(tiny_demo), regions=",".join(regions),
+                         periods=DEMO_PARAMETERS["period"], overrides={"as_of": DEMO_PARAMETERS["as_of"]})
+    assert sorted(t["region"] for t, _ in runs) == sorted(regions)
+    problems = {t["region"]: _demo_case_problems(t, nb) for t, nb in runs}
+    problems = {r: p for r, p in problems.items() if p}
+    assert not problems, problems
+
+
+def _demo_case_problems(task: dict, nb: nbformat.NotebookNode | None) -> list[str]:
+    found, _ = _run_problems(task, nb, task["region"])
+    if found:
+        return found
+    _, record = errors_and_kpis(nb)
+    if record["period"] != DEMO_PARAMETERS["period"]:
+        found.append(f"KPI record for {record['region']} {record['period']}")
+    if nb.metadata["papermill"]["parameters"].get("as_of") != DEMO_PARAMETERS["as_of"]:
+        found.append(f"as_of not passed: {nb.metadata['papermill']['parameters']}")
+    kpis = {k["kpi"]: k for k in record["kpis"]}
+    if not kpis or any(k["status"] != "ok" for k in kpis.values()):
+        found.append(f"KPIs without data on the demo: {[n for n, k in kpis.items() if k['status'] != 'ok']}")
+    json.dumps(record)
+    return found
+
+
 #: One representative slice on the real export (a region and a whole year: the region cut goes through the
 #: mapping's joined sales teams; every region × period of the logic is covered on the demo above).
 MAVEN_REGION, MAVEN_PERIOD = "Central", "2017"
@@ -179,8 +172,8 @@ MAVEN_REGION, MAVEN_PERIOD = "Central", "2017"
 def test_every_notebook_runs_on_the_maven_export(maven_dir, tmp_path):
     """Every analysis notebook on Maven's Central offices, 2017: no error, a KPI record, and the sections needing a
     table Maven lacks (leads) say so."""
-    runs = run_notebooks(tmp_path, NOTEBOOKS, source=str(MAVEN_DIR), mapping=str(MAVEN_MAPPING),
-                         regions=MAVEN_REGION, periods=MAVEN_PERIOD)
+    runs = by_notebook(run_notebooks(tmp_path, NOTEBOOKS, source=str(MAVEN_DIR), mapping=str(MAVEN_MAPPING),
+                                     regions=MAVEN_REGION, periods=MAVEN_PERIOD), NOTEBOOKS)
     problems = {}
     for path in NOTEBOOKS:
         found, text = _run_problems(*runs[path.stem], MAVEN_REGION)
@@ -211,8 +204,9 @@ def test_customer_notebooks_run_on_the_real_customer_datasets(name, tmp_path):
     folder, mapping, period, stems = CUSTOMER_SOURCES[name]
     if not folder.is_dir():
         pytest.skip(f"{folder} is not here (shared/data must sit beside the project)")
-    runs = run_notebooks(tmp_path, [p for p in NOTEBOOKS if p.stem in stems], source=str(folder),
-                         mapping=str(mapping), regions="company", periods=period)
+    chosen = [p for p in NOTEBOOKS if p.stem in stems]
+    runs = by_notebook(run_notebooks(tmp_path, chosen, source=str(folder), mapping=str(mapping), regions="company",
+                                     periods=period), chosen)
     problems = {}
     for stem in stems:
         found, text = _run_problems(*runs[stem], "all")

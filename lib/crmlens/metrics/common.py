@@ -199,6 +199,24 @@ def _memo_part(value: Any, refs: list[weakref.ref]) -> Any:
     return value
 
 
+def _remember(store: OrderedDict[tuple, tuple[list[weakref.ref], Any]], size: int, key: tuple,
+              refs: list[weakref.ref], compute: Callable[[], T]) -> T:
+    """`compute()`, kept in `store` under `key` while the objects `refs` point to live (the last `size` kept);
+    frames are handed out as copies."""
+    with _MEMO_LOCK:
+        hit = store.get(key)
+        if hit is not None and all(r() is not None for r in hit[0]):
+            store.move_to_end(key)
+            result = hit[1]
+            return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
+    result = compute()
+    with _MEMO_LOCK:
+        store[key] = (refs, result)
+        while len(store) > size:
+            store.popitem(last=False)
+    return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
+
+
 def _memoize(fn: Callable[..., T], store: OrderedDict[tuple, tuple[list[weakref.ref], Any]],
              size: Callable[[], int]) -> Callable[..., T]:
     @functools.wraps(fn)
@@ -209,20 +227,16 @@ def _memoize(fn: Callable[..., T], store: OrderedDict[tuple, tuple[list[weakref.
                    _memo_part(tuple(sorted(kwargs.items())), refs))
         except _Unkeyable:
             return fn(*args, **kwargs)
-        with _MEMO_LOCK:
-            hit = store.get(key)
-            if hit is not None and all(r() is not None for r in hit[0]):
-                store.move_to_end(key)
-                result = hit[1]
-                return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
-        result = fn(*args, **kwargs)
-        with _MEMO_LOCK:
-            store[key] = (refs, result)
-            while len(store) > size():
-                store.popitem(last=False)
-        return result.copy() if isinstance(result, pd.DataFrame | pd.Series) else result
+        return _remember(store, size(), key, refs, lambda: fn(*args, **kwargs))
 
     return wrapper
+
+
+def remember(key: tuple, compute: Callable[[], T]) -> T:
+    """`compute()`, remembered under `key` (hashable: texts, numbers) with the results of `memo_by_inputs`: for
+    a result whose inputs the caller names itself, e.g. one that is the same for every region of a source
+    version and parameters (`crmlens.metrics.forecasting.exceptions`). Frames are returned as copies."""
+    return _remember(_MEMO, MEMO_SIZE, key, [], compute)
 
 
 def memo_by_inputs(fn: Callable[..., T]) -> Callable[..., T]:

@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +25,7 @@ from crmlens.findings import Finding, finding
 from crmlens.forecast import pipeline as pf
 from crmlens.i18n import N_, _, format_number
 from crmlens.metrics.common import fmt as _fmt
+from crmlens.metrics.common import remember
 from crmlens.periods import Period, shift_period
 from crmlens.present import register_columns
 
@@ -644,27 +643,12 @@ def exceptions(s: Any, names: list[str] | None = None) -> pd.DataFrame | None:
                       "regions' changes are not compared.", start=events["at"].min().strftime("%Y-%m-%d"),
                       period=s.comparison_period.label))
         return None
+    # the same table for every region: the next region's task in a reused kernel (`crmlens run`) takes it
+    # from memory instead of computing every region's KPIs again
     key = _every_region_key(s, "exceptions", tuple(names))
-    if key is not None:
-        with _EVERY_REGION_LOCK:
-            if key in _EVERY_REGION:
-                _EVERY_REGION.move_to_end(key)
-                return _EVERY_REGION[key].copy()
-    table = _exceptions(s, regions, names)
-    if key is not None:
-        with _EVERY_REGION_LOCK:
-            _EVERY_REGION[key] = table.copy()
-            while len(_EVERY_REGION) > EVERY_REGION_SIZE:
-                _EVERY_REGION.popitem(last=False)
-    return table
-
-
-#: Results that are the same for every region of a source version × parameters (the regions compared side by
-#: side): a kernel reused for the next region (`crmlens run`) or a dashboard's next filter state takes them
-#: from here instead of computing every region's KPIs again. The last `EVERY_REGION_SIZE` are kept.
-EVERY_REGION_SIZE = 8
-_EVERY_REGION: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
-_EVERY_REGION_LOCK = threading.Lock()
+    if key is None:
+        return _exceptions(s, regions, names)
+    return remember(key, lambda: _exceptions(s, regions, names))
 
 
 def _every_region_key(s: Any, *parts: Any) -> tuple | None:
@@ -678,9 +662,7 @@ def _every_region_key(s: Any, *parts: Any) -> tuple | None:
 
     if type(s) is not Slice:
         return None
-    info = getattr(s, "info", None)
-    store = getattr(info, "store", None) if info is not None else None
-    version = getattr(store, "version", None)
+    version = getattr(s.info.store, "version", None)
     if version is None:
         return None
     params = json.dumps(s.params.model_dump(mode="json", exclude={"region"}), sort_keys=True, default=str)
@@ -688,7 +670,7 @@ def _every_region_key(s: Any, *parts: Any) -> tuple | None:
     # falls in (the tasks of a run opened seconds apart share it; a new hour, e.g. a dashboard left open, does not)
     check = getattr(s, "_check_as_of", None)
     check = pd.Timestamp(check).floor("h") if check is not None else None
-    return (str(version), str(getattr(s.info, "source", "")), params, str(s.as_of), str(check), i18n.current(),
+    return (str(version), str(s.info.source), params, str(s.as_of), str(check), i18n.current(),
             *parts)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from crmlens import data, i18n
 from crmlens.metrics import forecasting as fc
+from crmlens.metrics.common import clear_memo
 from crmlens.params import validate_params
 
 
@@ -19,7 +20,7 @@ def _slice(tiny_demo, region: str, **extra):
 
 @pytest.fixture
 def counted(monkeypatch):
-    monkeypatch.setattr(fc, "_EVERY_REGION", type(fc._EVERY_REGION)())
+    clear_memo()
     calls = []
     real = fc._exceptions
 
