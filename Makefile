@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 # environment that forbids writing bytecode would make every kernel compile its imports again
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup run run-deps test demo validate dashboard lab lint format docs bench system-deps lock clean
+.PHONY: help setup run run-deps test demo validate dashboard lab lint format docs bench system-deps lock plotly-bundle clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -107,6 +107,9 @@ lock: ## re-resolve requirements.lock from pyproject.toml (after changing depend
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --generate-hashes --no-header --quiet --no-emit-package rfc3987-syntax --no-emit-package lark -o requirements.lock
+
+plotly-bundle: ## rebuild the committed plotly.js bundle of the charts' trace types (needs node and npm; after upgrading plotly)
+	cd tools/plotly-bundle && npm ci --no-audit --no-fund && node build.mjs
 
 clean: ## remove the venv, outputs and generated demo data
 	rm -rf $(VENV) outputs/* data/demo .pytest_cache .ruff_cache

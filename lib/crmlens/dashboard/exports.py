@@ -216,9 +216,11 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
     its recommendation), table — its texts in the language in use."""
     import plotly.io as pio
 
+    from crmlens.charts import plotlyjs
+
     parts = [f"<h1>{html.escape(title)}</h1>"] + [f"<p class='hdr'>{html.escape(line)}</p>" for line in header]
     parts.append(tiles_html(tiles))
-    first = True
+    figures = []
     for p in panels:
         parts.append(f"<section><h2>{html.escape(p.title)}</h2>")
         if p.no_data:
@@ -227,9 +229,9 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
         if p.figure is not None:
             fig = p.figure.to_dict()
             fig["layout"] = {**fig.get("layout", {}), "width": 900, "height": 380}
-            parts.append(pio.to_html(fig, include_plotlyjs="inline" if first else False, full_html=False,
+            figures.append(fig)
+            parts.append(pio.to_html(fig, include_plotlyjs=False, full_html=False,
                                      validate=False, config={"displaylogo": False, "staticPlot": True}))
-            first = False
         if p.finding:
             parts.append(f"<p class='finding'>{finding_html(p.finding)}</p>")
         if p.recommendation:
@@ -246,8 +248,10 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
              ".tbl td,.tbl th{padding:2px 6px;border-bottom:1px solid #ddd;text-align:right}"
              "section{page-break-inside:avoid}")
     lang = i18n.html_lang()
+    # plotly.js once, before the charts: the project's bundle when it draws them all
+    script = f"<script>{plotlyjs.script_for(plotlyjs.trace_types(figures))}</script>" if figures else ""
     return (f"<!DOCTYPE html><html lang='{lang}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+            f"<style>{style}</style>{script}</head><body>{''.join(parts)}</body></html>")
 
 
 def view_pdf(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: Sequence[Panel]) -> bytes:

@@ -187,22 +187,44 @@ class Chart(anywidget.AnyWidget):
         check();
       });
     }
+    let whole = null;
+    async function plotlyFor(data) {
+      // the page's bundle lists the trace types it draws (crmlens.charts.plotlyjs); a chart of another type
+      // loads the whole plotly.js (served beside it), once, and every chart drawn after that uses it
+      const Plotly = await whenPlotly();
+      const known = Plotly.crmlensTraces;
+      const meta = document.querySelector('meta[name="crmlens-plotly-full"]');
+      if (!known || !meta || data.every((t) => known.includes(t.type || "scatter"))) return Plotly;
+      whole = whole || new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = meta.content;
+        script.onload = () => resolve(window.Plotly);
+        script.onerror = reject;
+        document.head.appendChild(script);
+      });
+      return whole;
+    }
     async function render({ model, el }) {
       el.classList.add("crmlens-chart");
+      const onClick = (event) => {
+        const p = (event && event.points && event.points[0]) || {};
+        model.send({ kind: "click", label: String(p.label ?? p.y ?? p.x ?? ""), id: String(p.id ?? "") });
+      };
       const draw = async () => {
-        const Plotly = await whenPlotly();
         const spec = model.get("spec") || {};
+        const Plotly = await plotlyFor(spec.data || []);
+        if (el._crmlensPlotly && el._crmlensPlotly !== Plotly) el._crmlensPlotly.purge(el);  // drawn by the other
+        el._crmlensPlotly = Plotly;
         if (!spec.data) { Plotly.purge(el); el.dataset.traces = "0"; return; }
         await Plotly.react(el, spec.data, spec.layout || {}, spec.config || {});
+        // purge drops the chart's listeners: listen again after every draw, once
+        el.removeAllListeners("plotly_click");
+        el.on("plotly_click", onClick);
         el.dataset.traces = String(spec.data.length);
         el.dataset.revision = String(model.get("revision"));
       };
       model.on("change:spec", draw);
       await draw();
-      el.on("plotly_click", (event) => {
-        const p = (event && event.points && event.points[0]) || {};
-        model.send({ kind: "click", label: String(p.label ?? p.y ?? p.x ?? ""), id: String(p.id ?? "") });
-      });
     }
     export default { render };
     """

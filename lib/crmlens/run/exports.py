@@ -558,7 +558,8 @@ def render_html(analyses: list[Analysis], title: str, region: str) -> str:
     """The region's report page: every analysis, no code, plotly.js embedded once, no network references."""
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
-    from plotly.offline import get_plotlyjs
+
+    from crmlens.charts import plotlyjs
 
     exporter = getattr(_EXPORTERS, "html", None)
     if exporter is None:  # one per thread: it compiles its Jinja templates once (0.3 s), and is not thread-safe
@@ -577,7 +578,18 @@ def render_html(analyses: list[Analysis], title: str, region: str) -> str:
     head, slot, tail = page.partition(_PLOTLYJS_SLOT)
     if not slot:
         raise RunError("export: the report template lost its plotly.js slot")
-    return head + get_plotlyjs() + tail
+    # the project's plotly.js bundle when it draws every chart of the report (1.4 MB instead of 4.8 MB)
+    return head + plotlyjs.script_for(plotlyjs.trace_types(_figures(analyses))) + tail
+
+
+def _figures(analyses: Iterable[Analysis]) -> Iterator[Mapping[str, Any]]:
+    """Every plotly figure the analyses' cells show."""
+    for a in analyses:
+        for cell in a.nb.cells:
+            for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                figure = output.get("data", {}).get(PLOTLY_MIMETYPE)
+                if isinstance(figure, Mapping):
+                    yield figure
 
 
 def write_html(target: Path, analyses: list[Analysis], title: str, region: str) -> Path:

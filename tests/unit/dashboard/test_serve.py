@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from crmlens import paths
+from crmlens.charts import plotlyjs
 from crmlens.dashboard import serve
 from crmlens.dashboard.serve import (
     DASHBOARDS_DIR,
@@ -150,7 +151,12 @@ def test_prepare_template_copies_the_template_and_plotly_js(tmp_path):
         assert (folder / name).read_bytes() == (committed / name).read_bytes()
     js = (folder / "static" / "plotly.min.js").read_bytes()
     assert js == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
-    assert "static/plotly.min.js" in (folder / "index.html.j2").read_text()
+    assert (folder / "static" / "plotly-crmlens.min.js").read_bytes() == plotlyjs.BUNDLE.read_bytes()
+    template = (folder / "index.html.j2").read_text()
+    # the page preloads the bundle; the whole plotly.js is only named, for a chart the bundle cannot draw
+    assert re.search(r'<link rel="preload" as="script" id="crmlens-plotly-js" href="[^"]*plotly-crmlens\.min\.js',
+                     template)
+    assert re.search(r'<meta name="crmlens-plotly-full" content="[^"]*static/plotly\.min\.js', template)
     assert prepare_template(tmp_path / "runtime") == root  # idempotent
 
 
