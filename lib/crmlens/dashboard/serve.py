@@ -29,6 +29,7 @@ benchmark start Voila through the same two functions, so what is tested is what 
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import secrets
@@ -107,6 +108,12 @@ def is_loopback(host: str) -> bool:
 def new_token() -> str:
     """A random token for serving off loopback (43 URL-safe characters)."""
     return secrets.token_urlsafe(32)
+
+
+#: Times `VoilaServer.start` tries a new free port when the one it chose was taken before Voila listened.
+PORT_ATTEMPTS = 3
+_PORT_TAKEN = "is already in use"
+_RUNNING = "is running at:"
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -253,10 +260,12 @@ class VoilaServer:
                  timeout_s: float = 120.0, cull_idle_timeout: int = DEFAULT_CULL_IDLE_S,
                  preheat: Sequence[str] | None = None) -> None:
         self.host = DEFAULT_HOST
+        self._chosen_port = port is None
         self.port = port or free_port(self.host)
         self.token = token
-        self.argv = voila_command(target, host=self.host, port=self.port, token=token, pool_size=pool_size,
-                                  cull_idle_timeout=cull_idle_timeout, preheat=preheat)
+        self._command = functools.partial(voila_command, target, host=self.host, token=token, pool_size=pool_size,
+                                          cull_idle_timeout=cull_idle_timeout, preheat=preheat)
+        self.argv = self._command(port=self.port)
         self.env = voila_env(source, mapping)
         self.env.update(extra_env or {})
         self.timeout_s = timeout_s
@@ -270,21 +279,47 @@ class VoilaServer:
 
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="crmlens-voila-", suffix=".log")[1])
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=str(paths.PROJECT_ROOT), start_new_session=True)
         deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Voila exited with code {self.process.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._log = self.log_path.open("wb")
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                            cwd=str(paths.PROJECT_ROOT), start_new_session=True)
+            while time.monotonic() < deadline:
+                if self._ready():
                     return self
-            except OSError:
+                if self.process.poll() is not None:
+                    break
                 time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"Voila did not listen on {self.host}:{self.port} within {self.timeout_s:.0f} s:\n"
-                           f"{self.log()}")
+            else:
+                self.stop()
+                raise RuntimeError(f"Voila did not answer on {self.host}:{self.port} within {self.timeout_s:.0f} s:"
+                                   f"\n{self.log()}")
+            log = self.log()
+            # the free port it was given was taken before it listened (by a kernel's socket, a browser...):
+            # another one, when the caller left the port to us
+            if not (self._chosen_port and attempt < PORT_ATTEMPTS and _PORT_TAKEN in log):
+                raise RuntimeError(f"Voila exited with code {self.process.returncode}:\n{log}")
+            self._log.close()
+            self.port = free_port(self.host)
+            self.argv = self._command(port=self.port)
+        raise AssertionError("unreachable")
+
+    def _ready(self) -> bool:
+        """Whether Voila says it is running, is still running, and its port answers HTTP (the port may be held
+        by something else: a kernel's ZeroMQ socket does not answer HTTP)."""
+        import http.client
+
+        if _RUNNING not in self.log() or self.process.poll() is not None:
+            return False
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+        try:
+            conn.request("HEAD", "/voila/static/")  # any answer will do: no page rendered, no kernel started
+            conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+        return self.process.poll() is None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-8000:] if self.log_path and self.log_path.exists() else ""

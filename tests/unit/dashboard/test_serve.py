@@ -222,3 +222,26 @@ def test_the_pages_skip_front_end_extensions_they_do_not_use():
     assert "--VoilaConfiguration.extension_denylist=jupyterlab-plotly" in argv  # one flag per item (traitlets 5)
     assert "--VoilaConfiguration.extension_denylist=jupyterlab_pygments" in argv
     assert f"--NotebookClient.iopub_timeout={serve.IOPUB_TIMEOUT_S}" in argv
+
+
+def test_a_server_whose_port_is_taken_before_it_listens_moves_to_another(tiny_demo):
+    """The free port chosen for a server can be taken before Voila listens on it (in the suite, by a kernel's
+    ZeroMQ socket, which accepts connections but answers no HTTP): the server starts again on another port,
+    and is ready only when Voila itself answers."""
+    import socket
+    import urllib.request
+
+    server = serve.VoilaServer(pool_size=0, source=str(tiny_demo))
+    taken = server.port
+    with socket.socket() as squatter:
+        squatter.bind((server.host, taken))
+        squatter.listen()
+        with server:
+            assert server.port != taken and server.process.poll() is None
+            assert f"--Voila.port={server.port}" in server.argv
+            with urllib.request.urlopen(server.url(), timeout=30) as answer:
+                assert answer.status == 200 and b"voila-tree-main" in answer.read()  # Voila, not the squatter
+    with pytest.raises(RuntimeError, match="is already in use"), socket.socket() as squatter:
+        squatter.bind((server.host, 0))
+        squatter.listen()
+        serve.VoilaServer(port=squatter.getsockname()[1], pool_size=0, source=str(tiny_demo)).start()
