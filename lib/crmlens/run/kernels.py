@@ -16,6 +16,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -173,12 +174,30 @@ class KernelPool:
             kc = km.client()
             kc.start_channels()
             try:
-                reply = _run_sync(kc.execute_interactive)(RESET_CODE, silent=True, store_history=False, timeout=30)
+                reply = self._execute(km, kc, RESET_CODE, timeout=30)
             finally:
                 kc.stop_channels()
-            return reply["content"].get("status") == "ok"
+            return reply is not None and reply["content"].get("status") == "ok"
         except Exception:
             return False
+
+    def _execute(self, km: Any, kc: Any, code: str, timeout: float) -> dict[str, Any] | None:
+        """Run `code` silently; its execute reply, or None when the pool closed or the kernel died meanwhile
+        (the run ended during a reset: not waiting out the timeout with a client whose heartbeat reopens its
+        socket every second to a kernel that is gone)."""
+        msg_id = kc.execute(code, silent=True, store_history=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = _run_sync(kc.get_shell_msg)(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                if self._closed or not _run_sync(km.is_alive)():
+                    return None
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no answer from the kernel within {timeout:g} s") from None
+                continue
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return reply
 
     def _start_ahead(self) -> None:
         try:
@@ -216,8 +235,9 @@ class KernelPool:
             try:
                 _run_sync(kc.wait_for_ready)(timeout=self.startup_timeout)
                 if self.warm_code:
-                    reply = _run_sync(kc.execute_interactive)(self.warm_code, silent=True, store_history=False,
-                                                              timeout=self.startup_timeout)
+                    reply = self._execute(km, kc, self.warm_code, timeout=self.startup_timeout)
+                    if reply is None:
+                        raise RunError(f"kernel {self.kernel_name!r} stopped while warming (the pool closed)")
                     if reply["content"].get("status") != "ok":
                         raise RunError(f"warming kernel {self.kernel_name!r} failed: "
                                        f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
