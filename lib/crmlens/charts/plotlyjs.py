@@ -2,8 +2,9 @@
 plotly package's whole plotly.js when a figure needs another type.
 
 The whole plotly.js (4.8 MB) takes a browser ~2 s of CPU to run before the first chart is drawn; the bundle
-(`BUNDLE`, 1.4 MB: plotly.js's core with scatter, and `TRACES`) ~0.4 s. Dashboard pages, the dashboards' PDF
-pages and the region reports use the bundle whenever it draws every figure of the page. The bundle is built by
+(`BUNDLE`, 1.4 MB: plotly.js's core with scatter, and the types `bundle_traces()` lists) ~0.4 s. Dashboard
+pages, the dashboards' PDF pages and the region reports use the bundle whenever it draws every figure of the
+page. The bundle is built by
 ``make plotly-bundle`` (tools/plotly-bundle: esbuild over the plotly.js npm package of the same version as the
 one inside the plotly Python package) and committed; see docs/dependencies.md.
 """

@@ -145,11 +145,9 @@ def _message(text: str, kind: str = "info") -> str:
 
 @functools.cache
 def _plotly_loader_class() -> type[anywidget.AnyWidget]:
-    from pathlib import Path
+    from crmlens.charts import plotlyjs
 
-    import plotly
-
-    js = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
+    js = plotlyjs.full_path().read_text(encoding="utf-8")
 
     class PlotlyLoader(anywidget.AnyWidget):
         _esm = js + "\nexport default { render({ el }) { el.dataset.plotly = window.Plotly.version; } };\n"

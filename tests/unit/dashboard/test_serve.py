@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -142,7 +141,6 @@ def test_voila_env_without_mapping_drops_an_inherited_one():
 
 
 def test_prepare_template_copies_the_template_and_plotly_js(tmp_path):
-    import plotly
 
     root = prepare_template(tmp_path / "runtime")
     folder = root / "voila" / "templates" / "crmlens"
@@ -150,7 +148,7 @@ def test_prepare_template_copies_the_template_and_plotly_js(tmp_path):
     for name in ("conf.json", "index.html.j2"):
         assert (folder / name).read_bytes() == (committed / name).read_bytes()
     js = (folder / "static" / "plotly.min.js").read_bytes()
-    assert js == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert js == plotlyjs.full_path().read_bytes()
     assert (folder / "static" / "plotly-crmlens.min.js").read_bytes() == plotlyjs.BUNDLE.read_bytes()
     template = (folder / "index.html.j2").read_text()
     # the page preloads the bundle; the whole plotly.js is only named, for a chart the bundle cannot draw
