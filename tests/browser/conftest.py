@@ -43,7 +43,7 @@ def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = ARTIFACTS / f"voila-{name}.log"
-    # no pause before a refilling kernel's imports and no preheated views: tests open one page at a time and
+    # a used kernel is replaced at once and preheats only the default view: tests open one page at a time and
     # check what it shows (which views a kernel preheats is unit-tested); each refill is then seconds, not ~20 s
     quick = {"CRMLENS_DASHBOARD_PREHEAT_DELAY": "0", "CRMLENS_DASHBOARD_WARM": "0"}
     # only the dashboards a module opens most are preheated: each preheated kernel loads the data (a few seconds

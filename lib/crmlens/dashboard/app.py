@@ -19,19 +19,15 @@ from __future__ import annotations
 import os
 import time
 
-#: Seconds a kernel that preheats for the pool waits before its imports. Voila starts it the moment a viewer
-#: takes a pool kernel, so on a small machine its imports (~5 s of CPU) would slow down that viewer's first
-#: page; waiting lets the page render first. 0 to start at once.
-PREHEAT_DELAY_ENV = "CRMLENS_DASHBOARD_PREHEAT_DELAY"
-PREHEAT_DELAY_S = 3.0
-
-
 #: How many kernels may preheat at once (the others queue): by default half the cores, at least one. Voila
 #: refills its whole pool the moment viewers take its kernels — 20 viewers arriving together start 20 kernels
 #: preheating (imports, data, warm views: ~10 s of CPU each), which on a small machine starved the 20 pages
 #: of the viewers they were started for (none rendered within 4 minutes). Queued, they leave the other cores
 #: to the pages.
 PREHEAT_SLOTS_ENV = "CRMLENS_DASHBOARD_PREHEAT_SLOTS"
+
+#: The dashboard of the default view a preheating kernel built in `load`, by view name (taken by `show`).
+_PREBUILT: dict[str, Dashboard] = {}
 
 #: The preheat slot this kernel holds (an open, locked file) until `load` has warmed its views.
 _SLOT: dict[str, object] = {"file": None}
@@ -99,16 +95,11 @@ def release_slot() -> None:
 
 
 def _yield_to_viewers() -> float:
-    """In a kernel preheating for Voila's pool, wait `PREHEAT_DELAY_S` (see there), then for a preheat slot
-    (`PREHEAT_SLOTS_ENV`); seconds waited."""
+    """In a kernel preheating for Voila's pool, wait for a preheat slot (`PREHEAT_SLOTS_ENV`); seconds waited.
+    (Voila starts a kernel that replaces a used one only `crmlens.dashboard.serve.PREHEAT_DELAY_S` after.)"""
     if os.environ.get("VOILA_PREHEAT") != "True":  # (`preheating()`, defined after the heavy imports)
         return 0.0
-    try:
-        delay = float(os.environ.get(PREHEAT_DELAY_ENV, PREHEAT_DELAY_S))
-    except ValueError:
-        delay = PREHEAT_DELAY_S
-    time.sleep(max(delay, 0.0))
-    return delay + _take_slot()
+    return _take_slot()
 
 
 _yield_to_viewers()
@@ -123,8 +114,9 @@ from crmlens.dashboard.views import ViewSpec  # noqa: E402
 from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard, warm  # noqa: E402
 from crmlens.errors import ParameterError  # noqa: E402
 
-#: What a preheating kernel computes before its viewer arrives: "default" (every region at the default
-#: period, and every period preset for all regions), "all" (every region × every preset) or "0" (nothing).
+#: What a preheating kernel computes before its viewer arrives besides the default view (always built: `load`):
+#: "default" (every region at the default period, and every period preset for all regions), "all" (every
+#: region × every preset) or "0" (nothing more).
 WARM_ENV = "CRMLENS_DASHBOARD_WARM"
 WARM_CHOICES = ("default", "all", "0")
 
@@ -162,7 +154,8 @@ def view_tables(spec: ViewSpec) -> set[str]:
 def load(view: str = "overview", source: str | None = None, mapping: str | None = None) -> DashboardData:
     """The dashboard data of the served source (or `source` / `mapping`): the tables view `view` needs (its
     tiles' KPIs' tables and `DEFAULT_FACT_TABLES`); a preheating kernel also computes the `warm_states` (the
-    choice is checked in every kernel). A preheating kernel then gives its preheat slot to the next one."""
+    choice is checked in every kernel) and builds the default view's dashboard (`show` takes it), then gives
+    its preheat slot to the next kernel."""
     try:
         env_source, env_mapping = serve.source_from_env()
         spec = VIEWS[view]
@@ -173,6 +166,8 @@ def load(view: str = "overview", source: str | None = None, mapping: str | None 
         states = warm_states(board_data.options["regions"], choice, seed=os.getpid())
         if preheating():  # a viewer waiting for a cold kernel gets their own view first, not the warm-up
             warm(board_data, spec, states)
+            # the default view's widgets, ready before the viewer arrives (`show` moves them to the page's link)
+            _PREBUILT[view] = Dashboard(board_data, spec)
     finally:
         release_slot()
     return board_data
@@ -184,9 +179,16 @@ def preheating() -> bool:
 
 
 def show(view: str, board_data: DashboardData, query: str | None = None) -> Dashboard:
-    """Display view `view` for the page's deep link (`query`, default ``$QUERY_STRING``) and return it."""
+    """Display view `view` for the page's deep link (`query`, default ``$QUERY_STRING``) and return it: the
+    dashboard `load` built while preheating, moved to the link, else a new one."""
     from IPython.display import display
 
-    board = open_dashboard(view, board_data, os.environ.get("QUERY_STRING", "") if query is None else query)
+    query = os.environ.get("QUERY_STRING", "") if query is None else query
+    board = _PREBUILT.pop(view, None)
+    if board is not None and board.data is board_data:
+        board.open_link(query)
+        board.start_auto_refresh()
+    else:
+        board = open_dashboard(view, board_data, query)
     display(board.app)
     return board

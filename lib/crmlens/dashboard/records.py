@@ -31,12 +31,11 @@ MAX_CHOICES = 200
 
 
 def _named(ids: pd.Series, names: pd.Series | None) -> list[tuple[str, str]]:
-    """(label, id) pairs: "name (id)" when a name is known."""
-    out = []
-    for i in ids.astype(str):
-        name = names.get(i) if names is not None else None
-        out.append((f"{name} ({i})" if isinstance(name, str) and name else i, i))
-    return out
+    """(label, id) pairs of the first `MAX_CHOICES` ids: "name (id)" when a name is known."""
+    first = [str(i) for i in ids.iloc[:MAX_CHOICES]]
+    found = [None] * len(first) if names is None else names.reindex(first).astype(object).tolist()
+    return [(f"{name} ({i})" if isinstance(name, str) and name else i, i)
+            for i, name in zip(first, found, strict=True)]
 
 
 def _names(frame: pd.DataFrame | None, key: str, column: str = "name") -> pd.Series | None:
@@ -59,7 +58,7 @@ def campaign_choices(v: View) -> list[tuple[str, str]]:
         counts = leads["campaign_id"].dropna().astype(str).value_counts()
     counts = counts.reindex(every.to_numpy(), fill_value=0)
     ordered = counts.sort_index().sort_values(ascending=False, kind="mergesort").index.to_series()
-    return _named(ordered, _names(campaigns, "campaign_id"))[:MAX_CHOICES]
+    return _named(ordered, _names(campaigns, "campaign_id"))
 
 
 def product_choices(v: View) -> list[tuple[str, str]]:
@@ -69,7 +68,7 @@ def product_choices(v: View) -> list[tuple[str, str]]:
         return []
     counts = tickets["product_id"].dropna().astype(str).value_counts()
     ordered = counts.sort_index().sort_values(ascending=False, kind="mergesort").index.to_series()
-    return _named(ordered, _names(v.tables.get("products"), "product_id"))[:MAX_CHOICES]
+    return _named(ordered, _names(v.tables.get("products"), "product_id"))
 
 
 def customer_choices(v: View) -> list[tuple[str, str]]:
@@ -90,7 +89,7 @@ def customer_choices(v: View) -> list[tuple[str, str]]:
         tickets = v.tables["tickets"]
         counts = counts.reindex(tickets["account_id"].dropna().astype(str).unique(), fill_value=0)
     ordered = counts.sort_index().sort_values(ascending=False, kind="mergesort").index.to_series()
-    return _named(ordered, names)[:MAX_CHOICES]
+    return _named(ordered, names)
 
 
 @dataclass(frozen=True)

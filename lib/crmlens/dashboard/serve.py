@@ -60,6 +60,12 @@ DEFAULT_POOL_SIZE = 2
 DEFAULT_CULL_IDLE_S, DEFAULT_CULL_INTERVAL_S = 900, 60
 #: JupyterLab front-end extensions installed in the environment that the dashboard pages do not load.
 UNUSED_EXTENSIONS: tuple[str, ...] = ("jupyterlab-plotly", "jupyterlab_pygments")
+#: Seconds Voila waits before it replaces a pool kernel a viewer took (Voila's ``fill_delay``, 1 s by default).
+#: The replacement's start — a process, ipykernel's imports, Voila compiling the page template, then the data —
+#: slowed the page of the viewer who had just taken a kernel on a small machine: Voila served that page's ~60
+#: script files in 1.2 s instead of 0.15 s. `PREHEAT_DELAY_ENV` (seconds ≥ 0) overrides it.
+PREHEAT_DELAY_ENV = "CRMLENS_DASHBOARD_PREHEAT_DELAY"
+PREHEAT_DELAY_S = 3.0
 #: Seconds Voila waits for a cell's output before giving up on it (nbclient's default, 4 s, drops the output of
 #: a page whose kernel is slowed down by others preheating).
 IOPUB_TIMEOUT_S = 60
@@ -116,6 +122,21 @@ _PORT_TAKEN = "is already in use"
 _RUNNING = "is running at:"
 
 
+def refill_delay(env: Mapping[str, str]) -> float:
+    """`PREHEAT_DELAY_ENV` of `env` in seconds (a number ≥ 0), else `PREHEAT_DELAY_S`; a ParameterError naming
+    the variable when it is not a number ≥ 0."""
+    raw = str(env.get(PREHEAT_DELAY_ENV, "")).strip()
+    if not raw:
+        return PREHEAT_DELAY_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ParameterError(f"{PREHEAT_DELAY_ENV}: {raw!r} is not a number of seconds ≥ 0")
+    return seconds
+
+
 def free_port(host: str = DEFAULT_HOST) -> int:
     """A TCP port free on `host` right now (for tests and benchmarks)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -132,12 +153,14 @@ def _positive(name: str, value: int) -> int:
 def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                   token: str | None = None, pool_size: int = DEFAULT_POOL_SIZE,
                   cull_idle_timeout: int = DEFAULT_CULL_IDLE_S, cull_interval: int = DEFAULT_CULL_INTERVAL_S,
-                  python: str | None = None, preheat: Sequence[str] | None = None) -> list[str]:
+                  python: str | None = None, preheat: Sequence[str] | None = None,
+                  env: Mapping[str, str] | None = None) -> list[str]:
     """The argv that serves `target` (the dashboards folder, or one notebook) with Voila.
 
     `token`: None or "" serve without a token, allowed on a loopback `host` only; off loopback a token is
     required (ParameterError otherwise). `pool_size` 0 turns preheating off (every page starts a kernel);
     `preheat` names the dashboards whose kernels are preheated (default: every one but the landing page).
+    `env` (default os.environ) may set the wait before a used pool kernel is replaced (`PREHEAT_DELAY_ENV`).
     """
     target = Path(target)
     if not target.exists():
@@ -168,7 +191,8 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
                                                    if p.stem not in preheat and p.stem != LANDING)
         denied = ", ".join(f"'{name}.ipynb'" for name in [LANDING, *others])
         argv += ["--preheat_kernel=True", f"--pool_size={pool_size}",
-                 f"--VoilaKernelManager.preheat_denylist=[{denied}]"]
+                 f"--VoilaKernelManager.preheat_denylist=[{denied}]",
+                 f"--VoilaKernelManager.fill_delay={refill_delay(os.environ if env is None else env):g}"]
     return argv
 
 
@@ -263,11 +287,11 @@ class VoilaServer:
         self._chosen_port = port is None
         self.port = port or free_port(self.host)
         self.token = token
-        self._command = functools.partial(voila_command, target, host=self.host, token=token, pool_size=pool_size,
-                                          cull_idle_timeout=cull_idle_timeout, preheat=preheat)
-        self.argv = self._command(port=self.port)
         self.env = voila_env(source, mapping)
         self.env.update(extra_env or {})
+        self._command = functools.partial(voila_command, target, host=self.host, token=token, pool_size=pool_size,
+                                          cull_idle_timeout=cull_idle_timeout, preheat=preheat, env=self.env)
+        self.argv = self._command(port=self.port)
         self.timeout_s = timeout_s
         self.log_path = Path(log_path) if log_path else None
         self.process: Any = None

@@ -778,18 +778,25 @@ class Dashboard:
     def from_query(cls, data_: DashboardData, spec: ViewSpec, query: str | None) -> Dashboard:
         """The dashboard of a deep link (Voila's QUERY_STRING). A bad link opens the default view — in the
         link's language when that one is good — with a message naming the URL parameter and what is allowed."""
-        try:
-            state = data_.parse_query(query)
-            data_.params_for(state)
-            error = None
-        except CrmLensError as exc:
-            state, error = st.FilterState(language=st.language_of_query(query)), str(exc)
+        state, error = _link_state(data_, query)
         board = cls(data_, spec, state)
         if error:
-            with i18n.language(state.language):
-                text = _("The link could not be opened as given: {error}. Showing the default view.", error=error)
-            board.status.value = _message(text, "error")
+            board._link_error(error)
         return board
+
+    def open_link(self, query: str | None) -> None:
+        """Show deep link `query` on this dashboard as `from_query` opens it (a dashboard a preheating kernel
+        built for the default view before its viewer arrived: only what the link changes is redrawn)."""
+        state, error = _link_state(self.data, query)
+        if state != self.state:
+            self.set_state(state)
+        if error:
+            self._link_error(error)
+
+    def _link_error(self, error: str) -> None:
+        with i18n.language(self.state.language):
+            text = _("The link could not be opened as given: {error}. Showing the default view.", error=error)
+        self.status.value = _message(text, "error")
 
     def compute(self, state: st.FilterState) -> tuple[list[Tile], list[Panel]]:
         """The tiles and panels of `state`, their texts in `state`'s language (no widgets touched; remembered,
@@ -1133,6 +1140,17 @@ class Dashboard:
         with i18n.language(self.state.language):
             return self.export_name("pdf"), exports.view_pdf(_(self.spec.title), self.header_lines(), self.tiles,
                                                              self.panel_data)
+
+
+def _link_state(data_: DashboardData, query: str | None) -> tuple[st.FilterState, str | None]:
+    """The filter state of deep link `query` and None; for a bad link the default state (in the link's language
+    when that one is good) and what was wrong."""
+    try:
+        state = data_.parse_query(query)
+        data_.params_for(state)
+        return state, None
+    except CrmLensError as exc:
+        return st.FilterState(language=st.language_of_query(query)), str(exc)
 
 
 def open_dashboard(spec: ViewSpec | str, data_: DashboardData, query: str | None = None) -> Dashboard:

@@ -66,3 +66,64 @@ def test_preheating_kernels_queue_for_a_slot_and_a_dead_kernels_slot_is_freed(tm
     assert app._SLOT["file"] is None
     monkeypatch.setenv(app.PREHEAT_SLOTS_ENV, "many")
     assert app.preheat_slots() >= 1
+
+
+def _shown(widget):
+    """What a viewer is sent of a widget tree: every widget's state, children in place of their model ids,
+    without the render counters (the status line's, the charts' revisions)."""
+    import re
+
+    import ipywidgets
+
+    if isinstance(widget, (list, tuple)):
+        return [_shown(x) for x in widget]
+    if isinstance(widget, dict):
+        return {k: _shown(v) for k, v in widget.items()}
+    if isinstance(widget, str):
+        return re.sub(r" data-(render|seconds)='[^']*'|Updated in [^<]*|用时 [^<]*", "", widget)
+    if not isinstance(widget, ipywidgets.Widget):
+        return widget
+    state = widget.get_state()
+    for key in ("_esm", "_css", "_anywidget_id", "revision"):
+        state.pop(key, None)
+    return {k: _shown(getattr(widget, k)) if k in ("children", "layout", "style") else _shown(v)
+            for k, v in state.items()}
+
+
+def test_a_preheating_kernel_builds_the_default_view_and_show_opens_the_link_on_it(tiny_demo, monkeypatch):
+    """`load` in a kernel preheating for Voila's pool also builds the default view's widgets; `show` moves that
+    dashboard to the page's deep link — the same view, texts and numbers as a dashboard opened for the link
+    (a link in another language and region, no link, a bad link)."""
+    from crmlens.dashboard.widgets import VIEWS, Dashboard, open_dashboard
+
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    monkeypatch.setenv("CRMLENS_DASHBOARD_CACHE", "off")
+    monkeypatch.setenv("CRMLENS_DASHBOARD_REFRESH_S", "0")
+    monkeypatch.setenv(app.WARM_ENV, "0")  # nothing computed besides the default view (quick)
+    board_data = app.load("customer_service", source=str(tiny_demo))
+    for i, query in enumerate(("region=East&language=zh", "", "region=Atlantis")):
+        if i:  # the first link takes what `load` built; the others one built the same way
+            app._PREBUILT["customer_service"] = Dashboard(board_data, VIEWS["customer_service"])
+        prebuilt = app._PREBUILT["customer_service"]
+        assert prebuilt.state == st.FilterState() and prebuilt.renders == 1
+        shown = app.show("customer_service", board_data, query=query)
+        assert shown is prebuilt and "customer_service" not in app._PREBUILT
+        assert shown.renders == (2 if query.startswith("region=East") else 1)  # redrawn only for a new state
+        fresh = open_dashboard("customer_service", board_data, query)
+        try:
+            assert _shown(shown.app) == _shown(fresh.app), query
+            assert shown.state == fresh.state
+            if query == "region=Atlantis":
+                assert "Atlantis" in shown.status.value and "Showing the default view" in shown.status.value
+        finally:
+            for board in (shown, fresh):
+                board.stop_auto_refresh()
+                board.ahead.stop()
+
+
+def test_a_kernel_started_for_a_waiting_viewer_builds_nothing_ahead(tiny_demo, monkeypatch):
+    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
+    monkeypatch.setenv("CRMLENS_DASHBOARD_CACHE", "off")
+    app._PREBUILT.clear()
+    app.load("customer_service", source=str(tiny_demo))
+    assert app._PREBUILT == {}

@@ -65,6 +65,21 @@ def test_command_for_one_notebook_and_another_python(tmp_path):
     assert flag(argv, "MappingKernelManager.cull_interval") == "5"
 
 
+def test_a_used_pool_kernel_is_replaced_after_the_preheat_delay(monkeypatch):
+    """Voila replaces a pool kernel a viewer took only `PREHEAT_DELAY_S` later (its fill_delay), so that the
+    replacement's start does not slow that viewer's page; the environment (or the server's) may change it."""
+    monkeypatch.delenv(serve.PREHEAT_DELAY_ENV, raising=False)
+    assert flag(voila_command(), "VoilaKernelManager.fill_delay") == "3" == f"{serve.PREHEAT_DELAY_S:g}"
+    monkeypatch.setenv(serve.PREHEAT_DELAY_ENV, "0.5")
+    assert flag(voila_command(), "VoilaKernelManager.fill_delay") == "0.5"
+    assert flag(voila_command(env={serve.PREHEAT_DELAY_ENV: "0"}), "VoilaKernelManager.fill_delay") == "0"
+    server = serve.VoilaServer(extra_env={serve.PREHEAT_DELAY_ENV: "7"})  # (not started)
+    assert flag(server.argv, "VoilaKernelManager.fill_delay") == "7"
+    for bad in ("-1", "soon", "inf", "nan"):
+        with pytest.raises(ParameterError, match=f"CRMLENS_DASHBOARD_PREHEAT_DELAY: '{bad}' is not a number"):
+            voila_command(env={serve.PREHEAT_DELAY_ENV: bad})
+
+
 def test_pool_size_zero_turns_preheating_off():
     argv = voila_command(pool_size=0)
     assert flag(argv, "preheat_kernel") is None and flag(argv, "pool_size") is None
@@ -155,6 +170,10 @@ def test_prepare_template_copies_the_template_and_plotly_js(tmp_path):
     assert re.search(r'<link rel="preload" as="script" id="crmlens-plotly-js" href="[^"]*plotly-crmlens\.min\.js',
                      template)
     assert re.search(r'<meta name="crmlens-plotly-full" content="[^"]*static/plotly\.min\.js', template)
+    # Voila's front end is fetched and evaluated while the kernel runs the cells (async), not after the last one
+    script = template.index("<script async src=\"{{ page_config['fullStaticUrl'] | e }}/{{ main_js }}\"></script>")
+    assert template.index('id="jupyter-config-data"') < script < template.index("cell_generator(nb, kernel_id)")
+    assert "voila_setup_labextensions(" not in template
     assert prepare_template(tmp_path / "runtime") == root  # idempotent
 
 
