@@ -149,16 +149,19 @@ RENDERED_JS = """([tiles, charts]) => {
                        (c.closest('.crmlens-panel') || c).querySelector('.crmlens-no_data'));
 }"""
 
-#: Installed before navigation: the page's own clock (ms since navigation start) when the tiles are on screen and
-#: when every chart is drawn — free of Playwright's polling and of the test harness' own work.
+#: Installed before navigation (with the view's numbers of tiles and charts): the page's own clock (ms since
+#: navigation start) when the tiles are on screen and when every chart is drawn — free of Playwright's polling
+#: and of the test harness' own work. Charts count only when all of the view's are on the page (widgets appear
+#: one by one: the ones there may all be drawn before the last one is made).
 PAGE_CLOCK_JS = """
 window.__crmlensClock = {};
 new MutationObserver(() => {
   const c = window.__crmlensClock, now = performance.now();
-  const ready = document.querySelector('.crmlens-status-line') && document.querySelector('.crmlens-tile');
+  const ready = document.querySelector('.crmlens-status-line') &&
+                document.querySelectorAll('.crmlens-tile[data-kpi]').length >= __TILES__;
   if (!c.tiles && ready) c.tiles = now;
   const charts = [...document.querySelectorAll('.crmlens-chart')];
-  if (!c.charts && c.tiles && charts.length && charts.every(x => x.querySelector('.main-svg') ||
+  if (!c.charts && c.tiles && charts.length >= __CHARTS__ && charts.every(x => x.querySelector('.main-svg') ||
       (x.closest('.crmlens-panel') || x).querySelector('.crmlens-no_data'))) c.charts = now;
 }).observe(document, { childList: true, subtree: true });
 """
@@ -253,7 +256,8 @@ class Traffic:
 async def open_and_render(page: Any, url: str, spec: Any, *, timeout_s: float = RENDER_TIMEOUT_S) -> dict[str, Any]:
     """goto `url` and wait until the whole view is on screen; seconds to the spinner and to the full render."""
     result: dict[str, Any] = {}
-    await page.add_init_script(PAGE_CLOCK_JS)
+    await page.add_init_script(PAGE_CLOCK_JS.replace("__TILES__", str(len(spec.tiles)))
+                               .replace("__CHARTS__", str(len(spec.panels))))
     start = time.perf_counter()
     try:
         response = await page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
