@@ -185,10 +185,13 @@ def show(view: str, board_data: DashboardData, query: str | None = None) -> Dash
 
     query = os.environ.get("QUERY_STRING", "") if query is None else query
     board = _PREBUILT.pop(view, None)
-    if board is not None and board.data is board_data:
+    if board is not None and board.data is not board_data:  # built from other data: not this page's
+        board.ahead.stop()
+        board = None
+    if board is None:
+        board = open_dashboard(view, board_data, query)
+    else:
         board.open_link(query)
         board.start_auto_refresh()
-    else:
-        board = open_dashboard(view, board_data, query)
     display(board.app)
     return board

@@ -77,9 +77,9 @@ REFRESH_ENV = "CRMLENS_DASHBOARD_REFRESH_S"
 DEFAULT_REFRESH_S = 300.0
 
 
-def check_refresh(value: Any, name: str = REFRESH_ENV) -> float:
-    """`value` as a live-refresh interval in seconds (a number ≥ 0; 0 = no automatic check), else a
-    `ParameterError` naming `name` and what is accepted."""
+def _seconds(value: Any, name: str, hint: str) -> float:
+    """`value` as seconds (a finite number ≥ 0), else a `ParameterError` naming `name`, with `hint` after
+    "use a number ≥ 0"."""
     import math
 
     try:
@@ -87,18 +87,38 @@ def check_refresh(value: Any, name: str = REFRESH_ENV) -> float:
     except ValueError:
         seconds = math.nan
     if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
-        raise ParameterError(f"{name}: {value!r} is not a number of seconds; use a number ≥ 0 such as 300 "
-                             f"(0 turns the automatic check for new data off; default {DEFAULT_REFRESH_S:g})")
+        raise ParameterError(f"{name}: {value!r} is not a number of seconds; use a number ≥ 0{hint}")
     return seconds
+
+
+def _env_seconds(env: Mapping[str, str] | None, name: str, default: float, hint: str) -> float:
+    """Environment variable `name` of `env` (default os.environ) as seconds (`_seconds`); `default` when unset
+    or empty."""
+    raw = (os.environ if env is None else env).get(name)
+    if raw is None or not raw.strip():
+        return default
+    return _seconds(raw, name, hint)
+
+
+_REFRESH_HINT = f" such as 300 (0 turns the automatic check for new data off; default {DEFAULT_REFRESH_S:g})"
+
+
+def check_refresh(value: Any, name: str = REFRESH_ENV) -> float:
+    """`value` as a live-refresh interval in seconds (a number ≥ 0; 0 = no automatic check), else a
+    `ParameterError` naming `name` and what is accepted."""
+    return _seconds(value, name, _REFRESH_HINT)
 
 
 def refresh_interval(env: Mapping[str, str] | None = None) -> float:
     """Seconds between a dashboard's automatic checks for new data: ``$CRMLENS_DASHBOARD_REFRESH_S`` (unset or
     empty: `DEFAULT_REFRESH_S`; 0: off). A bad value raises `ParameterError` naming the variable."""
-    raw = (os.environ if env is None else env).get(REFRESH_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_REFRESH_S
-    return check_refresh(raw)
+    return _env_seconds(env, REFRESH_ENV, DEFAULT_REFRESH_S, _REFRESH_HINT)
+
+
+def refill_delay(env: Mapping[str, str] | None = None) -> float:
+    """Seconds Voila waits before replacing a used pool kernel: `PREHEAT_DELAY_ENV` of `env` (default
+    os.environ; unset or empty: `PREHEAT_DELAY_S`). A bad value raises `ParameterError` naming the variable."""
+    return _env_seconds(env, PREHEAT_DELAY_ENV, PREHEAT_DELAY_S, f" (0: at once; default {PREHEAT_DELAY_S:g})")
 
 
 def is_loopback(host: str) -> bool:
@@ -120,21 +140,6 @@ def new_token() -> str:
 PORT_ATTEMPTS = 3
 _PORT_TAKEN = "is already in use"
 _RUNNING = "is running at:"
-
-
-def refill_delay(env: Mapping[str, str]) -> float:
-    """`PREHEAT_DELAY_ENV` of `env` in seconds (a number ≥ 0), else `PREHEAT_DELAY_S`; a ParameterError naming
-    the variable when it is not a number ≥ 0."""
-    raw = str(env.get(PREHEAT_DELAY_ENV, "")).strip()
-    if not raw:
-        return PREHEAT_DELAY_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ParameterError(f"{PREHEAT_DELAY_ENV}: {raw!r} is not a number of seconds ≥ 0")
-    return seconds
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -192,7 +197,7 @@ def voila_command(target: str | Path = DASHBOARDS_DIR, *, host: str = DEFAULT_HO
         denied = ", ".join(f"'{name}.ipynb'" for name in [LANDING, *others])
         argv += ["--preheat_kernel=True", f"--pool_size={pool_size}",
                  f"--VoilaKernelManager.preheat_denylist=[{denied}]",
-                 f"--VoilaKernelManager.fill_delay={refill_delay(os.environ if env is None else env):g}"]
+                 f"--VoilaKernelManager.fill_delay={refill_delay(env):g}"]
     return argv
 
 
