@@ -25,7 +25,7 @@ where we win far less against a competitor than against the same competitor else
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,31 +151,69 @@ def _keys(by: str | None) -> list[str]:
 def _span_figures(market: pd.DataFrame, won: pd.DataFrame, periods: pd.DataFrame, start: pd.Timestamp,
                   end: pd.Timestamp, by: str | None) -> pd.DataFrame:
     """Market size, our bookings and each competitor's sales over [start, end) per `by` value (or one row)."""
+    return _spans_figures(market, won, periods, [(start, end)], by)[0]
+
+
+def _spans_figures(market: pd.DataFrame, won: pd.DataFrame, periods: pd.DataFrame,
+                   spans: Sequence[tuple[pd.Timestamp, pd.Timestamp]], by: str | None) -> list[pd.DataFrame]:
+    """`_span_figures` of each [start, end) of `spans`, computed together: the market's rows are weighted by
+    how much of their period each span covers (`_overlap`), and each span's sums are one group of a single
+    group-by (the rows in their order, as a group-by per span adds them: the same numbers)."""
     keys = _keys(by)
-    weight = _overlap(periods, start, end)
+    if not spans:
+        return []
+    weights = np.column_stack([_overlap(periods, s, e).to_numpy() for s, e in spans])
+    where = {label: i for i, label in enumerate(periods["period"])}
+
+    def weighted(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(row, span) of every row with a positive weight, row by row within each span, and the weights."""
+        at = frame["period"].astype(str).map(where)
+        known = at.notna().to_numpy()
+        w = np.zeros((len(frame), len(spans)))
+        w[known] = weights[at[known].astype("int64").to_numpy()]
+        span, row = np.nonzero(w.T > 0)
+        return np.stack([row, span]), w[row, span]
+
+    def key_of(frame: pd.DataFrame) -> np.ndarray:
+        return frame[by].astype("string").to_numpy() if keys else np.full(len(frame), "all", dtype=object)
+
     seg = segments(market)
-    seg = seg.assign(w=seg["period"].astype(str).map(weight).fillna(0.0).to_numpy())
-    seg = seg[seg["w"] > 0]
-    rivals = market.assign(w=market["period"].astype(str).map(weight).fillna(0.0).to_numpy())
-    rivals = rivals[rivals["w"] > 0]
-    mine = won[((won["closed_at"] >= start) & (won["closed_at"] < end)).to_numpy(dtype=bool)]
-    if by:  # our deals of the market's segments only (a region or line the market does not cover is left out)
-        mine = mine[mine[by].isin(set(seg[by].astype("string")))]
-
-    def total(frame: pd.DataFrame, value: pd.Series) -> pd.Series:
-        if not keys:
-            return pd.Series([float(value.sum())], index=pd.Index(["all"], name="key"))
-        return value.groupby(frame[by].astype("string").to_numpy()).sum()
-
-    size = total(seg, seg["market_size_amount"].astype("float64") * seg["w"])
-    ours = total(mine, mine["amount"])
-    out = pd.DataFrame({"market_size_amount": size}).join(ours.rename("bookings_amount"), how="left")
-    out["bookings_amount"] = out["bookings_amount"].fillna(0.0)
-    sales = rivals.assign(v=rivals["competitor_sales_amount"].astype("float64") * rivals["w"])
-    group = [sales[by].astype("string").to_numpy()] if keys else [np.full(len(sales), "all")]
-    per = sales.groupby([*group, sales["competitor"].astype("string").to_numpy()])["v"].sum().unstack()
-    out = out.join(per, how="left")
-    out.index.name = by or "key"
+    (rows, span), w = weighted(seg)
+    size_values = seg["market_size_amount"].astype("float64").to_numpy()[rows] * w
+    seg_keys = key_of(seg)[rows]
+    sizes: dict[int, pd.Series] = {}
+    if keys:
+        grouped = pd.Series(size_values).groupby([span, seg_keys]).sum()
+        for j, part in grouped.groupby(level=0, sort=False):
+            sizes[int(j)] = part.droplevel(0)
+    rivals = market
+    (rrows, rspan), rw = weighted(rivals)
+    sales = rivals["competitor_sales_amount"].astype("float64").to_numpy()[rrows] * rw
+    per_span = pd.Series(sales).groupby([rspan, key_of(rivals)[rrows],
+                                         rivals["competitor"].astype("string").to_numpy()[rrows]]).sum()
+    per_all = {int(j): part.droplevel(0).unstack() for j, part in per_span.groupby(level=0, sort=False)}
+    closed = won["closed_at"]
+    amounts, won_keys = won["amount"], key_of(won)
+    out = []
+    for j, (start, end) in enumerate(spans):
+        if keys:
+            size = sizes.get(j, pd.Series(dtype="float64"))
+        else:
+            size = pd.Series([float(pd.Series(size_values[span == j]).sum())], index=pd.Index(["all"], name="key"))
+        inside = ((closed >= start) & (closed < end)).to_numpy(dtype=bool)
+        if keys:
+            ours = amounts[inside].groupby(won_keys[inside]).sum()
+            ours = ours[ours.index.isin(set(size.index))]
+        else:
+            ours = pd.Series([float(amounts[inside].sum())], index=pd.Index(["all"], name="key"))
+        frame = pd.DataFrame({"market_size_amount": size}).join(ours.rename("bookings_amount"), how="left")
+        frame["bookings_amount"] = frame["bookings_amount"].fillna(0.0)
+        per = per_all.get(j)
+        if per is None:
+            per = pd.DataFrame(index=pd.Index([], dtype=object))
+        frame = frame.join(per, how="left")
+        frame.index.name = by or "key"
+        out.append(frame)
     return out
 
 
@@ -206,15 +244,17 @@ def market_trend(market: pd.DataFrame, opportunities: pd.DataFrame | None = None
     won = _won(opportunities, products) if opportunities is not None else None
     keys = _keys(by)
     frames = []
-    for p in periods.itertuples(index=False):
-        if won is None:
+    figures = None if won is None else _spans_figures(market, won, periods, list(zip(periods["start"],
+                                                                                   periods["end"], strict=True)), by)
+    for i, p in enumerate(periods.itertuples(index=False)):
+        if figures is None:
             seg = segments(market)
             seg = seg[seg["period"].astype(str) == p.period]
             part = (seg.groupby(seg[by].astype("string"))["market_size_amount"].sum().to_frame() if by
                     else pd.DataFrame({"market_size_amount": [float(seg["market_size_amount"].sum())]}))
             part["bookings_amount"] = np.nan
         else:
-            part = _span_figures(market, won, periods, p.start, p.end, by)[["market_size_amount", "bookings_amount"]]
+            part = figures[i][["market_size_amount", "bookings_amount"]]
         part = part.reset_index(drop=not by)
         part.insert(0, "period", p.period)
         frames.append(part)
@@ -245,8 +285,9 @@ def market_shares(market: pd.DataFrame, opportunities: pd.DataFrame, products: p
         out.attrs["period"] = ctx.period_label
         return out
     frames = []
-    for p in periods.itertuples(index=False):
-        part = _long_shares(_span_figures(market, won, periods, p.start, p.end, by), by)
+    figures = _spans_figures(market, won, periods, list(zip(periods["start"], periods["end"], strict=True)), by)
+    for p, wide in zip(periods.itertuples(index=False), figures, strict=True):
+        part = _long_shares(wide, by)
         part.insert(0, "period", p.period)
         frames.append(part)
     return pd.concat(frames, ignore_index=True) if frames else _long_shares(
@@ -357,10 +398,10 @@ def growth_vs_market(market: pd.DataFrame, opportunities: pd.DataFrame, products
     won = _won(opportunities, products)
     parts = []
     for split in ([by, None] if by else [None]):
-        now = _span_figures(market, won, periods, start, end, split)[["market_size_amount", "bookings_amount"]]
-        then = _span_figures(market, won, periods, start - _YEAR, start, split)[
-            ["market_size_amount", "bookings_amount"]].rename(columns={
-                "market_size_amount": "market_before_amount", "bookings_amount": "bookings_before_amount"})
+        now, then = (f[["market_size_amount", "bookings_amount"]]
+                     for f in _spans_figures(market, won, periods, [(start, end), (start - _YEAR, start)], split))
+        then = then.rename(columns={
+            "market_size_amount": "market_before_amount", "bookings_amount": "bookings_before_amount"})
         part = now.join(then, how="left")
         part.index = part.index.astype("string").rename(keys[0] if keys else "key")
         parts.append(part)

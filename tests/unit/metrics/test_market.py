@@ -85,6 +85,31 @@ def test_shares_ours_and_each_competitor():
     assert mk.kpi_our_market_share(frames, Q1) == pytest.approx(750 / 3500)
 
 
+def test_spans_computed_together_equal_each_span_alone():
+    """The trend computes every market period's figures in one group-by (`_spans_figures`): each span's figures
+    equal those computed for that span alone, also for spans that overlap, cover half a period or none."""
+    market = pd.concat([market_frame(), market_frame().assign(period="2025-Q4", market_size_amount=800.0),
+                        market_frame().assign(period="not a period")], ignore_index=True)
+    opps = opportunity_frame()
+    won = mk._won(opps, PRODUCTS)
+    periods = mk.market_periods(market)
+    spans = [(T("2025-10-01"), T("2026-01-01")), (T("2026-01-01"), T("2026-04-01")),
+             (T("2025-10-01"), T("2026-04-01")), (T("2026-02-15"), T("2026-04-01")), (T("2027-01-01"), T("2027-04-01"))]
+    for by in (None, "region_id", "product_line"):
+        together = mk._spans_figures(market, won, periods, spans, by)
+        for (start, end), figures in zip(spans, together, strict=True):
+            alone = mk._spans_figures(market, won, periods, [(start, end)], by)[0]
+            pd.testing.assert_frame_equal(figures, alone, check_exact=True)
+    year = mk._spans_figures(market, won, periods, spans, None)[2]
+    assert year["market_size_amount"].tolist() == [2400.0 + 3500.0]  # 2025-Q4: every segment 800
+    assert year["bookings_amount"].tolist() == [750.0]
+    assert year[["A", "B"]].iloc[0].tolist() == [2 * 550.0, 2 * 550.0]
+    half = mk._spans_figures(market, won, periods, spans, "region_id")[3]  # 45 of the quarter's 90 days
+    assert half["market_size_amount"].to_dict() == {"R1": 750.0, "R2": 1000.0}
+    assert half["bookings_amount"].to_dict() == {"R1": 0.0, "R2": 540.0}  # o3 and o7 close after mid-February
+    assert mk._spans_figures(market, won, periods, spans, "region_id")[4].empty  # no market period in 2027
+
+
 def test_share_change_vs_the_comparison_period():
     market = pd.concat([market_frame(), market_frame().assign(period="2025-Q4")], ignore_index=True)
     opps = opportunity_frame()
