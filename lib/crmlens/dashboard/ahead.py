@@ -2,10 +2,11 @@
 the next change is drawn from memory instead of computed while the viewer waits.
 
 After every render, `ComputeAhead.shown(state)` replaces the list of states to compute (`one_change_away`: the
-other regions at the same period, the other period presets and recent quarters of the same region, the other
-comparison — most likely first) and wakes a daemon thread that computes them one after the other with the
-dashboard's own `Dashboard.compute` (results remembered in memory and in the shared disk cache,
-`DashboardData.memo`, so other kernels of the same source find them too). The thread steps aside:
+other regions at the same period, the other period presets and recent quarters of the same region — those next
+to the current one in their drop-down first —, the other comparison) and wakes a daemon thread that computes
+them one after the other with the dashboard's own `Dashboard.compute` (results remembered in memory and in the
+shared disk cache, `DashboardData.memo`, so other kernels of the same source find them too). The thread steps
+aside:
 
 * it waits while the dashboard renders (`ComputeAhead.rendering`, taken by every render), and `DELAY_S` after
   it while the browser draws — the viewer's own change always comes first; a state the thread is computing
@@ -57,13 +58,27 @@ def ahead_count(env: dict[str, str] | os._Environ[str] | None = None) -> int:
     return value
 
 
+def nearest_first(options: Sequence[str], current: str) -> list[str]:
+    """`options` other than `current`, nearest to it in the list first (the next, the one before, two after, two
+    before, ...): a viewer stepping through a drop-down — arrow keys change its value at each press — asks for
+    its neighbours next. In list order when `current` is not in it."""
+    if current not in options:
+        return list(options)
+    here = list(options).index(current)
+    out: list[str] = []
+    for step in range(1, len(options)):
+        out += [options[i] for i in (here + step, here - step) if 0 <= i < len(options)]
+    return out
+
+
 def one_change_away(state: st.FilterState, regions: Sequence[str], periods: Sequence[str]) -> list[st.FilterState]:
     """The filter states one change away from `state`, in the order they are computed: each other region (and
     all) at the same period and each other period of `periods` (the filter bar's presets and recent quarters)
-    for the same region, taken in turn — the next change is as likely a region as a period — then the other
-    comparison. Slice filters, rep and language stay."""
-    by_region = [dataclasses.replace(state, region=r) for r in ["all", *regions] if r != state.region]
-    by_period = [dataclasses.replace(state, period=p) for p in periods if p != state.period]
+    for the same region, taken in turn — the next change is as likely a region as a period —, each nearest to
+    the current one in its drop-down first (`nearest_first`), then the other comparison. Slice filters, rep and
+    language stay."""
+    by_region = [dataclasses.replace(state, region=r) for r in nearest_first(["all", *regions], state.region)]
+    by_period = [dataclasses.replace(state, period=p) for p in nearest_first(list(periods), state.period)]
     other = "last_year" if state.comparison == "previous" else "previous"
     out: list[st.FilterState] = []
     for k in range(max(len(by_region), len(by_period))):  # the next change is as likely a region as a period

@@ -27,9 +27,20 @@ def test_one_change_away_takes_regions_and_periods_in_turn_then_the_comparison()
     here = st.FilterState(period="this_quarter", region="East", segment="SMB", language="zh")
     out = one_change_away(here, ["East", "West"], ["this_quarter", "this_year", "2026-Q2"])
     assert [(s.region, s.period, s.comparison) for s in out] == [
-        ("all", "this_quarter", "previous"), ("East", "this_year", "previous"),
-        ("West", "this_quarter", "previous"), ("East", "2026-Q2", "previous"), ("East", "this_quarter", "last_year")]
+        ("West", "this_quarter", "previous"), ("East", "this_year", "previous"),
+        ("all", "this_quarter", "previous"), ("East", "2026-Q2", "previous"), ("East", "this_quarter", "last_year")]
     assert all(s.segment == "SMB" and s.language == "zh" for s in out) and here not in out
+
+
+def test_one_change_away_takes_the_neighbours_in_each_drop_down_first():
+    regions = ["APAC", "Central", "East", "North", "South"]
+    assert ahead.nearest_first(["all", *regions], "Central") == ["East", "APAC", "North", "all", "South"]
+    assert ahead.nearest_first(["all", *regions], "South") == ["North", "East", "Central", "APAC", "all"]
+    assert ahead.nearest_first(["a", "b"], "z") == ["a", "b"]  # not in the list: in list order
+    here = st.FilterState(period="this_year", region="Central")
+    out = one_change_away(here, regions, ["this_month", "this_quarter", "this_year", "last_quarter"])
+    assert [(s.region, s.period) for s in out[:4]] == [("East", "this_year"), ("Central", "last_quarter"),
+                                                       ("APAC", "this_year"), ("Central", "this_quarter")]
 
 
 def test_ahead_count_reads_the_environment():
