@@ -77,6 +77,17 @@ def children(pid: int) -> list[tuple[int, str]]:
     return rows
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid` (children, their children...): a kernel's second processes (the forkserver
+    and the worker it starts, which fits the customer-value and churn models) are grandchildren."""
+    out, todo = [], [pid]
+    while todo:
+        found = [child for child, _args in children(todo.pop())]
+        out += found
+        todo += found
+    return out
+
+
 def kernel_pids(server: VoilaServer) -> dict[int, str]:
     """The kernel processes Voila started: pid → args."""
     return {pid: args for pid, args in children(server.process.pid) if "kernel" in args}
@@ -106,7 +117,9 @@ def cpu_ticks(pids: list[int]) -> int:
 async def wait_kernels_ready(server: VoilaServer, n: int, *, quiet_s: float = 6.0,
                              timeout_s: float | None = None) -> float:
     """Wait until Voila has `n` kernels and their (and Voila's) CPU time stopped growing for `quiet_s`
-    seconds — the preheated kernels finished running the notebook up to `wait_for_request`. Seconds waited.
+    seconds — the preheated kernels finished running the notebook up to `wait_for_request`, and their second
+    processes the models they were sent while preheating (the default view's and the states computed ahead).
+    Seconds waited.
     `quiet_s` must exceed the preheat delay (`crmlens.dashboard.app.PREHEAT_DELAY_S`: a refilling kernel
     sleeps that long before its imports)."""
     start = time.monotonic()
@@ -121,7 +134,7 @@ async def wait_kernels_ready(server: VoilaServer, n: int, *, quiet_s: float = 6.
     tick_s = 1 / os.sysconf("SC_CLK_TCK")
     last, quiet_since = None, time.monotonic()
     while True:
-        pids = [server.process.pid, *kernel_pids(server)]
+        pids = [server.process.pid, *(p for k in kernel_pids(server) for p in (k, *descendants(k)))]
         ticks = cpu_ticks(pids)
         now = time.monotonic()
         # more than 50 ms of CPU since the last look (every 0.25 s), all processes together: still working

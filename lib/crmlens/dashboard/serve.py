@@ -63,9 +63,11 @@ UNUSED_EXTENSIONS: tuple[str, ...] = ("jupyterlab-plotly", "jupyterlab_pygments"
 #: Seconds Voila waits before it replaces a pool kernel a viewer took (Voila's ``fill_delay``, 1 s by default).
 #: The replacement's start — a process, ipykernel's imports, Voila compiling the page template, then the data —
 #: slowed the page of the viewer who had just taken a kernel on a small machine: Voila served that page's ~60
-#: script files in 1.2 s instead of 0.15 s. `PREHEAT_DELAY_ENV` (seconds ≥ 0) overrides it.
+#: script files in 1.2 s instead of 0.15 s, and drew its charts later. 5 s: after that page's render (2–3 s on
+#: 2 cores; with 3 s the replacement still started under the last charts of the larger views).
+#: `PREHEAT_DELAY_ENV` (seconds ≥ 0) overrides it.
 PREHEAT_DELAY_ENV = "CRMLENS_DASHBOARD_PREHEAT_DELAY"
-PREHEAT_DELAY_S = 3.0
+PREHEAT_DELAY_S = 5.0
 #: Seconds Voila waits for a cell's output before giving up on it (nbclient's default, 4 s, drops the output of
 #: a page whose kernel is slowed down by others preheating).
 IOPUB_TIMEOUT_S = 60

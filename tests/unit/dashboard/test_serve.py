@@ -69,7 +69,7 @@ def test_a_used_pool_kernel_is_replaced_after_the_preheat_delay(monkeypatch):
     """Voila replaces a pool kernel a viewer took only `PREHEAT_DELAY_S` later (its fill_delay), so that the
     replacement's start does not slow that viewer's page; the environment (or the server's) may change it."""
     monkeypatch.delenv(serve.PREHEAT_DELAY_ENV, raising=False)
-    assert flag(voila_command(), "VoilaKernelManager.fill_delay") == "3" == f"{serve.PREHEAT_DELAY_S:g}"
+    assert flag(voila_command(), "VoilaKernelManager.fill_delay") == "5" == f"{serve.PREHEAT_DELAY_S:g}"
     monkeypatch.setenv(serve.PREHEAT_DELAY_ENV, "0.5")
     assert flag(voila_command(), "VoilaKernelManager.fill_delay") == "0.5"
     assert flag(voila_command(env={serve.PREHEAT_DELAY_ENV: "0"}), "VoilaKernelManager.fill_delay") == "0"
