@@ -102,6 +102,7 @@ bench: $(STAMP) run-deps $(DEMO_DIR)/opportunities.parquet ## run the benchmarks
 	$(BIN)/python bench/bench_run.py --exports
 	$(BIN)/python bench/bench_dashboard.py
 	$(BIN)/python bench/bench_plotlyjs.py
+	$(BIN)/python bench/bench_market.py
 	$(BIN)/python bench/bench_scale.py --data default
 
 lock: ## re-resolve requirements.lock from pyproject.toml (after changing dependencies)

@@ -77,15 +77,21 @@ def children(pid: int) -> list[tuple[int, str]]:
     return rows
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process under `pid` (children, their children...): a kernel's second processes (the forkserver
-    and the worker it starts, which fits the customer-value and churn models) are grandchildren."""
-    out, todo = [], [pid]
+def descendants(pids: list[int]) -> list[int]:
+    """Every process under `pids` (children, their children...), from one `ps` of the whole machine: a kernel's
+    second processes (the forkserver and the worker it starts, which fits the customer-value and churn models)
+    are grandchildren."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    under: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        pid, ppid = (int(x) for x in line.split())
+        under.setdefault(ppid, []).append(pid)
+    found, todo = [], list(pids)
     while todo:
-        found = [child for child, _args in children(todo.pop())]
-        out += found
-        todo += found
-    return out
+        kids = under.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
 
 
 def kernel_pids(server: VoilaServer) -> dict[int, str]:
@@ -120,8 +126,8 @@ async def wait_kernels_ready(server: VoilaServer, n: int, *, quiet_s: float = 6.
     seconds — the preheated kernels finished running the notebook up to `wait_for_request`, and their second
     processes the models they were sent while preheating (the default view's and the states computed ahead).
     Seconds waited.
-    `quiet_s` must exceed the preheat delay (`crmlens.dashboard.app.PREHEAT_DELAY_S`: a refilling kernel
-    sleeps that long before its imports)."""
+    `quiet_s` must exceed the refill delay (`crmlens.dashboard.serve.PREHEAT_DELAY_S`: Voila starts a kernel
+    replacing a used one that long after its page was asked for)."""
     start = time.monotonic()
     timeout_s = timeout_s if timeout_s is not None else READY_TIMEOUT_S * max(1.0, n / 10)
     deadline = start + timeout_s
@@ -134,7 +140,8 @@ async def wait_kernels_ready(server: VoilaServer, n: int, *, quiet_s: float = 6.
     tick_s = 1 / os.sysconf("SC_CLK_TCK")
     last, quiet_since = None, time.monotonic()
     while True:
-        pids = [server.process.pid, *(p for k in kernel_pids(server) for p in (k, *descendants(k)))]
+        kernels = list(kernel_pids(server))
+        pids = [server.process.pid, *kernels, *descendants(kernels)]
         ticks = cpu_ticks(pids)
         now = time.monotonic()
         # more than 50 ms of CPU since the last look (every 0.25 s), all processes together: still working

@@ -78,7 +78,7 @@ def one_change_away(state: st.FilterState, regions: Sequence[str], periods: Sequ
     the current one in its drop-down first (`nearest_first`), then the other comparison. Slice filters, rep and
     language stay."""
     by_region = [dataclasses.replace(state, region=r) for r in nearest_first(["all", *regions], state.region)]
-    by_period = [dataclasses.replace(state, period=p) for p in nearest_first(list(periods), state.period)]
+    by_period = [dataclasses.replace(state, period=p) for p in nearest_first(periods, state.period)]
     other = "last_year" if state.comparison == "previous" else "previous"
     out: list[st.FilterState] = []
     for k in range(max(len(by_region), len(by_period))):  # the next change is as likely a region as a period

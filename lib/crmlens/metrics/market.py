@@ -186,11 +186,10 @@ def _spans_figures(market: pd.DataFrame, won: pd.DataFrame, periods: pd.DataFram
         grouped = pd.Series(size_values).groupby([span, seg_keys]).sum()
         for j, part in grouped.groupby(level=0, sort=False):
             sizes[int(j)] = part.droplevel(0)
-    rivals = market
-    (rrows, rspan), rw = weighted(rivals)
-    sales = rivals["competitor_sales_amount"].astype("float64").to_numpy()[rrows] * rw
-    per_span = pd.Series(sales).groupby([rspan, key_of(rivals)[rrows],
-                                         rivals["competitor"].astype("string").to_numpy()[rrows]]).sum()
+    (rrows, rspan), rw = weighted(market)  # every competitor's row
+    sales = market["competitor_sales_amount"].astype("float64").to_numpy()[rrows] * rw
+    per_span = pd.Series(sales).groupby([rspan, key_of(market)[rrows],
+                                         market["competitor"].astype("string").to_numpy()[rrows]]).sum()
     per_all = {int(j): part.droplevel(0).unstack() for j, part in per_span.groupby(level=0, sort=False)}
     closed = won["closed_at"]
     amounts, won_keys = won["amount"], key_of(won)
@@ -201,9 +200,8 @@ def _spans_figures(market: pd.DataFrame, won: pd.DataFrame, periods: pd.DataFram
         else:
             size = pd.Series([float(pd.Series(size_values[span == j]).sum())], index=pd.Index(["all"], name="key"))
         inside = ((closed >= start) & (closed < end)).to_numpy(dtype=bool)
-        if keys:
+        if keys:  # a key the market does not cover is left out by the join below
             ours = amounts[inside].groupby(won_keys[inside]).sum()
-            ours = ours[ours.index.isin(set(size.index))]
         else:
             ours = pd.Series([float(amounts[inside].sum())], index=pd.Index(["all"], name="key"))
         frame = pd.DataFrame({"market_size_amount": size}).join(ours.rename("bookings_amount"), how="left")
@@ -215,6 +213,11 @@ def _spans_figures(market: pd.DataFrame, won: pd.DataFrame, periods: pd.DataFram
         frame.index.name = by or "key"
         out.append(frame)
     return out
+
+
+def _period_spans(periods: pd.DataFrame) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Each market period's [start, end), oldest first (`market_periods`' order)."""
+    return list(zip(periods["start"], periods["end"], strict=True))
 
 
 def _long_shares(wide: pd.DataFrame, by: str | None) -> pd.DataFrame:
@@ -244,8 +247,7 @@ def market_trend(market: pd.DataFrame, opportunities: pd.DataFrame | None = None
     won = _won(opportunities, products) if opportunities is not None else None
     keys = _keys(by)
     frames = []
-    figures = None if won is None else _spans_figures(market, won, periods, list(zip(periods["start"],
-                                                                                   periods["end"], strict=True)), by)
+    figures = None if won is None else _spans_figures(market, won, periods, _period_spans(periods), by)
     for i, p in enumerate(periods.itertuples(index=False)):
         if figures is None:
             seg = segments(market)
@@ -285,7 +287,7 @@ def market_shares(market: pd.DataFrame, opportunities: pd.DataFrame, products: p
         out.attrs["period"] = ctx.period_label
         return out
     frames = []
-    figures = _spans_figures(market, won, periods, list(zip(periods["start"], periods["end"], strict=True)), by)
+    figures = _spans_figures(market, won, periods, _period_spans(periods), by)
     for p, wide in zip(periods.itertuples(index=False), figures, strict=True):
         part = _long_shares(wide, by)
         part.insert(0, "period", p.period)
