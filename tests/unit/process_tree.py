@@ -139,8 +139,11 @@ class Started:
         self.seen.update(now)
         return now
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
+    def output(self, tail: int | None = 6000) -> str:
+        """The command's output so far: its last `tail` characters (for a failure message), or all of it (None:
+        a line printed at start, before stopped kernels' tracebacks, is found however long those are)."""
+        text = self.log.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
 
 def spawner(tmp_path: Path) -> Iterator[Callable[..., Started]]:

@@ -89,7 +89,7 @@ def test_a_stopped_dashboard_leaves_no_voila_and_no_kernel(spawn, tiny_demo, sig
     assert not left, f"still running after {sig.name}: " + "; ".join(f"{p}: {pt.cmdline(p)}" for p in left)
     assert cmd.proc.wait(timeout=5) == (-signal.SIGKILL if sig == signal.SIGKILL else 0), cmd.output()
     assert time.monotonic() - started < 15
-    assert f"at http://127.0.0.1:{port}/" in cmd.output()
+    assert f"at http://127.0.0.1:{port}/" in cmd.output(tail=None), cmd.output()
 
 
 # ---------------------------------------------------------------- run_voila and stop_process_tree
