@@ -38,7 +38,7 @@ def browser():
 
 
 def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1,
-                 preheat: tuple[str, ...] = ("overview",)):
+                 preheat: tuple[str, ...] = ("overview",), env: dict[str, str] | None = None):
     from crmlens.dashboard.serve import VoilaServer
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -48,8 +48,8 @@ def start_server(source: str, mapping: str | None, name: str, pool_size: int = 1
     quick = {"CRMLENS_DASHBOARD_PREHEAT_DELAY": "0", "CRMLENS_DASHBOARD_WARM": "0"}
     # only the dashboards a module opens most are preheated: each preheated kernel loads the data (a few seconds
     # of CPU), and five views × a pool would compete with the rest of the suite
-    return VoilaServer(pool_size=pool_size, source=source, mapping=mapping, log_path=log, extra_env=quick,
-                       preheat=preheat).start()
+    return VoilaServer(pool_size=pool_size, source=source, mapping=mapping, log_path=log,
+                       extra_env={**quick, **(env or {})}, preheat=preheat).start()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from crmlens.dashboard import state as st
 from crmlens.dashboard.tiles import tiles_for
 from crmlens.dashboard.widgets import OVERVIEW
 from crmlens.metrics import funnel
-from tests.browser.conftest import RENDER_TIMEOUT_MS, start_server
+from tests.browser.conftest import ARTIFACTS, RENDER_TIMEOUT_MS, start_server
 from tests.conftest import MAVEN_MAPPING
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -113,6 +113,12 @@ def test_overview_page_loads_renders_drills_and_exports(page, server, con, tmp_p
         # a chart, or (the alerts panel when no region stands out) its plain line
         panel.locator(".crmlens-chart .main-svg, .crmlens-no_data").first.wait_for(timeout=30_000)
     assert page.locator(".crmlens-panel-drill .crmlens-drill-item").count() >= 2
+    # the key findings: an HTML table (no chart to draw), or the plain line when the numbers support none
+    findings = page.locator(".crmlens-panel-key_findings")
+    assert findings.count() == 1 and findings.locator(".crmlens-chart").count() == 0
+    rows = findings.locator("table.crmlens-findings tbody tr").count()
+    assert rows >= 1 or findings.locator(".crmlens-no_data").count() == 1
+    assert "**" not in findings.inner_text()
     # customer value by segment: fitted in a second process (or read from the shared results), then drawn
     page.locator(".crmlens-panel-clv_segments .crmlens-chart .main-svg").first.wait_for(timeout=120_000)
     text = page.inner_text("body")
@@ -191,6 +197,9 @@ def test_filter_changes_show_the_library_numbers_and_the_excel_file_holds_them(p
 
 def test_deep_link_restores_the_state_and_a_custom_range_shows_the_library_numbers(page, server, con):
     open_page(page, server, region="West", period="2026-Q2", comparison="last_year")
+    # the kernel opens the link it is given, or the one the page reports (Voila's channel failed): wait for it
+    page.wait_for_selector(f"{STATUS}[data-state='region=West&period=2026-Q2&comparison=last_year']",
+                           timeout=RENDER_TIMEOUT_MS)
     assert (shown(page, "region"), shown(page, "period"), shown(page, "comparison")) == \
         ("West", "2026-Q2", "Same period last year")
     assert page.get_attribute(STATUS, "data-state") == "region=West&period=2026-Q2&comparison=last_year"
@@ -205,6 +214,24 @@ def test_deep_link_restores_the_state_and_a_custom_range_shows_the_library_numbe
     state = st.FilterState(region="West", period="2026-05-01..2026-06-30", comparison="last_year")
     assert page.get_attribute(STATUS, "data-state") == "region=West&period=2026-05-01..2026-06-30&comparison=last_year"
     assert_same(page_tiles(page), library_tiles(con, state))
+
+
+def test_a_deep_link_opens_when_voilas_request_channel_fails(page, tiny_demo):
+    """A preheated kernel gets its page's query from Voila over a websocket of its own; here it cannot reach it
+    (a wrong path: as behind a proxy that does not pass it), so the kernel shows the default view. The page
+    tells the kernel the link it was opened with, and the link's view is shown."""
+    s = start_server(str(tiny_demo), None, "no-request-channel", env={"VOILA_WS_BASE_URL": "/no-such-path/"})
+    try:
+        page.goto(s.url("overview", region="West", period="2026-Q2"), timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_selector(f"{STATUS}[data-state='region=West&period=2026-Q2']", timeout=RENDER_TIMEOUT_MS)
+        assert (shown(page, "region"), shown(page, "period")) == ("West", "2026-Q2")
+        assert page.url.endswith("?region=West&period=2026-Q2")
+        text = page.inner_text("body")
+        assert "Traceback" not in text and "Exception" not in text and "Failed to connect" not in text
+        log = (ARTIFACTS / "voila-no-request-channel.log").read_text(errors="replace")
+        assert "crmlens: the page was opened with ?region=West&period=2026-Q2, the kernel was given ?:" in log
+    finally:
+        s.stop()
 
 
 def test_bad_deep_link_names_the_parameter_and_opens_the_default(page, server):

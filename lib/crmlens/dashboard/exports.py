@@ -217,6 +217,7 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
     import plotly.io as pio
 
     from crmlens.charts import plotlyjs
+    from crmlens.dashboard.panels_roles import TABLE_PANELS, findings_html
 
     parts = [f"<h1>{html.escape(title)}</h1>"] + [f"<p class='hdr'>{html.escape(line)}</p>" for line in header]
     parts.append(tiles_html(tiles))
@@ -239,7 +240,9 @@ def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: 
                          f"{finding_html(p.recommendation)}</p>")
         if p.note:
             parts.append(f"<p class='note'>{html.escape(p.note)}</p>")
-        if p.table is not None:
+        if p.table is not None and p.key in TABLE_PANELS:
+            parts.append(findings_html(p.table, p.columns))
+        elif p.table is not None:
             parts.append(table_html(p.table, p.columns or {c: c for c in p.table.columns}, css="tbl", limit=30))
         parts.append("</section>")
     style = ("body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}h1{font-size:20px}"

@@ -37,6 +37,7 @@ import dataclasses
 import functools
 import html
 import os
+import sys
 import threading
 import time
 import traceback
@@ -68,7 +69,7 @@ from crmlens.dashboard.panels import (
     drill_table,
     funnel_records,
 )
-from crmlens.dashboard.panels_roles import KEY_FINDINGS, key_findings
+from crmlens.dashboard.panels_roles import KEY_FINDINGS, TABLE_PANELS, findings_html, key_findings
 from crmlens.dashboard.records import RecordsDrill
 from crmlens.dashboard.serve import PAGE_PLOTLY_ENV, refresh_interval
 from crmlens.dashboard.tiles import Tile, missing_tables_text, tiles_for, tiles_html
@@ -93,7 +94,10 @@ DRILL_SHEETS: dict[str, str] = {"region": N_("Drill-down regions"), "team": N_("
 
 class UrlSync(anywidget.AnyWidget):
     """Keeps the page address's query string equal to `query` (history.replaceState: no reload, no history
-    entry per filter change)."""
+    entry per filter change). On a Voila page it first tells the kernel the link the page was opened with
+    (`on_opened` handlers), then follows `query`: the deep link is opened even when Voila's own channel for
+    the request (``voila.utils.wait_for_request``, which gives a preheated kernel its ``QUERY_STRING``) did
+    not deliver it."""
 
     _esm = """
     function render({ model }) {
@@ -105,11 +109,33 @@ class UrlSync(anywidget.AnyWidget):
         }
       };
       model.on("change:query", apply);
-      apply();
+      model.on("msg:custom", (msg) => { if (msg && msg.kind === "apply") apply(); });
+      if (document.body && document.body.dataset.voila === "voila" && !window.crmlensLinkSent) {
+        // the kernel answers with the link's state (change:query) or "apply"; until then the address stays
+        window.crmlensLinkSent = true;
+        model.send({ kind: "opened", query: window.location.search.replace(/^[?]/, "") });
+      } else {
+        apply();
+      }
     }
     export default { render };
     """
     query = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._opened_handlers: list[Callable[[str], None]] = []
+        self.on_msg(self._message)
+
+    def on_opened(self, fn: Callable[[str], None]) -> None:
+        """Call fn(query) with the query string of the address the page was opened with."""
+        self._opened_handlers.append(fn)
+
+    def _message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("kind") == "opened":
+            for fn in self._opened_handlers:
+                fn(str(content.get("query") or ""))
+            self.send({"kind": "apply"})
 
 
 class Downloader(anywidget.AnyWidget):
@@ -428,26 +454,42 @@ class FilterBar:
 # -- panels ----------------------------------------------------------------------------------------------------
 
 class PanelBox:
-    """A chart panel on the page: title, figure, finding / note / no-data line."""
+    """A panel on the page: title, chart (or, for a `TABLE_PANELS` panel, its table), finding / note / no-data
+    line."""
 
     def __init__(self, key: str, title: str) -> None:
         self.key = key
         self.title = w.HTML(f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>")
-        self.figure = Chart()
+        self.table: w.HTML | None = w.HTML() if key in TABLE_PANELS else None
+        self.figure: Chart | None = Chart() if self.table is None else None
         self.text = w.HTML()
-        self.box = w.VBox([self.title, self.figure, self.text],
+        self.box = w.VBox([self.title, self.figure if self.figure is not None else self.table, self.text],
                           layout=w.Layout(border="1px solid #e0e0e0", padding="6px 10px", margin="6px 0"))
         self.box.add_class("crmlens-panel")
         self.box.add_class(f"crmlens-panel-{key}")
 
+    @property
+    def chart(self) -> Chart:
+        """The panel's chart (a chart panel's)."""
+        if self.figure is None:
+            raise TypeError(f"panel {self.key!r} is a table panel: it has no chart")
+        return self.figure
+
     def show(self, panel: Panel) -> None:
         """Show `panel` (its texts are in the language it was made in; the fallbacks in the language in use)."""
         self.title.value = f"<h3 style='margin:4px 0'>{html.escape(panel.title)}</h3>"
-        if panel.no_data or panel.figure is None:
-            self.figure.show(None)
+        shown = panel.figure if self.figure is not None else panel.table
+        if panel.no_data or shown is None:
+            if self.figure is not None:
+                self.figure.show(None)
+            if self.table is not None:
+                self.table.value = ""
             self.text.value = _message(panel.no_data or _("No data"), "no_data")
             return
-        self.figure.show(panel.figure)
+        if self.figure is not None:
+            self.figure.show(panel.figure)
+        if self.table is not None:
+            self.table.value = findings_html(panel.table, panel.columns)
         parts = [f"<div class='crmlens-finding'>{exports.finding_html(panel.finding)}</div>"] if panel.finding else []
         if panel.recommendation:
             label = html.escape(_("Recommendation"))
@@ -737,11 +779,11 @@ class Dashboard:
             self.panels["funnel"].box.children = (*self.panels["funnel"].box.children, self.records.box)
         self.drill = DrillDown(data_, lambda: self.state) if spec.drill else None
         if self.drill is not None and "regions" in self.panels:
-            self.panels["regions"].figure.on_click(self.drill_to_place)
+            self.panels["regions"].chart.on_click(self.drill_to_place)
         self.record_drills = [RecordsDrill(data_, key, lambda: self.state) for key in spec.records]
         for key in CUSTOMER_CHARTS:  # a click on a customer's bar opens the customer's history
             if key in self.panels and "customer_history" in spec.records:
-                self.panels[key].figure.on_click(self.drill_to_customer)
+                self.panels[key].chart.on_click(self.drill_to_customer)
         self.attribution = AttributionSwitch(data_, lambda: self.state, self.panels["attribution"]) \
             if "attribution" in self.panels else None
         self.export = ExportBar(self.excel_file, self.pdf_file)
@@ -759,7 +801,9 @@ class Dashboard:
         self.refresh_note.add_class("crmlens-refresh-status")
         self.refresh_box = w.HBox([self.refresh_button, self.refresh_note], layout=w.Layout(align_items="center"))
         self.refresh_button.layout.margin = "0 8px 0 0"
+        self.link = ""  # the deep link opened (`from_query`, `open_link`)
         self.url = UrlSync()
+        self.url.on_opened(self._page_opened)
         parts: list[w.Widget] = [self.title, self.header, self.filters.box, self.export.box, self.refresh_box,
                                  self.status, self.tile_row, *(p.box for p in self.panels.values())]
         if self.drill is not None:
@@ -780,6 +824,7 @@ class Dashboard:
         link's language when that one is good — with a message naming the URL parameter and what is allowed."""
         state, error = _link_state(data_, query)
         board = cls(data_, spec, state)
+        board.link = query or ""
         if error:
             board._link_error(error)
         return board
@@ -787,11 +832,20 @@ class Dashboard:
     def open_link(self, query: str | None) -> None:
         """Show deep link `query` on this dashboard as `from_query` opens it (a dashboard a preheating kernel
         built for the default view before its viewer arrived: only what the link changes is redrawn)."""
+        self.link = query or ""
         state, error = _link_state(self.data, query)
         if state != self.state:
             self.set_state(state)
         if error:
             self._link_error(error)
+
+    def _page_opened(self, query: str) -> None:
+        """The page says which link it was opened with: open it when it is not the one this kernel was given
+        (Voila's request channel failed, or the kernel was not started for this page)."""
+        if query != self.link:
+            print(f"crmlens: the page was opened with ?{query}, the kernel was given ?{self.link}: opening the "
+                  "page's link", file=sys.__stderr__ or sys.stderr, flush=True)  # the server's log, not the page
+            self.open_link(query)
 
     def _link_error(self, error: str) -> None:
         with i18n.language(self.state.language):

@@ -6,7 +6,9 @@ redraws the panel for one model; the views' tables are what `app.load` loads."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import io
+import re
 
 import openpyxl
 import pytest
@@ -140,6 +142,17 @@ def test_the_overview_opens_with_its_key_findings_ranked_from_its_panels(board_d
     assert first.key == "key_findings" and list(first.table["finding"]) == [f.text for f in expected]
     assert 0 < len(first.table) <= 6 and set(first.table["panel"]) <= {p.title for p in rest}
     assert first.table["severity"].iloc[0] in ("Act", "Watch", "Good news", "Context")
+    assert list(first.table["level"]) == [f.severity for f in expected]
+    # shown as an HTML table (readable, wrapping, copyable text; nothing for plotly.js to draw), not a chart
+    box = board.panels["key_findings"]
+    assert first.figure is None and box.figure is None and box.table in box.box.children
+    page = box.table.value
+    assert page.count("<tr data-severity=") == len(first.table) and "**" not in page
+    for f in expected:
+        assert f"<tr data-severity='{f.severity}'>" in page
+        assert html.escape(re.sub(r"\*\*(.+?)\*\*", r"\1", f.text).split("`")[0][:40]) in re.sub(r"</?b>", "", page)
+    with pytest.raises(TypeError, match="table panel"):
+        box.chart  # noqa: B018
 
 
 def test_a_click_on_a_customers_bar_opens_the_customers_history(board_data, rep):

@@ -112,6 +112,31 @@ def test_from_query_opens_a_deep_link(board_data):
     assert "crmlens-error" not in board.status.value and render_count(board) == 1
 
 
+def test_the_link_the_page_reports_is_opened_when_the_kernel_was_not_given_it(board_data):
+    """Voila hands a preheated kernel its page's query over a channel of its own; when that fails the kernel
+    shows the default view. The page then says which link it was opened with (UrlSync's "opened" message),
+    and the dashboard opens it; the same link as the kernel's is not rendered twice."""
+    board = Dashboard.from_query(board_data, OVERVIEW, "")  # the kernel got no QUERY_STRING
+    sent: list[dict] = []
+    board.url.send = lambda content, buffers=None: sent.append(content)
+    board.url._message(board.url, {"kind": "opened", "query": "region=west&period=2026-q2"}, [])
+    assert board.state == st.FilterState(region="West", period="2026-Q2") and board.link == "region=west&period=2026-q2"
+    assert board.url.query == "region=West&period=2026-Q2" and sent == [{"kind": "apply"}]
+    assert render_count(board) == 2
+    board.url._message(board.url, {"kind": "opened", "query": "region=west&period=2026-q2"}, [])
+    assert render_count(board) == 2 and sent == [{"kind": "apply"}] * 2  # the address is rewritten, nothing else
+    board.url._message(board.url, {"kind": "something else"}, [])
+    assert render_count(board) == 2 and len(sent) == 2
+
+
+def test_a_bad_link_the_page_reports_opens_the_default_view_and_says_why(board_data):
+    board = Dashboard.from_query(board_data, OVERVIEW, "region=East")
+    board.url.send = lambda content, buffers=None: None
+    board.url._message(board.url, {"kind": "opened", "query": "region=Atlantis"}, [])
+    assert board.state == st.FilterState() and "crmlens-error" in board.status.value
+    assert "Atlantis" in unescape(board.status.value)
+
+
 @pytest.mark.parametrize(("query", "param"), [("region=Atlantis", "region"), ("colour=red", "colour"),
                                               ("period=someday", "period"), ("team=Z-9", "team")])
 def test_from_query_with_a_bad_link_opens_the_default_view(board_data, query, param):
