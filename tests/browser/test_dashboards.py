@@ -8,6 +8,7 @@ in-memory cut.
 from __future__ import annotations
 
 import http.client
+import time
 
 import pytest
 
@@ -221,14 +222,22 @@ def test_a_deep_link_opens_when_voilas_request_channel_fails(page, tiny_demo):
     (a wrong path: as behind a proxy that does not pass it), so the kernel shows the default view. The page
     tells the kernel the link it was opened with, and the link's view is shown."""
     s = start_server(str(tiny_demo), None, "no-request-channel", env={"VOILA_WS_BASE_URL": "/no-such-path/"})
+    log_path = ARTIFACTS / "voila-no-request-channel.log"
     try:
+        # the page must get the preheated kernel (one that asked for its request and got a 404): a page arriving
+        # before the pool's kernel started gets a kernel of its own, started with the query in its environment
+        deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
+        while "404 GET /no-such-path/voila/query/" not in log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the pool's kernel never asked for its request"
+            time.sleep(0.5)
         page.goto(s.url("overview", region="West", period="2026-Q2"), timeout=RENDER_TIMEOUT_MS)
         page.wait_for_selector(f"{STATUS}[data-state='region=West&period=2026-Q2']", timeout=RENDER_TIMEOUT_MS)
         assert (shown(page, "region"), shown(page, "period")) == ("West", "2026-Q2")
         assert page.url.endswith("?region=West&period=2026-Q2")
         text = page.inner_text("body")
         assert "Traceback" not in text and "Exception" not in text and "Failed to connect" not in text
-        log = (ARTIFACTS / "voila-no-request-channel.log").read_text(errors="replace")
+        log = log_path.read_text(errors="replace")
+        assert "Using pre-heated kernel" in log
         assert "crmlens: the page was opened with ?region=West&period=2026-Q2, the kernel was given ?:" in log
     finally:
         s.stop()

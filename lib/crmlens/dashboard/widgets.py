@@ -816,6 +816,7 @@ class Dashboard:
         self.app.add_class("crmlens-dashboard")
         self._awaited: set[int] = set()  # panels still being computed elsewhere whose end redraws the view
         self.ahead = ComputeAhead(self._compute_ahead, self._one_change_away)
+        self._wanted = self.state
         self.set_state(self.state)
 
     @classmethod
@@ -913,8 +914,10 @@ class Dashboard:
         """Re-render every part for `state`, in its language (which becomes the kernel's: `crmlens.i18n.use`);
         on a bad state keep the previous one and say why. One render at a time (a live refresh renders from
         its thread)."""
+        self._wanted = state  # asked last: a panel finishing meanwhile for the state shown must not redraw it
         with self._render_lock, self.ahead.rendering():
             self._set_state(state)
+            self._wanted = self.state  # (a bad state keeps the one shown)
         self.ahead.shown(self.state)
 
     def _set_state(self, state: st.FilterState) -> None:
@@ -970,8 +973,11 @@ class Dashboard:
         self._awaited.discard(id(future))
 
         def redraw() -> None:
-            if self.state == state:
-                self.set_state(state)
+            # under the render lock: a render of another state asked for (or under way) meanwhile wins — checked
+            # before it, this redrew the old state over a deep link's once that link's render finished
+            with self._render_lock:
+                if self.state == state and self._wanted == state:
+                    self.set_state(state)
         threading.Thread(target=redraw, name="crmlens-panel-ready", daemon=True).start()
 
     def relabel(self, language: str) -> None:

@@ -214,3 +214,45 @@ def test_warming_the_rep_view_prepares_what_every_rep_shares(tiny_demo):
     fresh = DashboardData.load(str(tiny_demo), tables=sorted(app.view_tables(spec)), cache_dir=False)
     warm(fresh, spec, [STATE])
     assert any(key[0] == "churn model" for key in fresh._results)
+
+
+def test_a_panel_finishing_for_the_old_state_does_not_redraw_it_over_a_new_one(board_data, monkeypatch):
+    """A panel computed elsewhere redraws the view when it is ready, if the view still shows its state. A deep
+    link opened meanwhile (its render under way: the state shown is still the old one) must win: the redraw of
+    the old state used to wait for the render lock and then draw the old state over the link's (a preheated
+    kernel whose default view had a panel pending; seen under load in the browser tests)."""
+    import threading
+    from concurrent.futures import Future
+
+    from crmlens.dashboard import panels as panels_module
+    from crmlens.dashboard.panels import Panel
+
+    job: Future = Future()
+    entered, release = threading.Event(), threading.Event()
+    link = dataclasses.replace(STATE, region="West")
+
+    def slow(v):
+        if v.state == link and not release.is_set():
+            entered.set()
+            release.wait(30)  # the link's render, in progress
+        if v.state != link and not job.done():
+            return Panel("slow", "Slow", no_data="being computed", pending=job)
+        return Panel("slow", "Slow", no_data="ready")
+
+    monkeypatch.setitem(panels_module.PANELS, "slow", slow)
+    spec = dataclasses.replace(VIEWS["sales_manager"], name="race_test", panels=("slow",), key_findings=False)
+    board = Dashboard(board_data, spec, STATE)
+    assert board.panel_data[0].pending is job
+    opening = threading.Thread(target=board.set_state, args=(link,))
+    opening.start()
+    assert entered.wait(30)
+    job.set_result(None)  # the old state's panel is ready: its redraw thread starts and waits for the lock
+    redraws = [t for t in threading.enumerate() if t.name == "crmlens-panel-ready"]
+    assert redraws
+    release.set()
+    opening.join(30)
+    for t in redraws:
+        t.join(30)
+    assert board.state == link and board.url.query == st.to_query(link)
+    assert f"data-render='2' data-state='{html.escape(st.to_query(link))}'" in board.status.value  # no 3rd render
+    board.ahead.stop()
