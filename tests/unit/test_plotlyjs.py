@@ -47,7 +47,7 @@ _TRACE_TYPES = {name.lower() for name in dir(go) if isinstance(getattr(go, name)
 
 def test_the_bundle_draws_every_trace_type_the_library_makes():
     made = _traces_the_library_makes()
-    assert {"bar", "scatter", "histogram", "treemap", "table"} <= made, made  # the scan finds them
+    assert {"bar", "scatter", "histogram", "treemap", "heatmap"} <= made, made  # the scan finds them
     assert made <= plotlyjs.bundle_traces(), f"not in the bundle: {sorted(made - plotlyjs.bundle_traces())}"
 
 
