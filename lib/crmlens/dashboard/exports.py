@@ -211,13 +211,32 @@ def table_html(frame: pd.DataFrame, columns: Mapping[str, str], *, css: str, lim
             f'<tbody>{"".join(rows)}</tbody></table>{more}')
 
 
+def findings_html(table: pd.DataFrame, columns: Mapping[str, str]) -> str:
+    """The key findings panel's table (`crmlens.dashboard.panels_roles.key_findings`) as HTML: a row per
+    finding with its severity as the run's reports badge it (`crmlens.run.summary.severity_badge`, same
+    colours), the finding and recommendation with their Markdown (bold, code), the panel it comes from."""
+    from crmlens.run.summary import SUMMARY_CSS, severity_badge
+
+    order = ("severity", "finding", "recommendation", "panel")
+    head = "".join(f"<th>{html.escape(columns.get(c, c))}</th>" for c in order)
+    rows = [f"<tr data-severity='{html.escape(str(r.level))}'><td>{severity_badge(str(r.level))}</td>"
+            f"<td>{finding_html(str(r.finding))}</td><td>{finding_html(str(r.recommendation or ''))}</td>"
+            f"<td style='color:#555'>{html.escape(str(r.panel))}</td></tr>" for r in table.itertuples(index=False)]
+    style = (f"<style>{SUMMARY_CSS}.crmlens-findings{{border-collapse:collapse;font-size:13px;width:100%}}"
+             ".crmlens-findings th{text-align:left;background:#1f4e79;color:#fff;padding:4px 8px}"
+             ".crmlens-findings td{padding:4px 8px;border-bottom:1px solid #e0e0e0;vertical-align:top;"
+             "text-align:left}</style>")
+    return (f"{style}<table class='crmlens-findings' data-rows='{len(table)}'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
 def view_html(title: str, header: Sequence[str], tiles: Sequence[Tile], panels: Sequence[Panel]) -> str:
     """The printable page of a view: header, tiles, each panel's chart (plotly.js embedded once), finding (and
     its recommendation), table — its texts in the language in use."""
     import plotly.io as pio
 
     from crmlens.charts import plotlyjs
-    from crmlens.dashboard.panels_roles import TABLE_PANELS, findings_html
+    from crmlens.dashboard.panels_roles import TABLE_PANELS
 
     parts = [f"<h1>{html.escape(title)}</h1>"] + [f"<p class='hdr'>{html.escape(line)}</p>" for line in header]
     parts.append(tiles_html(tiles))

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import plotly.graph_objects as go
 
-from crmlens.charts import COLORS
 from crmlens.charts import customers as customer_charts
 from crmlens.charts import forecast as forecast_charts
 from crmlens.charts import market as market_charts
@@ -284,37 +283,8 @@ def key_findings(made: list[Panel], limit: int = 6) -> Panel:
                           "recommendation": _("Recommendation"), "panel": _("Panel")})
 
 
-#: Panels shown as a table (`findings_html`) instead of a chart.
+#: Panels shown as a table (`crmlens.dashboard.exports.findings_html`) instead of a chart.
 TABLE_PANELS = frozenset({KEY_FINDINGS})
-#: The severities' colours in the key findings table.
-SEVERITY_COLOURS = {"act": COLORS["bad"], "watch": COLORS["target"], "good": COLORS["good"], "info": COLORS["neutral"]}
-
-
-def findings_html(table: pd.DataFrame, columns: dict[str, str]) -> str:
-    """The key findings panel's table as HTML: a row per finding, its severity in its colour, the finding and
-    recommendation with their Markdown (bold, code) kept, the panel it comes from."""
-    import html
-
-    from crmlens.dashboard.exports import finding_html
-
-    cols = [c for c in ("severity", "finding", "recommendation", "panel") if c in table.columns]
-    head = "".join(f"<th>{html.escape(columns.get(c, c))}</th>" for c in cols)
-    rows = []
-    for row in table.itertuples(index=False):
-        level = str(getattr(row, "level", "info"))
-        colour = SEVERITY_COLOURS.get(level, COLORS["neutral"])
-        cells = [f"<td class='crmlens-severity' style='color:{colour};font-weight:600;white-space:nowrap'>"
-                 f"{html.escape(str(row.severity))}</td>",
-                 f"<td>{finding_html(str(row.finding))}</td>",
-                 f"<td>{finding_html(str(row.recommendation or ''))}</td>",
-                 f"<td style='color:#555'>{html.escape(str(row.panel))}</td>"]
-        rows.append(f"<tr data-severity='{html.escape(level)}'>{''.join(cells[:len(cols)])}</tr>")
-    style = ("<style>.crmlens-findings{border-collapse:collapse;font-size:13px;width:100%}"
-             ".crmlens-findings th{text-align:left;background:#1f4e79;color:#fff;padding:4px 8px}"
-             ".crmlens-findings td{padding:4px 8px;border-bottom:1px solid #e0e0e0;vertical-align:top;"
-             "text-align:left}</style>")
-    return (f"{style}<table class='crmlens-findings' data-rows='{len(table)}'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 ROLE_PANELS: dict[str, Callable[[View], Panel]] = {

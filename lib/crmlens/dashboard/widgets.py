@@ -69,7 +69,7 @@ from crmlens.dashboard.panels import (
     drill_table,
     funnel_records,
 )
-from crmlens.dashboard.panels_roles import KEY_FINDINGS, TABLE_PANELS, findings_html, key_findings
+from crmlens.dashboard.panels_roles import KEY_FINDINGS, TABLE_PANELS, key_findings
 from crmlens.dashboard.records import RecordsDrill
 from crmlens.dashboard.serve import PAGE_PLOTLY_ENV, refresh_interval
 from crmlens.dashboard.tiles import Tile, missing_tables_text, tiles_for, tiles_html
@@ -489,7 +489,7 @@ class PanelBox:
         if self.figure is not None:
             self.figure.show(panel.figure)
         if self.table is not None:
-            self.table.value = findings_html(panel.table, panel.columns)
+            self.table.value = exports.findings_html(panel.table, panel.columns)
         parts = [f"<div class='crmlens-finding'>{exports.finding_html(panel.finding)}</div>"] if panel.finding else []
         if panel.recommendation:
             label = html.escape(_("Recommendation"))
