@@ -26,12 +26,14 @@ the customer's net share (what it kept of what it bought, after credits: returns
 
 Both models are fitted by maximum a posteriori (MAP) with an explicit seed: the same data give the same numbers;
 full MCMC sampling takes minutes, MAP about a second once compiled (see `bench/bench_clv.py`). The MAP is
-pymc's `find_MAP` (same start point, same L-BFGS-B optimiser on the same log density without Jacobian) with one
-difference: the log density, its gradient and the model's values are compiled as **one** pytensor function,
-where `find_MAP` compiles five (a start-value check, the density, the gradient, the values, the start point):
-pytensor's graph rewriting is most of a fit's time (`_map_point`; tested equal to `find_MAP`; measured: about
-0.7 s less a fit). pymc-marketing (and pytensor, which compiles the models once per machine into its cache, see
-`PYTENSOR_CACHE`) is imported only when a model is fitted: ``import crmlens.metrics.clv`` costs nothing.
+pymc's `find_MAP` (same start point, same L-BFGS-B optimiser on the same log density without Jacobian) with two
+differences: the log density, its gradient and the model's values are compiled as **one** pytensor function,
+where `find_MAP` compiles five (a start-value check, the density, the gradient, the values, the start point),
+and that function takes the customers' data as inputs, so the next model of the same kind in the process (another
+region, the holdout's cut-off) reuses it: pytensor's graph rewriting is most of a fit's time (`_map_point`,
+`_COMPILED`; tested equal to `find_MAP` and to a fresh compile; `bench/bench_clv.py`, 2026-12-02: both models
+0.82 s warm instead of 1.55 s). pymc-marketing (and pytensor, which compiles the models once per machine into its
+cache, see `PYTENSOR_CACHE`) is imported only when a model is fitted: ``import crmlens.metrics.clv`` costs nothing.
 Notebook 04 fits both (the values and the holdout check) in a second process when a core is free
 (`crmlens.analysis.in_background`), started with the kernel and warmed while the slice opens (`prepare`), so the
 fits run while the other sections do.
@@ -245,12 +247,46 @@ def _clv_module() -> Any:
     return clv
 
 
+#: `_map_point`'s compiled functions in this process, by the structure of the model's graph with its data lifted
+#: to inputs (`_lifted`): a model of the same kind on other customers (another region, the holdout's cut-off)
+#: reuses the function instead of compiling it again (pytensor's graph rewriting, ~0.2–1 s a fit).
+_COMPILED: dict[str, Any] = {}
+_COMPILED_MAX = 16
+
+
+def _lifted(outputs: list[Any]) -> tuple[list[Any], list[Any], list[Any], str]:
+    """The graph `outputs` with its data lifted to inputs: every constant array (the customers' observations)
+    and every integer constant that is one of their lengths (pymc writes the number of customers into the
+    graph) becomes an input of its own. Returns the new outputs, the new inputs, their values (this model's
+    constants, in the same order) and the key: the new graph printed with types and static shapes, so two
+    models share a key only when they compute the same function of their data."""
+    import pytensor.tensor as pt
+    from pytensor.graph.basic import ancestors
+    from pytensor.graph.replace import clone_replace
+    from pytensor.printing import debugprint
+    from pytensor.tensor.variable import TensorConstant
+
+    constants = list(dict.fromkeys(v for v in ancestors(outputs) if isinstance(v, TensorConstant)))
+    arrays = [c for c in constants if c.ndim >= 1 and c.data.size > 1]
+    lengths = {int(n) for c in arrays for n in c.data.shape if n > 1}
+    counts = [c for c in constants if c.ndim == 0 and c.dtype.startswith(("int", "uint")) and int(c.data) in lengths]
+    lifted = {c: c.type.clone(shape=(None,) * c.ndim)(name=f"data_{i}") for i, c in enumerate(arrays)}
+    lifted.update({c: pt.scalar(f"length_{i}", dtype="int64") for i, c in enumerate(counts)})
+    # not strict: each node is made again from its new inputs, so no static shape of this model's data remains
+    new_outputs = clone_replace(outputs, replace=lifted, rebuild_strict=False)
+    values = [c.data for c in arrays] + [np.int64(c.data) for c in counts]
+    key = debugprint(new_outputs, file="str", print_type=True, print_shape=True)
+    return new_outputs, list(lifted.values()), values, key
+
+
 def _map_point(model: Any = None, *, seed: int | None = None, maxeval: int = 5000, **_: Any) -> dict[str, Any]:
     """pymc's `find_MAP` for `model` (called as pymc-marketing calls it: ``model=``, ``seed=``, ``progressbar=``),
     compiled once: the log density without Jacobian, its gradient and every unobserved value (transformed and
-    deterministic) are outputs of one pytensor function. Same start point (the model's initial point for
+    deterministic) are outputs of one pytensor function, with the model's data as inputs, kept for the next
+    model of the same kind in this process (`_COMPILED`). Same start point (the model's initial point for
     `seed`), same optimiser (scipy's L-BFGS-B with the gradient, at most `maxeval` evaluations), same result (a
-    dict: value name → value). A start point whose density is not finite is an error, as in `find_MAP`."""
+    dict: value name → value; equal to `find_MAP`'s to ~1e-7, the data not folded into the compiled graph).
+    A start point whose density is not finite is an error, as in `find_MAP`."""
     import pymc as pm
     import pytensor
     from pymc.blocking import DictToArrayBijection
@@ -264,8 +300,18 @@ def _map_point(model: Any = None, *, seed: int | None = None, maxeval: int = 500
     x0 = DictToArrayBijection.map({v.name: start[v.name] for v in value_vars})
     logp = model.logp(jacobian=False)
     unobserved = get_default_varnames(model.unobserved_value_vars, include_transformed=True)
-    fn = model.compile_fn([logp, *pytensor.grad(logp, value_vars), *unobserved], inputs=value_vars,
-                          point_fn=False)
+    outputs, data_inputs, data, key = _lifted([logp, *pytensor.grad(logp, value_vars), *unobserved])
+    key = f"check_bounds={model.check_bounds}\n{key}"  # pymc compiles the parameter checks by this flag
+    fn = _COMPILED.get(key)
+    if fn is None:
+        from pymc.pytensorf import compile as compile_pymc
+
+        with model:  # as `model.compile_fn` does: pymc's rewrites (a parameter out of bounds gives -inf)
+            fn = compile_pymc([*value_vars, *data_inputs], outputs, allow_input_downcast=True, accept_inplace=True,
+                              on_unused_input="ignore")
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = fn
     pieces, lo = [], 0
     for _name, shape, size, dtype in x0.point_map_info:
         pieces.append((slice(lo, lo + size), shape, dtype))
@@ -273,7 +319,7 @@ def _map_point(model: Any = None, *, seed: int | None = None, maxeval: int = 500
     n_vars = len(value_vars)
 
     def run(x: np.ndarray) -> list[Any]:
-        return fn(*[x[sl].reshape(shape).astype(dtype) for sl, shape, dtype in pieces])
+        return fn(*[x[sl].reshape(shape).astype(dtype) for sl, shape, dtype in pieces], *data)
 
     def cost(x: np.ndarray) -> tuple[float, np.ndarray]:
         out = run(x)
@@ -282,7 +328,7 @@ def _map_point(model: Any = None, *, seed: int | None = None, maxeval: int = 500
     if not np.isfinite(run(x0.data)[0]):
         raise pm.exceptions.SamplingError(f"The model's log density is not finite at its start point {start}")
     best = minimize(cost, x0.data, jac=True, method="L-BFGS-B", options={"maxfun": maxeval})
-    return {v.name: value for v, value in zip(unobserved, run(best.x)[1 + n_vars:], strict=True)}
+    return {v.name: np.asarray(value).copy() for v, value in zip(unobserved, run(best.x)[1 + n_vars:], strict=True)}
 
 
 @contextlib.contextmanager

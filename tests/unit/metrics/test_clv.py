@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,45 @@ def test_the_one_compile_map_is_pymcs_find_map() -> None:
     assert set(ours) == set(theirs)
     for name, value in theirs.items():
         assert np.asarray(ours[name]) == pytest.approx(np.asarray(value), rel=1e-3, abs=1e-6), name
+
+
+def _bg_model(summary: pd.DataFrame) -> Any:
+    data = pd.DataFrame({"customer_id": np.arange(len(summary)), "frequency": summary["frequency"].astype(float),
+                         "recency": summary["first_to_last_days"].astype(float),
+                         "T": summary["age_days"].astype(float)})
+    model = clv._clv_module().BetaGeoModel()
+    model.build_model(data)
+    return model.model
+
+
+def test_a_model_of_the_same_kind_on_other_customers_reuses_the_compiled_function() -> None:
+    """`_map_point` compiles a model's function once per process: a BG/NBD model of other customers (another
+    region, another cut-off, another number of customers) reuses it with its own data, and finds what a fresh
+    compile and `pymc.find_MAP` find; a model of another kind gets a function of its own."""
+    import pymc as pm
+
+    history = _history()
+    one = clv.rfm_t_summary(history, T("2026-01-01"))
+    other = clv.rfm_t_summary(history[history["account_id"] >= "C10"], T("2025-10-01"))  # fewer customers
+    assert len(other) < len(one)
+    with clv._quiet():
+        clv._COMPILED.clear()
+        clv._map_point(model=_bg_model(one), seed=7)
+        assert len(clv._COMPILED) == 1
+        compiled = next(iter(clv._COMPILED.values()))
+        reused = clv._map_point(model=_bg_model(other), seed=7)
+        assert len(clv._COMPILED) == 1 and next(iter(clv._COMPILED.values())) is compiled
+        clv._COMPILED.clear()
+        fresh = clv._map_point(model=_bg_model(other), seed=7)
+        theirs = pm.find_MAP(model=_bg_model(other), seed=7, progressbar=False)
+        spenders = one[one["frequency"] > 0]
+        gg = clv._clv_module().GammaGammaModel()
+        gg.build_model(pd.DataFrame({"customer_id": np.arange(len(spenders)),
+                                     "frequency": spenders["frequency"].astype(float),
+                                     "monetary_value": spenders["spend_amount"].astype(float)}))
+        clv._map_point(model=gg.model, seed=7)
+    assert len(clv._COMPILED) == 2  # another kind of model, another function
+    assert set(reused) == set(fresh) == set(theirs)
+    for name, value in fresh.items():
+        np.testing.assert_array_equal(reused[name], value)  # reused or compiled anew: the same numbers
+        assert np.asarray(value) == pytest.approx(np.asarray(theirs[name]), rel=1e-3, abs=1e-6), name
