@@ -182,12 +182,18 @@ def describe_outlook(f: pf.Forecast | None) -> Finding | None:
         (f.summary["level"] == top_level).sum() == 1 else None
     if top is None:
         return None
-    text = _("For {period} (as of {as_of}) we expect bookings of {expected} (80 % range {low}–{high}): {closed} "
-             "won so far, {pipe} from open deals and {new} from deals not yet in the pipeline.", period=f.period.label,
-             as_of=f.t.strftime("%Y-%m-%d"), expected=_fmt(top["expected_amount"], "amount"),
-             low=_fmt(top["p10"], "amount"), high=_fmt(top["p90"], "amount"),
-             closed=_fmt(top["closed_amount"], "amount"), pipe=_fmt(top["pipeline_expected"], "amount"),
-             new=_fmt(top["run_rate_expected"], "amount"))
+    low, high = _fmt(top["p10"], "amount"), _fmt(top["p90"], "amount")
+    parts = {"period": f.period.label, "as_of": f.t.strftime("%Y-%m-%d"),
+             "expected": _fmt(top["expected_amount"], "amount"), "closed": _fmt(top["closed_amount"], "amount"),
+             "pipe": _fmt(top["pipeline_expected"], "amount"), "new": _fmt(top["run_rate_expected"], "amount")}
+    if low == high:  # nothing left uncertain (e.g. no open deal with an amount): a range "X–X" says nothing
+        text = _("For {period} (as of {as_of}) we expect bookings of {expected}, with no uncertainty left in the "
+                 "forecast: {closed} won so far, {pipe} from open deals and {new} from deals not yet in the "
+                 "pipeline.", **parts)
+    else:
+        text = _("For {period} (as of {as_of}) we expect bookings of {expected} (80 % range {low}–{high}): {closed} "
+                 "won so far, {pipe} from open deals and {new} from deals not yet in the pipeline.", low=low,
+                 high=high, **parts)
     unknown = int((~f.deals["amount_known"]).sum()) if "amount_known" in f.deals else 0
     if unknown:
         text = _("{text} {n} of the {total} open deals have no amount in this source and count for nothing.",

@@ -162,3 +162,23 @@ def test_on_the_demo_calibrated_win_rates_beat_the_stage_probability(demo_data):
     check = pf.deal_calibration(demo_data, [T("2025-03-31"), T("2025-09-30")]).set_index("source")
     assert check.loc["model", "brier"] < check.loc["stage_probability", "brier"]
     assert check.loc["model", "mean_predicted"] == pytest.approx(check.loc["model", "win_share"], abs=0.08)
+
+
+def _outlook(p10: float, p90: float) -> pf.Forecast:
+    summary = pd.DataFrame([{"level": "company", "key": "all", "closed_amount": 1000.0, "pipeline_expected": 0.0,
+                             "run_rate_expected": 0.0, "expected_amount": 1000.0, "p10": p10, "p50": 1000.0,
+                             "p90": p90, "target_amount": np.nan, "target_probability": np.nan}])
+    deals = pd.DataFrame({"deal_id": ["D1", "D2"], "amount_known": [False, False]})
+    return pf.Forecast(period=parse_period("2026-Q3"), t=pd.Timestamp("2026-08-15"), deals=deals, summary=summary,
+                       categories=pd.DataFrame(), sims={}, run_rate_basis="", model=None)
+
+
+def test_the_outlook_writes_a_range_only_when_there_is_one():
+    """No "80 % range X–X": when every open deal lacks an amount (Maven) nothing is left uncertain."""
+    from crmlens.metrics import forecasting
+
+    flat = forecasting.describe_outlook(_outlook(1000.0, 1000.0)).text
+    assert "80 % range" not in flat and "no uncertainty left" in flat and "bookings of 1,000," in flat
+    assert "2 of the 2 open deals have no amount" in flat
+    spread = forecasting.describe_outlook(_outlook(800.0, 1300.0)).text
+    assert "80 % range 800–1,300" in spread and "uncertainty" not in spread
