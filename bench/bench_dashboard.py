@@ -109,6 +109,21 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def shared_mb(pid: int) -> dict[str, float] | None:
+    """A process's memory beyond RSS (Linux's smaps_rollup): ``pss`` its proportional share (a page shared by n
+    processes counts 1/n: libraries' code, read-only files), ``uss`` its private pages (what it alone holds:
+    freed when it ends). With many kernels, RSS counts the shared libraries in every one of them."""
+    try:
+        fields = {}
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                fields[parts[0][:-1]] = int(parts[1]) / 1024
+    except OSError:
+        return None
+    return {"pss": fields.get("Pss", 0.0), "uss": fields.get("Private_Clean", 0.0) + fields.get("Private_Dirty", 0.0)}
+
+
 def cpu_ticks(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -531,6 +546,8 @@ def _memory(server: VoilaServer, rows: list[dict[str, Any]]) -> tuple[dict[str, 
     viewer_pids = {r["kernel_pid"] for r in rows if r.get("kernel_pid")}
     memory = {"voila_rss_mb": rss_mb(server.process.pid),
               "viewer_kernels_rss_mb": [rss_mb(p) for p in sorted(viewer_pids)],
+              "viewer_kernels_pss_mb": [(shared_mb(p) or {}).get("pss") for p in sorted(viewer_pids)],
+              "viewer_kernels_uss_mb": [(shared_mb(p) or {}).get("uss") for p in sorted(viewer_pids)],
               "other_kernels_rss_mb": [rss_mb(p) for p in sorted(set(kernels) - viewer_pids)],
               "kernels": len(kernels)}
     return memory, rows
@@ -631,6 +648,12 @@ def summarize(results: dict[str, Any]) -> list[str]:
                      f"{len(mem['viewer_kernels_rss_mb'])}), Voila server {fmt(mem['voila_rss_mb'], 'MB', 0)}, "
                      f"{len(mem['other_kernels_rss_mb'])} more kernel(s) refilling the pool "
                      f"({', '.join(fmt(v, 'MB', 0) for v in mem['other_kernels_rss_mb']) or '—'})")
+        pss = [v for v in mem.get("viewer_kernels_pss_mb", []) if v is not None]
+        uss = [v for v in mem.get("viewer_kernels_uss_mb", []) if v is not None]
+        if pss and uss:
+            lines.append(f"   per viewer's kernel beyond RSS: {fmt(mean(pss), 'MB', 0)} proportional (PSS: shared "
+                         f"libraries split between the kernels), {fmt(mean(uss), 'MB', 0)} private (USS: what one "
+                         "more viewer adds)")
     elif ses:
         lines.append(f"4. sessions: FAILED — {ses.get('error')}")
     return lines
