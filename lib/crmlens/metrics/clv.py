@@ -53,6 +53,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -249,8 +250,10 @@ def _clv_module() -> Any:
 
 #: `_map_point`'s compiled functions in this process, by the structure of the model's graph with its data lifted
 #: to inputs (`_lifted`): a model of the same kind on other customers (another region, the holdout's cut-off)
-#: reuses the function instead of compiling it again (pytensor's graph rewriting, ~0.2–1 s a fit).
-_COMPILED: dict[str, Any] = {}
+#: reuses the function instead of compiling it again (pytensor's graph rewriting, ~0.2–1 s a fit). Each comes with
+#: a lock: a pytensor function holds its inputs' and outputs' storage, so two threads must not run it at once.
+_COMPILED: dict[str, tuple[Any, threading.Lock]] = {}
+_COMPILED_LOCK = threading.Lock()
 _COMPILED_MAX = 16
 
 
@@ -302,16 +305,19 @@ def _map_point(model: Any = None, *, seed: int | None = None, maxeval: int = 500
     unobserved = get_default_varnames(model.unobserved_value_vars, include_transformed=True)
     outputs, data_inputs, data, key = _lifted([logp, *pytensor.grad(logp, value_vars), *unobserved])
     key = f"check_bounds={model.check_bounds}\n{key}"  # pymc compiles the parameter checks by this flag
-    fn = _COMPILED.get(key)
-    if fn is None:
+    with _COMPILED_LOCK:
+        compiled = _COMPILED.get(key)
+    if compiled is None:
         from pymc.pytensorf import compile as compile_pymc
 
         with model:  # as `model.compile_fn` does: pymc's rewrites (a parameter out of bounds gives -inf)
             fn = compile_pymc([*value_vars, *data_inputs], outputs, allow_input_downcast=True, accept_inplace=True,
                               on_unused_input="ignore")
-        if len(_COMPILED) >= _COMPILED_MAX:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = fn
+        with _COMPILED_LOCK:
+            compiled = _COMPILED.setdefault(key, (fn, threading.Lock()))
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.pop(next(iter(_COMPILED)))
+    fn, in_use = compiled
     pieces, lo = [], 0
     for _name, shape, size, dtype in x0.point_map_info:
         pieces.append((slice(lo, lo + size), shape, dtype))
@@ -325,10 +331,12 @@ def _map_point(model: Any = None, *, seed: int | None = None, maxeval: int = 500
         out = run(x)
         return -float(out[0]), -np.concatenate([np.ravel(g) for g in out[1:1 + n_vars]])
 
-    if not np.isfinite(run(x0.data)[0]):
-        raise pm.exceptions.SamplingError(f"The model's log density is not finite at its start point {start}")
-    best = minimize(cost, x0.data, jac=True, method="L-BFGS-B", options={"maxfun": maxeval})
-    return {v.name: np.asarray(value).copy() for v, value in zip(unobserved, run(best.x)[1 + n_vars:], strict=True)}
+    with in_use:
+        if not np.isfinite(run(x0.data)[0]):
+            raise pm.exceptions.SamplingError(f"The model's log density is not finite at its start point {start}")
+        best = minimize(cost, x0.data, jac=True, method="L-BFGS-B", options={"maxfun": maxeval})
+        return {v.name: np.asarray(value).copy() for v, value in zip(unobserved, run(best.x)[1 + n_vars:],
+                                                                       strict=True)}
 
 
 @contextlib.contextmanager

@@ -289,3 +289,28 @@ def test_a_model_of_the_same_kind_on_other_customers_reuses_the_compiled_functio
     for name, value in fresh.items():
         np.testing.assert_array_equal(reused[name], value)  # reused or compiled anew: the same numbers
         assert np.asarray(value) == pytest.approx(np.asarray(theirs[name]), rel=1e-3, abs=1e-6), name
+
+
+def test_a_shared_compiled_function_runs_one_fit_at_a_time() -> None:
+    """A pytensor function holds its inputs' and outputs' storage: while one fit uses the shared function,
+    a fit of the same kind in another thread waits for it, then gets its own numbers."""
+    import threading
+
+    history = _history()
+    one = clv.rfm_t_summary(history, T("2026-01-01"))
+    other = clv.rfm_t_summary(history[history["account_id"] >= "C10"], T("2025-10-01"))
+    with clv._quiet():
+        clv._COMPILED.clear()
+        clv._map_point(model=_bg_model(one), seed=7)
+        alone = clv._map_point(model=_bg_model(other), seed=7)
+        (_fn, in_use), = clv._COMPILED.values()
+        got: dict[str, Any] = {}
+        with in_use:  # as if a fit in another thread were running on it
+            thread = threading.Thread(target=lambda: got.update(clv._map_point(model=_bg_model(other), seed=7)))
+            thread.start()
+            thread.join(timeout=3)
+            assert thread.is_alive() and not got  # waiting for the function
+        thread.join(timeout=60)
+    assert not thread.is_alive() and set(got) == set(alone)
+    for name, value in alone.items():
+        np.testing.assert_array_equal(got[name], value)
