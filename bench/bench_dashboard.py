@@ -109,7 +109,7 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def shared_mb(pid: int) -> dict[str, float] | None:
+def smaps_mb(pid: int) -> dict[str, float] | None:
     """A process's memory beyond RSS (Linux's smaps_rollup): ``pss`` its proportional share (a page shared by n
     processes counts 1/n: libraries' code, read-only files), ``uss`` its private pages (what it alone holds:
     freed when it ends). With many kernels, RSS counts the shared libraries in every one of them."""
@@ -546,8 +546,8 @@ def _memory(server: VoilaServer, rows: list[dict[str, Any]]) -> tuple[dict[str, 
     viewer_pids = {r["kernel_pid"] for r in rows if r.get("kernel_pid")}
     memory = {"voila_rss_mb": rss_mb(server.process.pid),
               "viewer_kernels_rss_mb": [rss_mb(p) for p in sorted(viewer_pids)],
-              "viewer_kernels_pss_mb": [(shared_mb(p) or {}).get("pss") for p in sorted(viewer_pids)],
-              "viewer_kernels_uss_mb": [(shared_mb(p) or {}).get("uss") for p in sorted(viewer_pids)],
+              "viewer_kernels_pss_mb": [(smaps_mb(p) or {}).get("pss") for p in sorted(viewer_pids)],
+              "viewer_kernels_uss_mb": [(smaps_mb(p) or {}).get("uss") for p in sorted(viewer_pids)],
               "other_kernels_rss_mb": [rss_mb(p) for p in sorted(set(kernels) - viewer_pids)],
               "kernels": len(kernels)}
     return memory, rows
